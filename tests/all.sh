@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every check the project has, in the order a failure is cheapest to find:
+# setup, formatting, clippy (warnings denied), host tests, `shared` built for both thumb
+# targets, firmware built for both boards and exercised in QEMU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { printf '\n=== %s (t+%ss)\n' "$*" "$(( $(date +%s) - t0 ))"; }
+
+step "setup"
+bash .ci/setup
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "host tests (release: the training tests need optimised burn)"
+cargo test --release --workspace
+
+step "clippy, warnings denied"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "shared is no_std: thumbv7em-none-eabihf and thumbv6m-none-eabi"
+cargo build --release -p sqz-shared --target thumbv7em-none-eabihf
+cargo build --release -p sqz-shared --target thumbv6m-none-eabi
+
+step "all checks passed in $(( $(date +%s) - t0 )) s"

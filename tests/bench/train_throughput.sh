@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Training throughput, burn vs PyTorch on the same SqueezeNet, in one run (issue 3, item 5).
+#
+#   tests/bench/train_throughput.sh [--warmup W] [--steps N] [--repeats R] [--batch B] [--no-record]
+#
+# Builds and runs `cargo bench -p sqz-host --bench train_throughput`, then
+# tests/bench/pytorch_train.py (PyTorch from PyPI: `pip install torch`, see that file) with the
+# same settings and 2 threads, prints a table and the ratio burn / PyTorch (PyTorch's faster
+# memory layout), and appends a row to tests/bench/BENCHMARKS.md unless --no-record.
+# Fails if the two networks' parameter counts differ. PYTHON picks the interpreter (python3).
+# Run it on an otherwise idle machine: the load average at the start is recorded with the row.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+py="${PYTHON:-python3}"
+command="tests/bench/train_throughput.sh $*"
+warmup=3 steps=10 repeats=3 batch=64 record=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --warmup) warmup="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --repeats) repeats="$2"; shift 2 ;;
+    --batch) batch="$2"; shift 2 ;;
+    --no-record) record=0; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "train_throughput.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+common=(--warmup "$warmup" --steps "$steps" --repeats "$repeats" --batch "$batch")
+
+if ! "$py" -c 'import torch' 2>/dev/null; then
+  echo "train_throughput.sh: $py cannot import torch; install it with: $py -m pip install torch" >&2
+  exit 1
+fi
+
+cd "$root"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+load_at_start="$(cut -d' ' -f1 /proc/loadavg)"
+
+echo "== building the burn bench (release) ==" >&2
+cargo bench -p sqz-host --bench train_throughput --no-run >&2
+echo "== burn ==" >&2
+cargo bench -q -p sqz-host --bench train_throughput -- "${common[@]}" | tee "$tmp/burn.out"
+echo "== pytorch ==" >&2
+"$py" "$here/pytorch_train.py" "${common[@]}" --threads 2 | tee "$tmp/torch.out"
+
+"$py" - "$tmp/burn.out" "$tmp/torch.out" "$here/BENCHMARKS.md" "$record" "$load_at_start" \
+  "$command" <<'EOF'
+import datetime, json, platform, subprocess, sys
+
+burn_out, torch_out, md, record, load, command = sys.argv[1:]
+
+def json_lines(path):
+    return [json.loads(l) for l in open(path, encoding="utf-8") if l.startswith("{")]
+
+burn = json_lines(burn_out)[-1]
+torch_runs = json_lines(torch_out)
+best = next(r for r in torch_runs if r.get("best"))
+by_layout = {r["variant"]: r for r in torch_runs}
+ratio = burn["images_per_s"] / best["images_per_s"]
+
+print()
+print(f"| implementation             | images/s (median) | parameters |")
+print(f"|----------------------------|------------------:|-----------:|")
+print(f"| burn flex+autodiff         | {burn['images_per_s']:17.1f} | {burn['params']:10d} |")
+for r in torch_runs:
+    mark = " (best)" if r.get("best") else ""
+    print(f"| {'pytorch ' + r['variant'] + mark:26} | {r['images_per_s']:17.1f} | {r['params']:10d} |")
+print(f"\nratio burn / PyTorch ({best['variant']}): {ratio:.2f}x  (goal >= 1.00x)")
+
+if burn["params"] != best["params"]:
+    sys.exit(f"parameter counts differ: burn {burn['params']}, PyTorch {best['params']}; "
+             "the two networks are not the same architecture, fix pytorch_train.py")
+
+if record != "1":
+    sys.exit(0)
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+cpu = next((l.split(":", 1)[1].strip() for l in sh("lscpu").splitlines()
+            if l.startswith("Model name")), platform.processor() or "?")
+machine = f"{cpu}, {burn['logical_cpus']} logical CPUs, load {load} at start"
+commit = sh("git", "rev-parse", "--short", "HEAD")
+dirty = "+dirty" if sh("git", "status", "--porcelain", "--untracked-files=no") else ""
+rustc = sh("rustc", "--version").split(" ")[1] if sh("rustc", "--version") != "?" else "?"
+fmt = lambda layout: f"{by_layout[layout]['images_per_s']:.1f}" if layout in by_layout else "-"
+row = (f"| {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} | {commit}{dirty} | "
+       f"{machine} | {burn['batch']} | {burn['warmup']}+{burn['repeats']}x{burn['steps']} | "
+       f"{burn['images_per_s']:.1f} | {fmt('contiguous')} | {fmt('channels_last')} | "
+       f"**{ratio:.2f}x** | {burn['params']} | rustc {rustc}, burn 0.22.1 flex; "
+       f"torch {best['torch']} ({best['threads']} threads) | `{command.strip()}` |")
+
+header = """# Benchmarks
+
+## Training throughput, burn vs PyTorch (issue 3, item 5)
+
+Images/s of one training step (forward, cross-entropy with label smoothing 0.1, backward, AdamW,
+loss read back) of the default Fashion-MNIST SqueezeNet (`SqueezeNetConfig::fashion_mnist()`)
+at the given batch, median of the repeats, random inputs. burn: `host/benches/train_throughput.rs`;
+PyTorch: `tests/bench/pytorch_train.py` (same network, same parameter count, 2 threads, both
+memory layouts). Ratio = burn / the faster PyTorch layout; the goal is >= 1.00x. Rows are appended
+by `tests/bench/train_throughput.sh`; numbers taken while other work loaded the machine are
+not comparable (see the load in the machine column).
+
+| date (UTC) | commit | machine | batch | warm-up+repeats x steps | burn images/s | PyTorch contiguous | PyTorch channels_last | burn / PyTorch | params | versions | command |
+|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---|
+"""
+try:
+    text = open(md, encoding="utf-8").read()
+except FileNotFoundError:
+    text = ""
+marker = "| date (UTC) | commit | machine | batch |"
+if marker not in text:
+    text = (text.rstrip() + "\n\n" if text.strip() else "") + header
+# Insert after the table's last row, so sections written below the table stay below it.
+lines = text.rstrip("\n").split("\n")
+at = next(i for i, l in enumerate(lines) if l.startswith(marker))
+while at + 1 < len(lines) and lines[at + 1].startswith("|"):
+    at += 1
+lines.insert(at + 1, row)
+open(md, "w", encoding="utf-8").write("\n".join(lines) + "\n")
+print(f"recorded in {md}")
+EOF
