@@ -1,0 +1,18 @@
+//! Board support, one module per board feature. Each exposes the same items:
+//!
+//! * `NAME`, `COST_UNIT`;
+//! * `init() -> Port`: clocks, the host UART (`embedded_io::Read + Write`) and the cost counter;
+//! * `cost_counter()` / `cost_since(start)`: inference cost in `COST_UNIT`;
+//! * `fault_write(bytes)`: raw blocking UART write usable from fault handlers;
+//! * `log(args)`: diagnostics to the debugger/emulator console (no-op where there is none);
+//! * `stop(code) -> !`: end the program (QEMU: semihosting exit with `code`).
+
+#[cfg(feature = "mps2-an386")]
+mod mps2_an386;
+#[cfg(feature = "mps2-an386")]
+pub use mps2_an386::*;
+
+#[cfg(feature = "nucleo-f411re")]
+mod nucleo_f411re;
+#[cfg(feature = "nucleo-f411re")]
+pub use nucleo_f411re::*;
