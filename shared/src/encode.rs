@@ -1,0 +1,918 @@
+//! Blob building helpers (feature `std`): owned weight encodings and convolutions that lend
+//! [`WeightsDesc`] / [`ConvDesc`] views to [`crate::format::encode`].
+//!
+//! The compressor supplies dense int8 weights, or centroids + per-weight indices; these helpers
+//! produce every encoding of the format (bit packing, sparse gaps with fillers, canonical
+//! Huffman code lengths and streams).
+
+extern crate std;
+use std::vec;
+use std::vec::Vec;
+
+use crate::format::{ConvDesc, Error, Pad, QuantParams, Values, WeightsDesc};
+use crate::quant::conv_multiplier;
+use crate::weights::MAX_CODE_LEN;
+
+/// LSB-first bit writer.
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    nbits: usize,
+}
+
+impl BitWriter {
+    /// Appends the `n` low bits of `v`, LSB first.
+    pub fn put(&mut self, v: u32, n: u32) {
+        for i in 0..n {
+            self.bit((v >> i) & 1);
+        }
+    }
+    /// Appends one bit.
+    pub fn bit(&mut self, b: u32) {
+        if self.nbits.is_multiple_of(8) {
+            self.bytes.push(0);
+        }
+        if b != 0 {
+            *self.bytes.last_mut().unwrap() |= 1 << (self.nbits % 8);
+        }
+        self.nbits += 1;
+    }
+    /// Bits written.
+    pub fn len(&self) -> usize {
+        self.nbits
+    }
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.nbits == 0
+    }
+    /// The bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Canonical Huffman code lengths (<= 15) for symbol frequencies (0 = unused symbol). A lone
+/// used symbol gets length 1.
+pub fn huffman_lengths(freqs: &[u64]) -> Vec<u8> {
+    let mut f: Vec<u64> = freqs.to_vec();
+    loop {
+        let lens = huffman_lengths_unlimited(&f);
+        if lens.iter().all(|&l| (l as usize) <= MAX_CODE_LEN) {
+            return lens;
+        }
+        for x in f.iter_mut() {
+            if *x > 0 {
+                *x = (*x / 2).max(1);
+            }
+        }
+    }
+}
+
+fn huffman_lengths_unlimited(freqs: &[u64]) -> Vec<u8> {
+    let used: Vec<usize> = (0..freqs.len()).filter(|&i| freqs[i] > 0).collect();
+    let mut lens = vec![0u8; freqs.len()];
+    if used.len() == 1 {
+        lens[used[0]] = 1;
+        return lens;
+    }
+    // Nodes: (weight, id); parents tracked for depth.
+    let mut parent: Vec<usize> = vec![usize::MAX; used.len()];
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = used
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| std::cmp::Reverse((freqs[s], n)))
+        .collect();
+    while heap.len() > 1 {
+        let std::cmp::Reverse((wa, a)) = heap.pop().unwrap();
+        let std::cmp::Reverse((wb, b)) = heap.pop().unwrap();
+        let id = parent.len();
+        parent.push(usize::MAX);
+        parent[a] = id;
+        parent[b] = id;
+        heap.push(std::cmp::Reverse((wa + wb, id)));
+    }
+    for (n, &s) in used.iter().enumerate() {
+        let mut d = 0;
+        let mut x = n;
+        while parent[x] != usize::MAX {
+            x = parent[x];
+            d += 1;
+        }
+        lens[s] = d.min(255) as u8;
+    }
+    lens
+}
+
+/// Canonical codes for lengths: `codes[s]` (MSB-first value of `lengths[s]` bits).
+pub fn canonical_codes(lengths: &[u8]) -> Vec<u32> {
+    let mut bl_count = [0u32; MAX_CODE_LEN + 1];
+    for &l in lengths {
+        if l > 0 {
+            bl_count[l as usize] += 1;
+        }
+    }
+    let mut next = [0u32; MAX_CODE_LEN + 2];
+    let mut code = 0u32;
+    for bits in 1..=MAX_CODE_LEN {
+        code = (code + bl_count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    // bl_count[0] must not count: recompute without it.
+    let mut next2 = [0u32; MAX_CODE_LEN + 2];
+    let mut code = 0u32;
+    let mut prev = 0u32;
+    for bits in 1..=MAX_CODE_LEN {
+        code = (code + prev) << 1;
+        next2[bits] = code;
+        prev = bl_count[bits];
+    }
+    let _ = next;
+    lengths
+        .iter()
+        .map(|&l| {
+            if l == 0 {
+                0
+            } else {
+                let c = next2[l as usize];
+                next2[l as usize] += 1;
+                c
+            }
+        })
+        .collect()
+}
+
+fn put_code(w: &mut BitWriter, code: u32, len: u8) {
+    for i in (0..len).rev() {
+        w.bit((code >> i) & 1);
+    }
+}
+
+/// Owned weight encoding; [`OwnedWeights::desc`] lends the zero-copy view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedWeights {
+    /// Dense int8.
+    Dense(Vec<u8>),
+    /// Codebook.
+    Codebook {
+        /// Centroids.
+        centroids: Vec<u8>,
+        /// Index bits.
+        bits: u8,
+        /// Packed indices.
+        indices: Vec<u8>,
+    },
+    /// Sparse.
+    Sparse {
+        /// Centroids (`None`: raw values).
+        centroids: Option<(Vec<u8>, u8)>,
+        /// Gap bits.
+        gap_bits: u8,
+        /// Row entry offsets.
+        row_ptr: Vec<u8>,
+        /// Packed entries.
+        entries: Vec<u8>,
+    },
+    /// Huffman-coded sparse.
+    HuffSparse {
+        /// Centroids (`None`: raw values).
+        centroids: Option<(Vec<u8>, u8)>,
+        /// Gap code lengths.
+        gap_lengths: Vec<u8>,
+        /// Value code lengths.
+        value_lengths: Vec<u8>,
+        /// Row entry offsets.
+        row_ptr: Vec<u8>,
+        /// Row bit offsets.
+        row_bits: Vec<u8>,
+        /// Stream.
+        stream: Vec<u8>,
+    },
+    /// Huffman-coded codebook indices.
+    HuffCodebook {
+        /// Centroids.
+        centroids: Vec<u8>,
+        /// Code lengths.
+        lengths: Vec<u8>,
+        /// Row bit offsets.
+        row_bits: Vec<u8>,
+        /// Stream.
+        stream: Vec<u8>,
+    },
+}
+
+fn bytes_i8(v: &[i8]) -> Vec<u8> {
+    v.iter().map(|&x| x as u8).collect()
+}
+
+fn u32s(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The sparse entries `(gap, symbol)` of one row, fillers included. `zero_sym` is the symbol
+/// whose value is 0; `max_gap` the largest gap representable.
+fn sparse_entries(
+    syms: &[u32],
+    is_zero: &dyn Fn(u32) -> bool,
+    zero_sym: u32,
+    max_gap: u32,
+) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut gap = 0u32;
+    for &s in syms {
+        if is_zero(s) {
+            gap += 1;
+            continue;
+        }
+        while gap > max_gap {
+            out.push((max_gap, zero_sym));
+            gap -= max_gap + 1;
+        }
+        out.push((gap, s));
+        gap = 0;
+    }
+    out
+}
+
+/// Symbols of a weight tensor for sparse encodings: raw bytes or codebook indices.
+#[derive(Debug, Clone, Copy)]
+pub enum SparseSource<'a> {
+    /// Dense int8 weights (`cout * k`).
+    Raw(&'a [i8]),
+    /// Centroids and one index per weight (`cout * k`); one centroid must be 0 (fillers).
+    Codebook {
+        /// Centroids.
+        centroids: &'a [i8],
+        /// Index width (2..=8).
+        bits: u8,
+        /// Indices.
+        indices: &'a [u8],
+    },
+}
+
+impl SparseSource<'_> {
+    fn syms(&self) -> Vec<u32> {
+        match self {
+            SparseSource::Raw(w) => w.iter().map(|&x| x as u8 as u32).collect(),
+            SparseSource::Codebook { indices, .. } => indices.iter().map(|&x| x as u32).collect(),
+        }
+    }
+    fn zero_sym(&self) -> Result<u32, Error> {
+        match self {
+            SparseSource::Raw(_) => Ok(0),
+            SparseSource::Codebook { centroids, .. } => centroids
+                .iter()
+                .position(|&c| c == 0)
+                .map(|p| p as u32)
+                .ok_or(Error::BadWeights),
+        }
+    }
+    fn value_bits(&self) -> u32 {
+        match self {
+            SparseSource::Raw(_) => 8,
+            SparseSource::Codebook { bits, .. } => *bits as u32,
+        }
+    }
+    fn centroids(&self) -> Option<(Vec<u8>, u8)> {
+        match self {
+            SparseSource::Raw(_) => None,
+            SparseSource::Codebook {
+                centroids, bits, ..
+            } => Some((bytes_i8(centroids), *bits)),
+        }
+    }
+    fn is_zero(&self, s: u32) -> bool {
+        match self {
+            SparseSource::Raw(_) => s == 0,
+            SparseSource::Codebook { centroids, .. } => centroids.get(s as usize) == Some(&0),
+        }
+    }
+}
+
+impl OwnedWeights {
+    /// Dense OHWI int8.
+    pub fn dense(w: &[i8]) -> Self {
+        OwnedWeights::Dense(bytes_i8(w))
+    }
+
+    /// Codebook with one index per weight (`indices[i] < centroids.len() <= 2^bits`).
+    pub fn codebook(centroids: &[i8], bits: u8, indices: &[u8]) -> Result<Self, Error> {
+        if !(2..=8).contains(&bits) || centroids.is_empty() || centroids.len() > 1 << bits {
+            return Err(Error::BadWeights);
+        }
+        let mut w = BitWriter::default();
+        for &i in indices {
+            if i as usize >= centroids.len() {
+                return Err(Error::BadWeights);
+            }
+            w.put(i as u32, bits as u32);
+        }
+        Ok(OwnedWeights::Codebook {
+            centroids: bytes_i8(centroids),
+            bits,
+            indices: w.into_bytes(),
+        })
+    }
+
+    /// Codebook by nearest centroid for every dense weight (ties: lower index).
+    pub fn codebook_nearest(w: &[i8], centroids: &[i8], bits: u8) -> Result<Self, Error> {
+        let idx: Vec<u8> = w
+            .iter()
+            .map(|&x| {
+                (0..centroids.len())
+                    .min_by_key(|&i| (centroids[i] as i32 - x as i32).abs())
+                    .unwrap_or(0) as u8
+            })
+            .collect();
+        Self::codebook(centroids, bits, &idx)
+    }
+
+    /// Sparse rows (`cout` rows of `k`) with `gap_bits`-wide relative indices.
+    pub fn sparse(
+        src: SparseSource<'_>,
+        cout: usize,
+        k: usize,
+        gap_bits: u8,
+    ) -> Result<Self, Error> {
+        if !(1..=8).contains(&gap_bits) {
+            return Err(Error::BadWeights);
+        }
+        let syms = src.syms();
+        if syms.len() != cout * k {
+            return Err(Error::BadWeights);
+        }
+        let zero = src.zero_sym()?;
+        let vb = src.value_bits();
+        let mut w = BitWriter::default();
+        let mut ptr = vec![0u32];
+        for r in 0..cout {
+            let e = sparse_entries(
+                &syms[r * k..(r + 1) * k],
+                &|s| src.is_zero(s),
+                zero,
+                (1 << gap_bits) - 1,
+            );
+            for (g, s) in &e {
+                w.put(*g, gap_bits as u32);
+                w.put(*s, vb);
+            }
+            ptr.push(ptr.last().unwrap() + e.len() as u32);
+        }
+        Ok(OwnedWeights::Sparse {
+            centroids: src.centroids(),
+            gap_bits,
+            row_ptr: u32s(&ptr),
+            entries: w.into_bytes(),
+        })
+    }
+
+    /// Sparse rows whose gaps (`< max_gap + 1` symbols, <= 256) and values are Huffman coded.
+    pub fn huff_sparse(
+        src: SparseSource<'_>,
+        cout: usize,
+        k: usize,
+        max_gap: u32,
+    ) -> Result<Self, Error> {
+        if max_gap == 0 || max_gap > 255 {
+            return Err(Error::BadWeights);
+        }
+        let syms = src.syms();
+        if syms.len() != cout * k {
+            return Err(Error::BadWeights);
+        }
+        let zero = src.zero_sym()?;
+        let rows: Vec<Vec<(u32, u32)>> = (0..cout)
+            .map(|r| {
+                sparse_entries(
+                    &syms[r * k..(r + 1) * k],
+                    &|s| src.is_zero(s),
+                    zero,
+                    max_gap,
+                )
+            })
+            .collect();
+        let mut gf = vec![0u64; max_gap as usize + 1];
+        let mut vf = vec![0u64; 1 << src.value_bits()];
+        for e in rows.iter().flatten() {
+            gf[e.0 as usize] += 1;
+            vf[e.1 as usize] += 1;
+        }
+        // Keep every table non-empty.
+        if gf.iter().all(|&f| f == 0) {
+            gf[0] = 1;
+        }
+        if vf.iter().all(|&f| f == 0) {
+            vf[0] = 1;
+        }
+        let (gl, vl) = (huffman_lengths(&gf), huffman_lengths(&vf));
+        let (gc, vc) = (canonical_codes(&gl), canonical_codes(&vl));
+        let mut w = BitWriter::default();
+        let (mut ptr, mut bits) = (vec![0u32], vec![0u32]);
+        for e in &rows {
+            for (g, s) in e {
+                put_code(&mut w, gc[*g as usize], gl[*g as usize]);
+                put_code(&mut w, vc[*s as usize], vl[*s as usize]);
+            }
+            ptr.push(ptr.last().unwrap() + e.len() as u32);
+            bits.push(w.len() as u32);
+        }
+        Ok(OwnedWeights::HuffSparse {
+            centroids: src.centroids(),
+            gap_lengths: gl,
+            value_lengths: vl,
+            row_ptr: u32s(&ptr),
+            row_bits: u32s(&bits),
+            stream: w.into_bytes(),
+        })
+    }
+
+    /// Huffman-coded dense codebook indices (`cout` rows of `k`).
+    pub fn huff_codebook(
+        centroids: &[i8],
+        indices: &[u8],
+        cout: usize,
+        k: usize,
+    ) -> Result<Self, Error> {
+        if centroids.is_empty() || centroids.len() > 256 || indices.len() != cout * k {
+            return Err(Error::BadWeights);
+        }
+        let mut f = vec![0u64; centroids.len()];
+        for &i in indices {
+            *f.get_mut(i as usize).ok_or(Error::BadWeights)? += 1;
+        }
+        let l = huffman_lengths(&f);
+        let c = canonical_codes(&l);
+        let mut w = BitWriter::default();
+        let mut bits = vec![0u32];
+        for r in 0..cout {
+            for &i in &indices[r * k..(r + 1) * k] {
+                put_code(&mut w, c[i as usize], l[i as usize]);
+            }
+            bits.push(w.len() as u32);
+        }
+        Ok(OwnedWeights::HuffCodebook {
+            centroids: bytes_i8(centroids),
+            lengths: l,
+            row_bits: u32s(&bits),
+            stream: w.into_bytes(),
+        })
+    }
+
+    /// The zero-copy view.
+    pub fn desc(&self) -> WeightsDesc<'_> {
+        fn vals(c: &Option<(Vec<u8>, u8)>) -> Values<'_> {
+            match c {
+                None => Values::Raw,
+                Some((c, b)) => Values::Codebook {
+                    centroids: c,
+                    bits: *b,
+                },
+            }
+        }
+        match self {
+            OwnedWeights::Dense(d) => WeightsDesc::Dense { data: d },
+            OwnedWeights::Codebook {
+                centroids,
+                bits,
+                indices,
+            } => WeightsDesc::Codebook {
+                centroids,
+                bits: *bits,
+                indices,
+            },
+            OwnedWeights::Sparse {
+                centroids,
+                gap_bits,
+                row_ptr,
+                entries,
+            } => WeightsDesc::Sparse {
+                values: vals(centroids),
+                gap_bits: *gap_bits,
+                row_ptr,
+                entries,
+            },
+            OwnedWeights::HuffSparse {
+                centroids,
+                gap_lengths,
+                value_lengths,
+                row_ptr,
+                row_bits,
+                stream,
+            } => WeightsDesc::HuffSparse {
+                values: vals(centroids),
+                gap_lengths,
+                value_lengths,
+                row_ptr,
+                row_bits,
+                stream,
+            },
+            OwnedWeights::HuffCodebook {
+                centroids,
+                lengths,
+                row_bits,
+                stream,
+            } => WeightsDesc::HuffCodebook {
+                centroids,
+                lengths,
+                row_bits,
+                stream,
+            },
+        }
+    }
+}
+
+/// An owned convolution; [`OwnedConv::desc`] lends the [`ConvDesc`] view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedConv {
+    /// Output channels.
+    pub out_channels: u16,
+    /// `[kh, kw]`.
+    pub kernel: [u8; 2],
+    /// `[sh, sw]`.
+    pub stride: [u8; 2],
+    /// `[t, l, b, r]`.
+    pub pad: Pad,
+    /// Fused ReLU.
+    pub relu: bool,
+    /// Weights.
+    pub weights: OwnedWeights,
+    /// i32 LE bias bytes.
+    pub bias: Vec<u8>,
+    /// f32 LE weight scales.
+    pub w_scales: Vec<u8>,
+    /// f32 LE multipliers (derived).
+    pub multipliers: Vec<u8>,
+    /// Output quantisation.
+    pub out_quant: QuantParams,
+}
+
+impl OwnedConv {
+    /// Builds a conv; multipliers are derived as `conv_multiplier(in_scale, w_scale[c],
+    /// out_quant.scale)` (the input scale is the quantisation of the tensor this conv reads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kernel: [u8; 2],
+        stride: [u8; 2],
+        pad: Pad,
+        relu: bool,
+        weights: OwnedWeights,
+        bias: &[i32],
+        w_scales: &[f32],
+        in_scale: f32,
+        out_quant: QuantParams,
+    ) -> Self {
+        OwnedConv {
+            out_channels: bias.len() as u16,
+            kernel,
+            stride,
+            pad,
+            relu,
+            weights,
+            bias: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            w_scales: w_scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            multipliers: w_scales
+                .iter()
+                .flat_map(|&s| conv_multiplier(in_scale, s, out_quant.scale).to_le_bytes())
+                .collect(),
+            out_quant,
+        }
+    }
+
+    /// The zero-copy view.
+    pub fn desc(&self) -> ConvDesc<'_> {
+        ConvDesc {
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            pad: self.pad,
+            relu: self.relu,
+            weights: self.weights.desc(),
+            bias: &self.bias,
+            w_scales: &self.w_scales,
+            multipliers: &self.multipliers,
+            out_quant: self.out_quant,
+        }
+    }
+}
+
+/// A small deterministic example network exercising every layer kind and every weight encoding
+/// (for tests, fuzz seeds and firmware smoke tests): 16x16x1 input, 10 classes.
+pub mod example {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::{OwnedConv, OwnedWeights, SparseSource};
+    use crate::format::{
+        AvgPoolDesc, Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc,
+        QuantParams,
+    };
+    use crate::quant::pool_multiplier;
+
+    /// Deterministic xorshift generator.
+    #[derive(Debug, Clone)]
+    pub struct Rng(pub u64);
+    impl Rng {
+        /// Next 32 random bits.
+        pub fn next_u32(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 16) as u32
+        }
+        /// Uniform in `lo..=hi`.
+        pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
+            lo + (self.next_u32() % (hi - lo + 1) as u32) as i32
+        }
+        /// Uniform f32 in `[lo, hi)`.
+        pub fn f32(&mut self, lo: f32, hi: f32) -> f32 {
+            lo + (hi - lo) * (self.next_u32() % 1_000_000) as f32 / 1e6
+        }
+    }
+
+    /// Which encoding a generated conv uses.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Enc {
+        /// Dense.
+        Dense,
+        /// Codebook 4-bit.
+        Codebook,
+        /// Sparse raw values, 3-bit gaps.
+        SparseRaw,
+        /// Sparse codebook 4-bit, 2-bit gaps.
+        SparseCodebook,
+        /// Huffman sparse over raw values.
+        HuffSparseRaw,
+        /// Huffman sparse over codebook.
+        HuffSparseCodebook,
+        /// Huffman codebook.
+        HuffCodebook,
+    }
+
+    /// Random conv with the given encoding.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        rng: &mut Rng,
+        cin: usize,
+        cout: usize,
+        kernel: u8,
+        stride: u8,
+        pad: u8,
+        relu: bool,
+        enc: Enc,
+        in_scale: f32,
+        uniform_scales: bool,
+    ) -> OwnedConv {
+        let k = kernel as usize * kernel as usize * cin;
+        let centroids: Vec<i8> = (0..16)
+            .map(|i| if i == 0 { 0 } else { (i * 16 - 128) as i8 })
+            .collect();
+        let mut idx = Vec::with_capacity(cout * k);
+        let mut dense = Vec::with_capacity(cout * k);
+        for _ in 0..cout * k {
+            let zero = rng.range(0, 99) < 55;
+            let i = if zero { 0 } else { rng.range(1, 15) as u8 };
+            idx.push(i);
+            dense.push(if zero { 0 } else { rng.range(-127, 127) as i8 });
+        }
+        let cb_dense: Vec<i8> = idx.iter().map(|&i| centroids[i as usize]).collect();
+        let cb = SparseSource::Codebook {
+            centroids: &centroids,
+            bits: 4,
+            indices: &idx,
+        };
+        let weights = match enc {
+            Enc::Dense => OwnedWeights::dense(&dense),
+            Enc::Codebook => OwnedWeights::codebook(&centroids, 4, &idx).unwrap(),
+            Enc::SparseRaw => OwnedWeights::sparse(SparseSource::Raw(&dense), cout, k, 3).unwrap(),
+            Enc::SparseCodebook => OwnedWeights::sparse(cb, cout, k, 2).unwrap(),
+            Enc::HuffSparseRaw => {
+                OwnedWeights::huff_sparse(SparseSource::Raw(&dense), cout, k, 7).unwrap()
+            }
+            Enc::HuffSparseCodebook => OwnedWeights::huff_sparse(cb, cout, k, 5).unwrap(),
+            Enc::HuffCodebook => OwnedWeights::huff_codebook(&centroids, &idx, cout, k).unwrap(),
+        };
+        let _ = cb_dense;
+        let s0 = rng.f32(0.002, 0.02);
+        let w_scales: Vec<f32> = (0..cout)
+            .map(|_| {
+                if uniform_scales {
+                    s0
+                } else {
+                    rng.f32(0.002, 0.02)
+                }
+            })
+            .collect();
+        let bias: Vec<i32> = (0..cout).map(|_| rng.range(-3000, 3000)).collect();
+        let out_quant = QuantParams {
+            scale: rng.f32(0.02, 0.08),
+            zero_point: if relu { -128 } else { rng.range(-20, 20) as i8 },
+        };
+        let p = pad;
+        OwnedConv::new(
+            [kernel; 2],
+            [stride; 2],
+            [p; 4],
+            relu,
+            weights,
+            &bias,
+            &w_scales,
+            in_scale,
+            out_quant,
+        )
+    }
+
+    /// The owned parts of the example network.
+    #[derive(Debug)]
+    pub struct Example {
+        /// Convs in order of use.
+        pub convs: Vec<OwnedConv>,
+        /// Extra quant params (fire bypass outputs, pools).
+        pub quants: Vec<QuantParams>,
+    }
+
+    /// Input quantisation of the example.
+    pub const INPUT_QUANT: QuantParams = QuantParams {
+        scale: 1.0 / 255.0,
+        zero_point: -128,
+    };
+    /// Input dims of the example.
+    pub const INPUT: Dims = Dims { h: 16, w: 16, c: 1 };
+
+    /// Builds the owned parts.
+    pub fn build(seed: u64) -> Example {
+        use Enc::*;
+        let mut r = Rng(seed | 1);
+        let mut convs = Vec::new();
+        let mut quants = Vec::new();
+        let mut s = INPUT_QUANT.scale;
+        let push = |c: OwnedConv, s: &mut f32, convs: &mut Vec<OwnedConv>| {
+            *s = c.out_quant.scale;
+            convs.push(c);
+        };
+        push(
+            conv(&mut r, 1, 8, 3, 1, 1, true, Dense, s, false),
+            &mut s,
+            &mut convs,
+        ); // 0 stem
+        // fire A (no bypass): 8 -> s4 -> 4 + 4
+        let sq = conv(&mut r, 8, 4, 1, 1, 0, true, Codebook, s, false);
+        let ss = sq.out_quant.scale;
+        convs.push(sq);
+        let e1 = conv(&mut r, 4, 4, 1, 1, 0, true, SparseCodebook, ss, false);
+        let mut e3 = conv(&mut r, 4, 4, 3, 1, 1, true, Dense, ss, false);
+        e3 = retarget(e3, e1.out_quant, ss);
+        s = e1.out_quant.scale;
+        convs.push(e1);
+        convs.push(e3);
+        // fire B (simple bypass): 8 -> s4 -> 4 + 4, sum
+        let in_b = s;
+        let sq = conv(&mut r, 8, 4, 1, 1, 0, true, SparseRaw, s, false);
+        let ss = sq.out_quant.scale;
+        convs.push(sq);
+        let e1 = conv(&mut r, 4, 4, 1, 1, 0, true, HuffSparseCodebook, ss, false);
+        let e3 = retarget(
+            conv(&mut r, 4, 4, 3, 1, 1, true, HuffSparseRaw, ss, false),
+            e1.out_quant,
+            ss,
+        );
+        convs.push(e1);
+        convs.push(e3);
+        let _ = in_b;
+        let qb = QuantParams {
+            scale: r.f32(0.03, 0.09),
+            zero_point: r.range(-10, 10) as i8,
+        };
+        quants.push(qb);
+        s = qb.scale;
+        // fire C (complex bypass): 8 -> s4 -> 8 + 8, bypass 1x1 8 -> 16
+        let sq = conv(&mut r, 8, 4, 1, 1, 0, true, HuffCodebook, s, false);
+        let ss = sq.out_quant.scale;
+        convs.push(sq);
+        let e1 = conv(&mut r, 4, 8, 1, 1, 0, true, Dense, ss, true);
+        let e3 = retarget(
+            conv(&mut r, 4, 8, 3, 1, 1, true, Codebook, ss, false),
+            e1.out_quant,
+            ss,
+        );
+        convs.push(e1);
+        convs.push(e3);
+        let bc = conv(&mut r, 8, 16, 1, 1, 0, false, SparseRaw, s, false);
+        convs.push(bc);
+        let qc = QuantParams {
+            scale: r.f32(0.03, 0.09),
+            zero_point: r.range(-10, 10) as i8,
+        };
+        quants.push(qc);
+        // avgpool 2x2/2
+        let qa = QuantParams {
+            scale: r.f32(0.03, 0.09),
+            zero_point: r.range(-10, 10) as i8,
+        };
+        quants.push(qa);
+        // classifier 1x1 16 -> 10 relu
+        convs.push(conv(
+            &mut r,
+            16,
+            10,
+            1,
+            1,
+            0,
+            true,
+            HuffSparseRaw,
+            qa.scale,
+            false,
+        ));
+        // GAP
+        let qg = QuantParams {
+            scale: r.f32(0.01, 0.03),
+            zero_point: r.range(-128, -100) as i8,
+        };
+        quants.push(qg);
+        Example { convs, quants }
+    }
+
+    /// Re-derives an expand conv's multipliers for the fire's shared concat quantisation.
+    fn retarget(mut c: OwnedConv, q: QuantParams, in_scale: f32) -> OwnedConv {
+        let ws: Vec<f32> = c
+            .w_scales
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let bias: Vec<i32> = c
+            .bias
+            .chunks(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let w = core::mem::replace(&mut c.weights, OwnedWeights::Dense(Vec::new()));
+        OwnedConv::new(
+            c.kernel, c.stride, c.pad, c.relu, w, &bias, &ws, in_scale, q,
+        )
+    }
+
+    /// The layer list borrowing `e`.
+    pub fn layers(e: &Example) -> Vec<LayerDesc<'_>> {
+        let c = |i: usize| e.convs[i].desc();
+        let qa = e.quants[2];
+        let qg = e.quants[3];
+        // Scales along the chain for the pool multipliers.
+        let fire_c_out = e.quants[1];
+        vec![
+            LayerDesc::Conv(c(0)),
+            LayerDesc::MaxPool(MaxPoolDesc {
+                kernel: [3, 3],
+                stride: [2, 2],
+                pad: [0; 4],
+                ceil_mode: true,
+            }),
+            LayerDesc::Fire(FireDesc {
+                squeeze: c(1),
+                expand1: c(2),
+                expand3: c(3),
+                bypass: Bypass::None,
+            }),
+            LayerDesc::Fire(FireDesc {
+                squeeze: c(4),
+                expand1: c(5),
+                expand3: c(6),
+                bypass: Bypass::Simple {
+                    out_quant: e.quants[0],
+                },
+            }),
+            LayerDesc::Fire(FireDesc {
+                squeeze: c(7),
+                expand1: c(8),
+                expand3: c(9),
+                bypass: Bypass::Complex {
+                    conv: c(10),
+                    out_quant: fire_c_out,
+                },
+            }),
+            LayerDesc::AvgPool(AvgPoolDesc {
+                kernel: [2, 2],
+                stride: [2, 2],
+                pad: [0; 4],
+                multiplier: pool_multiplier(fire_c_out.scale, 4, qa.scale),
+                out_quant: qa,
+            }),
+            LayerDesc::Conv(c(11)),
+            LayerDesc::GlobalAvgPool(GlobalAvgPoolDesc {
+                multiplier: pool_multiplier(e.convs[11].out_quant.scale, 16, qg.scale),
+                out_quant: qg,
+            }),
+        ]
+    }
+
+    /// Encodes the example into a blob.
+    pub fn blob(seed: u64) -> Vec<u8> {
+        let e = build(seed);
+        let l = layers(&e);
+        let d = ModelDesc {
+            model_id: seed,
+            input: INPUT,
+            input_quant: INPUT_QUANT,
+            num_classes: 10,
+            layers: &l,
+        };
+        crate::format::encode(&d).expect("example encodes")
+    }
+}

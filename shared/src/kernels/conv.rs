@@ -1,0 +1,285 @@
+//! Convolutions: `conv_1x1_s8`, `conv_3x3_s8`, `conv_general_s8` (one driver, [`conv_s8`]) and
+//! the reference twin [`conv_ref_s8`].
+
+use crate::format::{Dims, Pad, le_f32_at, le_i32_at};
+use crate::kernels::dot::DotKernel;
+use crate::quant::{ChannelRequant, requantize};
+use crate::weights::RowDecoder;
+
+/// Output channels decoded per block when weights are compressed (scratch rows).
+pub const ROW_BLOCK: usize = 16;
+
+/// Geometry of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Input dims (NHWC, one image).
+    pub input: Dims,
+    /// Output dims; `output.c` is the number of output channels of this conv.
+    pub output: Dims,
+    /// `[kh, kw]`.
+    pub kernel: [u8; 2],
+    /// `[sh, sw]`.
+    pub stride: [u8; 2],
+    /// `[t, l, b, r]`.
+    pub pad: Pad,
+    /// Channels per pixel of the output buffer (>= `output.c`; the concat width for expands).
+    pub out_channel_stride: usize,
+    /// First channel of this conv inside an output pixel (concat offset).
+    pub out_channel_offset: usize,
+}
+
+impl ConvParams {
+    /// Weights per output channel: `kh * kw * cin`.
+    pub fn k(&self) -> usize {
+        self.kernel[0] as usize * self.kernel[1] as usize * self.input.c as usize
+    }
+    fn direct(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [0; 4]
+    }
+}
+
+/// Quantisation of one convolution.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvQuant<'a> {
+    /// Input zero point (padded taps hold it, so they contribute 0).
+    pub in_zp: i8,
+    /// `cout` i32 LE biases.
+    pub bias: &'a [u8],
+    /// `cout` f32 LE multipliers.
+    pub multipliers: &'a [u8],
+    /// All multipliers bit-identical (tract's fixed-point path).
+    pub uniform: bool,
+    /// Output zero point.
+    pub out_zp: i8,
+    /// Fused ReLU (`q = max(q, out_zp)`).
+    pub relu: bool,
+}
+
+impl ConvQuant<'_> {
+    #[inline]
+    fn channel(&self, c: usize) -> ChannelRequant {
+        ChannelRequant::new(
+            le_f32_at(self.multipliers, c),
+            self.uniform,
+            self.out_zp,
+            self.relu,
+        )
+    }
+}
+
+/// Scratch bytes [`conv_s8`] needs: `2 * k` for the two-pixel im2col (0 for a 1x1 stride-1
+/// unpadded conv) plus `min(ROW_BLOCK, cout) * k` decoded weight rows when `dense` is false.
+pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
+    let k = p.k();
+    let im2col = if p.direct() { 0 } else { 2 * k };
+    let rows = if dense {
+        0
+    } else {
+        ROW_BLOCK.min(p.output.c as usize) * k
+    };
+    im2col + rows
+}
+
+/// View a byte slice as int8 (same size, alignment and validity).
+#[inline(always)]
+pub(crate) fn as_i8(b: &[u8]) -> &[i8] {
+    // SAFETY: u8 and i8 have identical size, alignment and every bit pattern is valid.
+    unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
+}
+
+/// Copies the patch of output pixel `(oy, ox)` into `dst[..k]` (HWC order), padded taps set to
+/// `zp`.
+#[inline]
+fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut [i8]) {
+    let (h, w, c) = (p.input.h as isize, p.input.w as isize, p.input.c as usize);
+    let (kh, kw) = (p.kernel[0] as isize, p.kernel[1] as isize);
+    let y0 = (oy * p.stride[0] as usize) as isize - p.pad[0] as isize;
+    let x0 = (ox * p.stride[1] as usize) as isize - p.pad[1] as isize;
+    let row = kw as usize * c;
+    for dy in 0..kh {
+        let y = y0 + dy;
+        let d = &mut dst[dy as usize * row..(dy as usize + 1) * row];
+        if y < 0 || y >= h {
+            d.fill(zp);
+            continue;
+        }
+        let xa = x0.max(0);
+        let xb = (x0 + kw).min(w);
+        let lead = (xa - x0) as usize * c;
+        d[..lead].fill(zp);
+        let n = (xb - xa).max(0) as usize * c;
+        let src = (y as usize * w as usize + xa as usize) * c;
+        d[lead..lead + n].copy_from_slice(&input[src..src + n]);
+        d[lead + n..].fill(zp);
+    }
+}
+
+/// General int8 convolution driver (any kernel, stride, padding) generic over the dot kernel.
+///
+/// * `input`: `p.input` NHWC int8; `out`: `p.output.h * p.output.w * p.out_channel_stride`
+///   int8, channels `out_channel_offset..+output.c` of each pixel written.
+/// * `w`: `cout` rows of `k = kh * kw * cin` (OHWI), dense or compressed.
+/// * `acc = bias[c] + sum((x - in_zp) * w)`, then [`requantize`] (with the fused ReLU).
+/// * `scratch.len() >= conv_scratch_len(p, w.is_dense())`.
+///
+/// Preconditions (checked by `Model::from_bytes`, only `debug_assert`ed here): consistent dims,
+/// buffer lengths as above.
+pub fn conv_s8<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
+    let k = p.k();
+    let cout = p.output.c as usize;
+    let npix = p.output.h as usize * p.output.w as usize;
+    debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
+    debug_assert!(input.len() >= p.input.len());
+    let direct = p.direct();
+    let (cols, rows_buf) = scratch.split_at_mut(if direct { 0 } else { 2 * k });
+    let ow = p.output.w as usize;
+    let zp = q.in_zp as i32;
+    let mut ob = 0;
+    while ob < cout {
+        let n = ROW_BLOCK.min(cout - ob);
+        // Rows of this block.
+        let mut rows: [&[i8]; ROW_BLOCK] = [&[]; ROW_BLOCK];
+        if !w.is_dense() {
+            for j in 0..n {
+                let _ = w.decode_row(ob + j, &mut rows_buf[j * k..(j + 1) * k]);
+            }
+        }
+        let mut rq = [ChannelRequant::new(1.0, false, 0, false); ROW_BLOCK];
+        let mut beff = [0i32; ROW_BLOCK];
+        for j in 0..n {
+            rows[j] = match w.dense_row(ob + j) {
+                Some(r) => as_i8(r),
+                None => &rows_buf[j * k..(j + 1) * k],
+            };
+            let s: i32 = rows[j].iter().map(|&v| v as i32).sum();
+            beff[j] = le_i32_at(q.bias, ob + j).wrapping_sub(zp.wrapping_mul(s));
+            rq[j] = q.channel(ob + j);
+        }
+        let mut px = 0;
+        while px < npix {
+            let two = px + 1 < npix;
+            let (a0, a1): (&[i8], &[i8]) = if direct {
+                let a0 = &input[px * k..(px + 1) * k];
+                let a1 = if two {
+                    &input[(px + 1) * k..(px + 2) * k]
+                } else {
+                    a0
+                };
+                (a0, a1)
+            } else {
+                let (c0, c1) = cols.split_at_mut(k);
+                im2col(p, input, px / ow, px % ow, q.in_zp, c0);
+                if two {
+                    im2col(p, input, (px + 1) / ow, (px + 1) % ow, q.in_zp, c1);
+                }
+                (&*c0, if two { &*c1 } else { &*c0 })
+            };
+            let o0 = px * p.out_channel_stride + p.out_channel_offset + ob;
+            let o1 = o0 + p.out_channel_stride;
+            let mut j = 0;
+            while j < n {
+                let pair = j + 1 < n;
+                let w1 = if pair { rows[j + 1] } else { rows[j] };
+                let r = K::dot_2x2(a0, a1, rows[j], w1);
+                out[o0 + j] = requantize(r[0].wrapping_add(beff[j]), &rq[j]);
+                if pair {
+                    out[o0 + j + 1] = requantize(r[1].wrapping_add(beff[j + 1]), &rq[j + 1]);
+                }
+                if two {
+                    out[o1 + j] = requantize(r[2].wrapping_add(beff[j]), &rq[j]);
+                    if pair {
+                        out[o1 + j + 1] = requantize(r[3].wrapping_add(beff[j + 1]), &rq[j + 1]);
+                    }
+                }
+                j += 2;
+            }
+            px += 2;
+        }
+        ob += n;
+    }
+}
+
+/// 1x1 convolution (squeeze, expand 1x1, complex bypass, classifier). Same contract as
+/// [`conv_s8`]; stride 1 and no padding need no scratch for dense weights.
+pub fn conv_1x1_s8<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
+    debug_assert_eq!(p.kernel, [1, 1]);
+    conv_s8::<K>(p, q, input, w, out, scratch)
+}
+
+/// 3x3 convolution (expand 3x3 with pad 1, the v1.1 stem 3x3/2). Same contract as [`conv_s8`].
+pub fn conv_3x3_s8<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
+    debug_assert_eq!(p.kernel, [3, 3]);
+    conv_s8::<K>(p, q, input, w, out, scratch)
+}
+
+/// Any kernel size, stride and padding (the v1.0 7x7/2 stem). Same contract as [`conv_s8`].
+pub fn conv_general_s8<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
+    conv_s8::<K>(p, q, input, w, out, scratch)
+}
+
+/// Reference twin: direct loops, `acc = bias + sum over valid taps of (x - zp) * w`.
+/// `weights` are the dense OHWI int8 weights.
+pub fn conv_ref_s8(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    weights: &[i8],
+    out: &mut [i8],
+) {
+    let (h, w, c) = (p.input.h as isize, p.input.w as isize, p.input.c as usize);
+    let (kh, kw) = (p.kernel[0] as usize, p.kernel[1] as usize);
+    let k = kh * kw * c;
+    for oy in 0..p.output.h as usize {
+        for ox in 0..p.output.w as usize {
+            for oc in 0..p.output.c as usize {
+                let mut acc = le_i32_at(q.bias, oc);
+                for dy in 0..kh {
+                    for dx in 0..kw {
+                        let y = (oy * p.stride[0] as usize + dy) as isize - p.pad[0] as isize;
+                        let x = (ox * p.stride[1] as usize + dx) as isize - p.pad[1] as isize;
+                        if y < 0 || y >= h || x < 0 || x >= w {
+                            continue;
+                        }
+                        for ci in 0..c {
+                            let xv = input[(y as usize * w as usize + x as usize) * c + ci] as i32;
+                            let wv = weights[oc * k + (dy * kw + dx) * c + ci] as i32;
+                            acc = acc.wrapping_add((xv - q.in_zp as i32) * wv);
+                        }
+                    }
+                }
+                let o = (oy * p.output.w as usize + ox) * p.out_channel_stride
+                    + p.out_channel_offset
+                    + oc;
+                out[o] = requantize(acc, &q.channel(oc));
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#![no_std]
+#![warn(missing_docs)]
+#![doc = include_str!("../README.md")]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod format;
+pub mod kernels;
+pub mod model;
+pub mod protocol;
+pub mod quant;
+pub mod run;
+pub mod weights;
+
+#[cfg(feature = "std")]
+pub mod encode;
+
+pub use format::{Dims, Error};
+pub use model::{LayerInfo, Model};
+pub use quant::{QuantParams, quantize_input_u8 as quantize_input_u8_with};
+pub use run::{SubOp, run, run_observed};
+
+/// Index of a layer in the network.
+pub type LayerIndex = u16;
+
+/// Quantises raw 8-bit pixels (`pixels / 255.0` as the host feeds tract) into the model's input
+/// (`out.len() >= model.input_len()`).
+pub fn quantize_input_u8(model: &Model<'_>, pixels: &[u8], out: &mut [i8]) {
+    quant::quantize_input_u8(model.input_quant(), pixels, out)
+}

@@ -1,0 +1,442 @@
+//! [`Model`]: a validated, zero-copy view of a blob, its shape chain and its arena plan.
+
+use crate::format::{
+    Bypass, ConvDesc, Dims, Error, LayerDesc, MAX_LAYERS, ModelHead, Pad, le_f32_at, split_header,
+};
+use crate::kernels::conv::{ConvParams, conv_scratch_len};
+use crate::quant::{QuantParams, conv_multiplier, pool_multiplier};
+use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
+
+/// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, [`crate::run`]
+/// cannot fail or panic.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    model_id: u64,
+    head: ModelHead,
+    layers: &'a [u8],
+    output_quant: QuantParams,
+}
+
+/// Everything about one layer, for reporting and verification.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerInfo<'a> {
+    /// Index in the network.
+    pub index: u16,
+    /// The description (kind, parameters, weights).
+    pub desc: LayerDesc<'a>,
+    /// Input dims.
+    pub input: Dims,
+    /// Output dims.
+    pub output: Dims,
+    /// Input quantisation.
+    pub in_quant: QuantParams,
+    /// Output quantisation.
+    pub out_quant: QuantParams,
+}
+
+fn scale_ok(s: f32) -> bool {
+    s.is_normal() && s > 0.0
+}
+
+fn quant_ok(q: &QuantParams) -> bool {
+    scale_ok(q.scale)
+}
+
+/// Output extent of a window op along one axis, or `None` if invalid.
+fn out_extent(n: u16, k: u8, s: u8, pa: u8, pb: u8, ceil: bool) -> Option<u16> {
+    if k == 0 || s == 0 || pa >= k || pb >= k || n == 0 {
+        return None;
+    }
+    let padded = n as usize + pa as usize + pb as usize;
+    if padded < k as usize {
+        return None;
+    }
+    let span = padded - k as usize;
+    let mut o = if ceil {
+        span.div_ceil(s as usize)
+    } else {
+        span / s as usize
+    } + 1;
+    if ceil && (o - 1) * s as usize >= n as usize + pa as usize {
+        o -= 1;
+    }
+    u16::try_from(o).ok()
+}
+
+fn window_out(i: Dims, k: [u8; 2], s: [u8; 2], pad: Pad, ceil: bool, c: u16) -> Option<Dims> {
+    Some(Dims {
+        h: out_extent(i.h, k[0], s[0], pad[0], pad[2], ceil)?,
+        w: out_extent(i.w, k[1], s[1], pad[1], pad[3], ceil)?,
+        c,
+    })
+}
+
+/// Geometry of a conv applied to `input`.
+pub(crate) fn conv_params(c: &ConvDesc<'_>, input: Dims) -> Option<ConvParams> {
+    if c.out_channels == 0 || input.c == 0 {
+        return None;
+    }
+    let output = window_out(input, c.kernel, c.stride, c.pad, false, c.out_channels)?;
+    Some(ConvParams {
+        input,
+        output,
+        kernel: c.kernel,
+        stride: c.stride,
+        pad: c.pad,
+        out_channel_stride: c.out_channels as usize,
+        out_channel_offset: 0,
+    })
+}
+
+/// Whether every multiplier of a conv is bit-identical (tract's fixed-point path).
+pub(crate) fn uniform(mults: &[u8]) -> bool {
+    let n = mults.len() / 4;
+    (1..n).all(|i| mults[i * 4..i * 4 + 4] == mults[0..4])
+}
+
+/// Validates a conv fully (shape, quant, weights content) and returns its params.
+fn check_conv(
+    c: &ConvDesc<'_>,
+    input: Dims,
+    in_q: QuantParams,
+    idx: u16,
+    deep: bool,
+) -> Result<ConvParams, Error> {
+    let p = conv_params(c, input).ok_or(Error::BadShape(idx))?;
+    let cout = c.out_channels as usize;
+    let k = p.k();
+    if k > u16::MAX as usize {
+        return Err(Error::TooLarge);
+    }
+    if c.bias.len() != cout * 4 || c.w_scales.len() != cout * 4 || c.multipliers.len() != cout * 4 {
+        return Err(Error::BadShape(idx));
+    }
+    if !quant_ok(&c.out_quant) {
+        return Err(Error::BadQuant(idx));
+    }
+    for ch in 0..cout {
+        let ws = le_f32_at(c.w_scales, ch);
+        let m = le_f32_at(c.multipliers, ch);
+        if !scale_ok(ws) || !scale_ok(m) {
+            return Err(Error::BadQuant(idx));
+        }
+        if conv_multiplier(in_q.scale, ws, c.out_quant.scale).to_bits() != m.to_bits() {
+            return Err(Error::BadQuant(idx));
+        }
+    }
+    validate_weights(&c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;
+    if deep && !matches!(c.weights, WeightsDesc::Dense { .. }) {
+        let d = RowDecoder::new(c.weights, k).map_err(|_| Error::BadLayerWeights(idx))?;
+        for r in 0..cout {
+            d.check_row(r).map_err(|_| Error::BadLayerWeights(idx))?;
+        }
+    }
+    Ok(p)
+}
+
+/// Per-layer shape/quant step: returns `(output dims, output quant, arena need)` where the arena
+/// need counts the layer's input (`in_len`, 0 for the first layer), auxiliary tensors, kernel
+/// scratch and output (`out_len`, 0 for the last layer).
+pub(crate) fn step(
+    l: &LayerDesc<'_>,
+    input: Dims,
+    in_q: QuantParams,
+    idx: u16,
+    first: bool,
+    last: bool,
+    deep: bool,
+) -> Result<(Dims, QuantParams, usize), Error> {
+    let in_len = if first { 0 } else { input.len() };
+    let dense = |c: &ConvDesc<'_>| matches!(c.weights, WeightsDesc::Dense { .. });
+    let (out, oq, need_wo_out, aux) = match l {
+        LayerDesc::Conv(c) => {
+            let p = check_conv(c, input, in_q, idx, deep)?;
+            (
+                p.output,
+                c.out_quant,
+                in_len + conv_scratch_len(&p, dense(c)),
+                0,
+            )
+        }
+        LayerDesc::MaxPool(m) => {
+            let o = window_out(input, m.kernel, m.stride, m.pad, m.ceil_mode, input.c)
+                .ok_or(Error::BadShape(idx))?;
+            (o, in_q, in_len, 0)
+        }
+        LayerDesc::AvgPool(a) => {
+            let o = window_out(input, a.kernel, a.stride, a.pad, false, input.c)
+                .ok_or(Error::BadShape(idx))?;
+            let n = a.kernel[0] as u32 * a.kernel[1] as u32;
+            if !quant_ok(&a.out_quant)
+                || pool_multiplier(in_q.scale, n, a.out_quant.scale).to_bits()
+                    != a.multiplier.to_bits()
+                || !scale_ok(a.multiplier)
+            {
+                return Err(Error::BadQuant(idx));
+            }
+            (o, a.out_quant, in_len, 0)
+        }
+        LayerDesc::GlobalAvgPool(g) => {
+            if input.is_empty() {
+                return Err(Error::BadShape(idx));
+            }
+            let n = input.h as u32 * input.w as u32;
+            if !quant_ok(&g.out_quant)
+                || pool_multiplier(in_q.scale, n, g.out_quant.scale).to_bits()
+                    != g.multiplier.to_bits()
+                || !scale_ok(g.multiplier)
+            {
+                return Err(Error::BadQuant(idx));
+            }
+            (
+                Dims {
+                    h: 1,
+                    w: 1,
+                    c: input.c,
+                },
+                g.out_quant,
+                in_len,
+                0,
+            )
+        }
+        LayerDesc::Fire(f) => {
+            let sq = check_conv(&f.squeeze, input, in_q, idx, deep)?;
+            if f.squeeze.kernel != [1, 1] || !f.squeeze.relu {
+                return Err(Error::BadShape(idx));
+            }
+            let e1 = check_conv(&f.expand1, sq.output, f.squeeze.out_quant, idx, deep)?;
+            let e3 = check_conv(&f.expand3, sq.output, f.squeeze.out_quant, idx, deep)?;
+            if f.expand1.kernel != [1, 1]
+                || f.expand1.stride != [1, 1]
+                || f.expand3.kernel != [3, 3]
+                || f.expand3.stride != [1, 1]
+                || f.expand3.pad != [1; 4]
+                || !f.expand1.relu
+                || !f.expand3.relu
+                || e1.output.h != e3.output.h
+                || e1.output.w != e3.output.w
+                || sq.output.h != input.h
+                || sq.output.w != input.w
+                || e1.output.h != input.h
+                || e1.output.w != input.w
+            {
+                return Err(Error::BadShape(idx));
+            }
+            if f.expand1.out_quant != f.expand3.out_quant {
+                return Err(Error::BadQuant(idx));
+            }
+            let c = f
+                .expand1
+                .out_channels
+                .checked_add(f.expand3.out_channels)
+                .ok_or(Error::TooLarge)?;
+            let out = Dims {
+                h: input.h,
+                w: input.w,
+                c,
+            };
+            let s_len = sq.output.len();
+            let d = |c: &ConvDesc<'_>, p: &ConvParams| conv_scratch_len(p, dense(c));
+            let mut need = (in_len + s_len + d(&f.squeeze, &sq))
+                .max(in_len + s_len + d(&f.expand1, &e1) + out.len() * !last as usize)
+                .max(in_len + s_len + d(&f.expand3, &e3) + out.len() * !last as usize);
+            let oq = match &f.bypass {
+                Bypass::None => f.expand1.out_quant,
+                Bypass::Simple { out_quant } => {
+                    if input.c != c || !quant_ok(out_quant) {
+                        return Err(Error::BadShape(idx));
+                    }
+                    *out_quant
+                }
+                Bypass::Complex { conv, out_quant } => {
+                    let b = check_conv(conv, input, in_q, idx, deep)?;
+                    if conv.kernel != [1, 1] || conv.relu || b.output != out || !quant_ok(out_quant)
+                    {
+                        return Err(Error::BadShape(idx));
+                    }
+                    need = need
+                        .max(in_len + b.output.len() + d(conv, &b) + out.len() * !last as usize);
+                    *out_quant
+                }
+            };
+            // The fire's need already includes its output.
+            (out, oq, need, usize::MAX)
+        }
+    };
+    let need = if aux == usize::MAX {
+        need_wo_out
+    } else {
+        need_wo_out + if last { 0 } else { out.len() }
+    };
+    Ok((out, oq, need))
+}
+
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+/// Computes the exact arena size of the plan (checking shapes and quantisation, not weights).
+pub(crate) fn plan_arena<'a>(
+    input: Dims,
+    input_quant: QuantParams,
+    layers: impl ExactSizeIterator<Item = LayerDesc<'a>>,
+) -> Result<usize, Error> {
+    let n = layers.len();
+    let mut dims = input;
+    let mut q = input_quant;
+    let mut arena = 0;
+    for (i, l) in layers.enumerate() {
+        let (d, oq, need) = step(&l, dims, q, i as u16, i == 0, i + 1 == n, false)?;
+        dims = d;
+        q = oq;
+        arena = arena.max(need);
+    }
+    Ok(arena)
+}
+
+impl<'a> Model<'a> {
+    /// Validates a blob completely: header, version, length, CRC-32, description, shape chain,
+    /// quantisation parameters and derived multipliers, every weight row (codebook indices,
+    /// sparse positions, Huffman tables and streams) and the arena size.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        let (model_id, payload) = split_header(bytes)?;
+        let (head, layers): (ModelHead, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+        let n = head.num_layers as usize;
+        if n == 0 || n > MAX_LAYERS {
+            return Err(Error::BadLayerCount);
+        }
+        if head.input.is_empty() || !quant_ok(&head.input_quant) || head.num_classes == 0 {
+            return Err(Error::BadShape(0));
+        }
+        let mut rest = layers;
+        let mut dims = head.input;
+        let mut q = head.input_quant;
+        let mut arena = 0usize;
+        for i in 0..n {
+            let (l, r): (LayerDesc<'a>, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+            rest = r;
+            let (d, oq, need) = step(&l, dims, q, i as u16, i == 0, i + 1 == n, true)?;
+            dims = d;
+            q = oq;
+            arena = arena.max(need);
+        }
+        if !rest.is_empty() {
+            return Err(Error::BadLayerCount);
+        }
+        if dims
+            != (Dims {
+                h: 1,
+                w: 1,
+                c: head.num_classes,
+            })
+        {
+            return Err(Error::BadOutput);
+        }
+        if arena != head.arena_len as usize {
+            return Err(Error::BadShape(u16::MAX));
+        }
+        Ok(Model {
+            model_id,
+            head,
+            layers,
+            output_quant: q,
+        })
+    }
+
+    /// Arena bytes [`crate::run`] needs (exact for the documented plan).
+    pub fn arena_len(&self) -> usize {
+        self.head.arena_len as usize
+    }
+    /// Input dims (`h x w x c`, NHWC).
+    pub fn input_dims(&self) -> Dims {
+        self.head.input
+    }
+    /// Input length in bytes.
+    pub fn input_len(&self) -> usize {
+        self.head.input.len()
+    }
+    /// Number of classes (logits).
+    pub fn num_classes(&self) -> usize {
+        self.head.num_classes as usize
+    }
+    /// Input quantisation.
+    pub fn input_quant(&self) -> QuantParams {
+        self.head.input_quant
+    }
+    /// Quantisation of the logits.
+    pub fn output_quant(&self) -> QuantParams {
+        self.output_quant
+    }
+    /// Model id from the header.
+    pub fn model_id(&self) -> u64 {
+        self.model_id
+    }
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.head.num_layers as usize
+    }
+    /// Iterates the layers with their shapes and quantisation.
+    pub fn layers(&self) -> LayerIter<'a> {
+        LayerIter {
+            rest: self.layers,
+            index: 0,
+            n: self.head.num_layers,
+            dims: self.head.input,
+            q: self.head.input_quant,
+        }
+    }
+}
+
+/// Iterator over a validated model's layers.
+#[derive(Debug, Clone)]
+pub struct LayerIter<'a> {
+    rest: &'a [u8],
+    index: u16,
+    n: u16,
+    dims: Dims,
+    q: QuantParams,
+}
+
+impl<'a> Iterator for LayerIter<'a> {
+    type Item = LayerInfo<'a>;
+    fn next(&mut self) -> Option<LayerInfo<'a>> {
+        if self.index >= self.n {
+            return None;
+        }
+        let (l, r): (LayerDesc<'a>, &[u8]) = postcard::take_from_bytes(self.rest).ok()?;
+        let first = self.index == 0;
+        let last = self.index + 1 == self.n;
+        let (d, oq, _) = step(&l, self.dims, self.q, self.index, first, last, false).ok()?;
+        let info = LayerInfo {
+            index: self.index,
+            desc: l,
+            input: self.dims,
+            output: d,
+            in_quant: self.q,
+            out_quant: oq,
+        };
+        self.rest = r;
+        self.index += 1;
+        self.dims = d;
+        self.q = oq;
+        Some(info)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.n - self.index) as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for LayerIter<'_> {}
+
+impl ConvDesc<'_> {
+    /// Decodes all weights to dense OHWI int8 (`out.len() >= cout * kh * kw * in_channels`), for
+    /// exporting or checking.
+    pub fn decode_weights(&self, in_channels: usize, out: &mut [i8]) -> Result<(), Error> {
+        let k = self.kernel[0] as usize * self.kernel[1] as usize * in_channels;
+        let d = RowDecoder::new(self.weights, k)?;
+        for r in 0..self.out_channels as usize {
+            d.decode_row(r, out.get_mut(r * k..(r + 1) * k).ok_or(Error::BadWeights)?)?;
+        }
+        Ok(())
+    }
+}

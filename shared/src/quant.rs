@@ -1,0 +1,219 @@
+//! Quantisation arithmetic: the single requantisation spec shared by every kernel.
+//!
+//! Every int8 output of every layer goes through [`requantize`] (accumulator to int8) or
+//! [`requantize_f32`] (the f32 core it shares with the bypass add and the input quantiser).
+//! The arithmetic reproduces what tract 0.23.9 executes for the exported ONNX graph bit for bit;
+//! see `TRACT_NOTES.md` for the derivation from tract's source.
+
+use serde::{Deserialize, Serialize};
+
+/// Asymmetric per-tensor quantisation of an activation: `real = scale * (q - zero_point)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QuantParams {
+    /// Scale (positive, finite, normal f32).
+    pub scale: f32,
+    /// Zero point.
+    pub zero_point: i8,
+}
+
+/// `2^23`: adding and subtracting it rounds an f32 of magnitude `< 2^23` to the nearest integer,
+/// ties to even (the IEEE default rounding mode). Same trick as `tract_data::round_ties_to_even`.
+const TOINT: f32 = 8_388_608.0;
+
+/// Round half to even, bit-identical to `tract_data::prelude::round_ties_to_even` (0.23.9).
+#[inline(always)]
+pub fn round_ties_to_even(x: f32) -> f32 {
+    let u = x.to_bits();
+    let e = (u >> 23) & 0xff;
+    if e >= 0x7f + 23 {
+        return x;
+    }
+    if u >> 31 == 1 {
+        x - TOINT + TOINT
+    } else {
+        x + TOINT - TOINT
+    }
+}
+
+/// Per-output-channel requantisation parameters, derived once per channel by the kernels from
+/// the blob's f32 multiplier (see [`ChannelRequant::new`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelRequant {
+    /// The f32 multiplier `m = fl(fl(w_scale * in_scale) / out_scale)`.
+    pub mult: f32,
+    /// `Some((q31, shift))` selects tract's fixed-point `Scaler` path (used by tract when the
+    /// multiplier is uniform over the layer's channels), `None` the f32 path.
+    pub fixed: Option<(i32, i32)>,
+    /// Output zero point.
+    pub zero_point: i32,
+    /// Lower clamp: `-128`, or `max(-128, zero_point)` with a fused ReLU.
+    pub lo: i32,
+}
+
+impl ChannelRequant {
+    /// Builds the parameters of one channel. `uniform` says whether every channel of the layer
+    /// has the bit-identical multiplier (tract then folds the scale into its fixed-point
+    /// `Scaler`, exact rounding); `relu` fuses a ReLU (`q = max(q, zero_point)`).
+    #[inline]
+    pub fn new(mult: f32, uniform: bool, zero_point: i8, relu: bool) -> Self {
+        let zero_point = zero_point as i32;
+        let lo = if relu { zero_point } else { -128 };
+        let fixed = if uniform {
+            Some(mult_shift(mult))
+        } else {
+            None
+        };
+        ChannelRequant {
+            mult,
+            fixed,
+            zero_point,
+            lo,
+        }
+    }
+}
+
+/// tract-linalg's `Scaler::convert_scale_to_mult_shift`, returning `(q31, total_shift)` where
+/// `total_shift` already includes the `+31` of the Q0.31 multiplier (multiplier 0 means "no
+/// multiplier", i.e. a power-of-two scale: shift only).
+#[inline]
+pub fn mult_shift(scale: f32) -> (i32, i32) {
+    let bits = scale.to_bits();
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let frac = bits & 0x007f_ffff;
+    if frac == 0 {
+        (0, 127 - exp)
+    } else {
+        (((frac | 0x80_0000) << 7) as i32, 127 - exp - 1 + 31)
+    }
+}
+
+/// THE requantisation function: accumulator (`i32`, bias and zero-point correction included) to
+/// int8 with the channel's parameters.
+///
+/// * f32 path (`fixed == None`, tract's `Scale` op): `y = rne(fl(fl(acc as f32) * mult))`,
+///   saturated to i32 (same as `|acc| * m` then sign, as tract writes it: IEEE rounding is
+///   sign-symmetric).
+/// * fixed path (tract's `Scaler` with `RoundingPolicy::Even`): `y = rne_exact(acc * q31 / 2^shift)`
+///   in 64-bit integers, i.e. the exactly rounded product of `acc` and the f32 multiplier.
+///
+/// Then `q = clamp(y.wrapping_add(zero_point), lo, 127)`.
+#[inline(always)]
+pub fn requantize(acc: i32, rq: &ChannelRequant) -> i8 {
+    let y = match rq.fixed {
+        None => round_ties_to_even(acc as f32 * rq.mult) as i32,
+        Some((q31, shift)) => {
+            let (val, shift) = if q31 != 0 {
+                (q31 as i64 * acc as i64, shift)
+            } else {
+                (acc as i64, shift)
+            };
+            if shift > 0 {
+                let half: i64 = 1 << (shift - 1);
+                let nudge = ((val.abs() >> shift) & 1) - 1;
+                (val.signum() * ((val.abs() + half + nudge) >> shift)) as i32
+            } else {
+                (val << (-shift).min(63)) as i32
+            }
+        }
+    };
+    clamp_i8(y.wrapping_add(rq.zero_point), rq.lo)
+}
+
+/// The f32 core shared with [`requantize`]'s f32 path: `clamp(rne(fl(x * mult)) + zp, lo, 127)`.
+/// Used by the bypass add (`x` = f32 sum of the two dequantised inputs, `mult = fl(1/out_scale)`)
+/// and by [`quantize_input_u8`].
+#[inline(always)]
+pub fn requantize_f32(x: f32, mult: f32, zero_point: i32, lo: i32) -> i8 {
+    let y = round_ties_to_even(x * mult) as i32;
+    clamp_i8(y.wrapping_add(zero_point), lo)
+}
+
+#[inline(always)]
+fn clamp_i8(v: i32, lo: i32) -> i8 {
+    v.clamp(lo, 127) as i8
+}
+
+/// Derives a convolution channel's multiplier exactly as tract's `combine_scales` does:
+/// `fl(fl(w_scale * in_scale) / out_scale)`.
+#[inline]
+pub fn conv_multiplier(in_scale: f32, w_scale: f32, out_scale: f32) -> f32 {
+    (w_scale * in_scale) / out_scale
+}
+
+/// Multiplier of an average pool over `count` taps (exported to tract as a depthwise
+/// `QLinearConv` of ones with weight scale `fl(1/count)`): `conv_multiplier(in, 1/count, out)`.
+#[inline]
+pub fn pool_multiplier(in_scale: f32, count: u32, out_scale: f32) -> f32 {
+    conv_multiplier(in_scale, 1.0 / count as f32, out_scale)
+}
+
+/// Quantises raw 8-bit pixels the way the host feeds tract: `x = fl(p as f32 / 255.0)`, then
+/// ONNX `QuantizeLinear` as tract evaluates it: `clamp(rne(fl(x * fl(1/scale))) + zp)`.
+/// With the standard input quantisation (`scale = 1/255`, `zp = -128`) this is exactly
+/// `p - 128`.
+///
+/// # Panics
+/// Never; processes `min(pixels.len(), out.len())` values.
+pub fn quantize_input_u8(q: QuantParams, pixels: &[u8], out: &mut [i8]) {
+    let inv = 1.0 / q.scale;
+    for (o, &p) in out.iter_mut().zip(pixels) {
+        *o = requantize_f32(p as f32 / 255.0, inv, q.zero_point as i32, -128);
+    }
+}
+
+/// Dequantises one value like tract's `DequantizeLinearF32`: `fl((q - zp) as f32 * scale)`.
+#[inline(always)]
+pub fn dequantize(q: i8, p: QuantParams) -> f32 {
+    (q as i32 - p.zero_point as i32) as f32 * p.scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_quant_is_pixel_minus_128() {
+        let q = QuantParams {
+            scale: 1.0 / 255.0,
+            zero_point: -128,
+        };
+        let px: [u8; 256] = core::array::from_fn(|i| i as u8);
+        let mut out = [0i8; 256];
+        quantize_input_u8(q, &px, &mut out);
+        for (i, &o) in out.iter().enumerate() {
+            assert_eq!(o as i32, i as i32 - 128);
+        }
+    }
+
+    #[test]
+    fn rne_ties() {
+        assert_eq!(round_ties_to_even(2.5), 2.0);
+        assert_eq!(round_ties_to_even(3.5), 4.0);
+        assert_eq!(round_ties_to_even(-2.5), -2.0);
+        assert_eq!(round_ties_to_even(-0.4), -0.0);
+    }
+
+    #[test]
+    fn fixed_path_is_exact_rounding() {
+        // 0.25 is a power of two: shift only. 5 * 0.25 = 1.25 -> 1; 6 * 0.25 = 1.5 -> 2;
+        // 10 * 0.25 = 2.5 -> 2 (even).
+        let rq = ChannelRequant::new(0.25, true, 0, false);
+        assert_eq!(requantize(5, &rq), 1);
+        assert_eq!(requantize(6, &rq), 2);
+        assert_eq!(requantize(10, &rq), 2);
+        assert_eq!(requantize(-10, &rq), -2);
+        let m = 0.0123f32;
+        let rq = ChannelRequant::new(m, true, 3, false);
+        for acc in -20000..20000 {
+            let exact = acc as f64 * m as f64;
+            let r = exact.round();
+            let r = if (exact - exact.trunc()).abs() == 0.5 {
+                2.0 * (exact / 2.0).round()
+            } else {
+                r
+            };
+            let want = (r as i32 + 3).clamp(-128, 127);
+            assert_eq!(requantize(acc, &rq) as i32, want, "acc {acc}");
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Weight encodings (Deep Compression) and their per-output-channel decoders.
+//!
+//! A layer's weights are `cout` rows of `k = kh * kw * cin` int8 values (OHWI). Every encoding
+//! decodes one row at a time into a caller-provided scratch row of `k` bytes
+//! ([`WeightsDesc::decode_row`]); dense weights need no decoding ([`WeightsDesc::dense_row`]).
+//! Bit streams are packed LSB-first: bit `i` of a stream is bit `i % 8` of byte `i / 8`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{Error, le_u32};
+
+/// Longest canonical Huffman code length accepted.
+pub const MAX_CODE_LEN: usize = 15;
+
+/// How a layer's weights are stored. Borrowed zero-copy from the blob.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum WeightsDesc<'a> {
+    /// `cout * k` int8 values, OHWI.
+    Dense {
+        /// The values (as raw bytes, two's complement).
+        #[serde(borrow)]
+        data: &'a [u8],
+    },
+    /// Every weight is `centroids[index]`; indices `bits` wide, packed, row `r` starting at bit
+    /// `r * k * bits`.
+    Codebook {
+        /// 1..=256 int8 centroids.
+        #[serde(borrow)]
+        centroids: &'a [u8],
+        /// Index width, 2..=8.
+        bits: u8,
+        /// The packed indices (`ceil(cout * k * bits / 8)` bytes).
+        #[serde(borrow)]
+        indices: &'a [u8],
+    },
+    /// Sparse rows of `(gap, value)` entries: skip `gap` zeros, then place `value`. Gaps longer
+    /// than `2^gap_bits - 1` are split with filler entries whose value decodes to 0.
+    Sparse {
+        /// The values: raw int8 (`value_bits == 8`) or codebook indices.
+        #[serde(borrow)]
+        values: Values<'a>,
+        /// Gap width, 1..=8.
+        gap_bits: u8,
+        /// `cout + 1` u32 LE entry offsets: row `r` holds entries `row_ptr[r]..row_ptr[r+1]`.
+        #[serde(borrow)]
+        row_ptr: &'a [u8],
+        /// Packed entries, each `gap_bits` then `value_bits` (LSB-first).
+        #[serde(borrow)]
+        entries: &'a [u8],
+    },
+    /// Sparse entries whose gaps and values are canonical-Huffman coded (gap code then value code
+    /// per entry); row `r` is bits `row_bits[r]..row_bits[r+1]` of `stream` and holds
+    /// `row_ptr[r+1] - row_ptr[r]` entries.
+    HuffSparse {
+        /// The values: raw int8 (symbol = byte) or codebook indices.
+        #[serde(borrow)]
+        values: Values<'a>,
+        /// Code length (0 = unused) of each gap symbol `0..gap_lengths.len()` (<= 256).
+        #[serde(borrow)]
+        gap_lengths: &'a [u8],
+        /// Code length of each value symbol (`2^value_bits` entries).
+        #[serde(borrow)]
+        value_lengths: &'a [u8],
+        /// `cout + 1` u32 LE entry counts prefix.
+        #[serde(borrow)]
+        row_ptr: &'a [u8],
+        /// `cout + 1` u32 LE bit offsets into `stream`.
+        #[serde(borrow)]
+        row_bits: &'a [u8],
+        /// The Huffman bit stream (codes written MSB-first of the code, bits LSB-first in bytes).
+        #[serde(borrow)]
+        stream: &'a [u8],
+    },
+    /// Dense codebook indices, canonical-Huffman coded; row `r` is bits
+    /// `row_bits[r]..row_bits[r+1]` of `stream` and decodes to exactly `k` indices.
+    HuffCodebook {
+        /// 1..=256 int8 centroids.
+        #[serde(borrow)]
+        centroids: &'a [u8],
+        /// Code length of each index symbol `0..centroids.len()`.
+        #[serde(borrow)]
+        lengths: &'a [u8],
+        /// `cout + 1` u32 LE bit offsets.
+        #[serde(borrow)]
+        row_bits: &'a [u8],
+        /// The bit stream.
+        #[serde(borrow)]
+        stream: &'a [u8],
+    },
+}
+
+/// Value alphabet of sparse encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Values<'a> {
+    /// Raw int8 values (8 bits each).
+    Raw,
+    /// Codebook indices of `bits` (2..=8) bits into `centroids` (1..=256 int8).
+    Codebook {
+        /// Centroids.
+        #[serde(borrow)]
+        centroids: &'a [u8],
+        /// Index width.
+        bits: u8,
+    },
+}
+
+impl Values<'_> {
+    fn bits(&self) -> u32 {
+        match self {
+            Values::Raw => 8,
+            Values::Codebook { bits, .. } => *bits as u32,
+        }
+    }
+    #[inline(always)]
+    fn value(&self, sym: u32) -> i8 {
+        match self {
+            Values::Raw => sym as u8 as i8,
+            Values::Codebook { centroids, .. } => {
+                centroids.get(sym as usize).copied().unwrap_or(0) as i8
+            }
+        }
+    }
+    fn validate(&self) -> Result<(), Error> {
+        if let Values::Codebook { centroids, bits } = self
+            && (!(2..=8).contains(bits) || centroids.is_empty() || centroids.len() > 256)
+        {
+            return Err(Error::BadWeights);
+        }
+        Ok(())
+    }
+}
+
+/// LSB-first bit reader over a byte slice; reads past the end return zero bits (validation
+/// guarantees decoding never gets there).
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8], pos: usize) -> Self {
+        BitReader { data, pos }
+    }
+    #[inline(always)]
+    pub(crate) fn bit(&mut self) -> u32 {
+        let b = self.data.get(self.pos >> 3).copied().unwrap_or(0);
+        let v = (b >> (self.pos & 7)) & 1;
+        self.pos += 1;
+        v as u32
+    }
+    #[inline(always)]
+    pub(crate) fn bits(&mut self, n: u32) -> u32 {
+        // Fast path: gather up to 4 bytes.
+        let byte = self.pos >> 3;
+        let off = (self.pos & 7) as u32;
+        let mut w: u64 = 0;
+        for i in 0..4 {
+            w |= (self.data.get(byte + i).copied().unwrap_or(0) as u64) << (8 * i);
+        }
+        self.pos += n as usize;
+        ((w >> off) as u32) & ((1u32 << n) - 1)
+    }
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+/// A canonical Huffman decoding table (`puff`-style: counts per length and symbols in canonical
+/// order). Built from code lengths; lives on the stack (about 530 bytes).
+#[derive(Debug, Clone)]
+pub struct Huffman {
+    counts: [u16; MAX_CODE_LEN + 1],
+    symbols: [u8; 256],
+}
+
+impl Huffman {
+    /// Builds the table; fails when a length exceeds [`MAX_CODE_LEN`], there are more than 256
+    /// symbols, no symbol has a code, or the code is over-subscribed (Kraft sum > 1).
+    pub fn new(lengths: &[u8]) -> Result<Self, Error> {
+        if lengths.is_empty() || lengths.len() > 256 {
+            return Err(Error::BadHuffman);
+        }
+        let mut counts = [0u16; MAX_CODE_LEN + 1];
+        for &l in lengths {
+            if l as usize > MAX_CODE_LEN {
+                return Err(Error::BadHuffman);
+            }
+            counts[l as usize] += 1;
+        }
+        counts[0] = 0;
+        let mut left: i32 = 1;
+        for &count in &counts[1..] {
+            left <<= 1;
+            left -= count as i32;
+            if left < 0 {
+                return Err(Error::BadHuffman);
+            }
+        }
+        if counts.iter().all(|&c| c == 0) {
+            return Err(Error::BadHuffman);
+        }
+        let mut offs = [0u16; MAX_CODE_LEN + 2];
+        for len in 1..=MAX_CODE_LEN {
+            offs[len + 1] = offs[len] + counts[len];
+        }
+        let mut symbols = [0u8; 256];
+        for (sym, &l) in lengths.iter().enumerate() {
+            if l != 0 {
+                symbols[offs[l as usize] as usize] = sym as u8;
+                offs[l as usize] += 1;
+            }
+        }
+        Ok(Huffman { counts, symbols })
+    }
+
+    /// Decodes one symbol; `None` on a code that is not in the table.
+    #[inline]
+    pub(crate) fn decode(&self, r: &mut BitReader<'_>) -> Option<u32> {
+        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        for len in 1..=MAX_CODE_LEN {
+            code |= r.bit() as i32;
+            let count = self.counts[len] as i32;
+            if code - count < first {
+                return Some(self.symbols[(index + code - first) as usize] as u32);
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+        }
+        None
+    }
+}
+
+/// Decoding state of one layer's weights prepared once per layer (Huffman tables).
+#[derive(Debug)]
+pub struct RowDecoder<'a> {
+    w: WeightsDesc<'a>,
+    k: usize,
+    h1: Option<Huffman>,
+    h2: Option<Huffman>,
+}
+
+impl<'a> RowDecoder<'a> {
+    /// Prepares decoding of `w` with rows of `k` values (builds Huffman tables).
+    pub fn new(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
+        let (h1, h2) = match w {
+            WeightsDesc::HuffSparse {
+                gap_lengths,
+                value_lengths,
+                ..
+            } => (
+                Some(Huffman::new(gap_lengths)?),
+                Some(Huffman::new(value_lengths)?),
+            ),
+            WeightsDesc::HuffCodebook { lengths, .. } => (Some(Huffman::new(lengths)?), None),
+            _ => (None, None),
+        };
+        Ok(RowDecoder { w, k, h1, h2 })
+    }
+
+    /// The dense row `r` straight from the blob, or `None` when the encoding needs decoding.
+    #[inline]
+    pub fn dense_row(&self, r: usize) -> Option<&'a [u8]> {
+        match self.w {
+            WeightsDesc::Dense { data } => data.get(r * self.k..(r + 1) * self.k),
+            _ => None,
+        }
+    }
+
+    /// Whether rows must be decoded into scratch.
+    pub fn is_dense(&self) -> bool {
+        matches!(self.w, WeightsDesc::Dense { .. })
+    }
+
+    /// Decodes row `r` into `out[..k]` (`out.len() >= k`). Returns `Err` only for malformed
+    /// data, which [`crate::Model::from_bytes`] rules out by decoding every row once.
+    pub fn decode_row(&self, r: usize, out: &mut [i8]) -> Result<(), Error> {
+        let out = out.get_mut(..self.k).ok_or(Error::BadWeights)?;
+        if self.is_sparse() {
+            out.fill(0);
+        }
+        self.walk_row(r, &mut |pos, v| out[pos] = v)
+    }
+
+    /// Decodes row `r` without storing it (validation).
+    pub fn check_row(&self, r: usize) -> Result<(), Error> {
+        self.walk_row(r, &mut |_, _| {})
+    }
+
+    fn is_sparse(&self) -> bool {
+        matches!(
+            self.w,
+            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
+        )
+    }
+
+    /// Calls `put(pos, value)` for every stored value of row `r`, `pos < k` guaranteed.
+    fn walk_row(&self, r: usize, put: &mut dyn FnMut(usize, i8)) -> Result<(), Error> {
+        let k = self.k;
+        match self.w {
+            WeightsDesc::Dense { data } => {
+                let row = data.get(r * k..(r + 1) * k).ok_or(Error::BadWeights)?;
+                for (i, &b) in row.iter().enumerate() {
+                    put(i, b as i8);
+                }
+            }
+            WeightsDesc::Codebook {
+                centroids,
+                bits,
+                indices,
+            } => {
+                let bits = bits as u32;
+                if (r + 1) * k * bits as usize > indices.len() * 8 {
+                    return Err(Error::BadWeights);
+                }
+                let mut rd = BitReader::new(indices, r * k * bits as usize);
+                for i in 0..k {
+                    let c = rd.bits(bits) as usize;
+                    put(i, *centroids.get(c).ok_or(Error::BadWeights)? as i8);
+                }
+            }
+            WeightsDesc::Sparse {
+                values,
+                gap_bits,
+                row_ptr,
+                entries,
+            } => {
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
+                let eb = gap_bits as usize + values.bits() as usize;
+                if b < a || b.checked_mul(eb).ok_or(Error::TooLarge)? > entries.len() * 8 {
+                    return Err(Error::BadWeights);
+                }
+                let mut rd = BitReader::new(entries, a * eb);
+                let mut pos = 0usize;
+                for _ in a..b {
+                    pos += rd.bits(gap_bits as u32) as usize;
+                    let sym = rd.bits(values.bits());
+                    check_sym(&values, sym)?;
+                    if pos >= k {
+                        return Err(Error::BadWeights);
+                    }
+                    put(pos, values.value(sym));
+                    pos += 1;
+                }
+            }
+            WeightsDesc::HuffSparse {
+                values,
+                row_ptr,
+                row_bits,
+                stream,
+                ..
+            } => {
+                let (hg, hv) = match (&self.h1, &self.h2) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Err(Error::BadHuffman),
+                };
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
+                let (s, e) = (
+                    le_u32(row_bits, r)? as usize,
+                    le_u32(row_bits, r + 1)? as usize,
+                );
+                if b < a || e < s || e > stream.len() * 8 || b - a > k {
+                    return Err(Error::BadWeights);
+                }
+                let mut rd = BitReader::new(stream, s);
+                let mut pos = 0usize;
+                for _ in a..b {
+                    pos += hg.decode(&mut rd).ok_or(Error::BadHuffman)? as usize;
+                    let sym = hv.decode(&mut rd).ok_or(Error::BadHuffman)?;
+                    check_sym(&values, sym)?;
+                    if pos >= k || rd.pos() > e {
+                        return Err(Error::BadWeights);
+                    }
+                    put(pos, values.value(sym));
+                    pos += 1;
+                }
+                if rd.pos() != e {
+                    return Err(Error::BadHuffman);
+                }
+            }
+            WeightsDesc::HuffCodebook {
+                centroids,
+                row_bits,
+                stream,
+                ..
+            } => {
+                let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
+                let (s, e) = (
+                    le_u32(row_bits, r)? as usize,
+                    le_u32(row_bits, r + 1)? as usize,
+                );
+                if e < s || e > stream.len() * 8 {
+                    return Err(Error::BadWeights);
+                }
+                let mut rd = BitReader::new(stream, s);
+                for i in 0..k {
+                    let c = h.decode(&mut rd).ok_or(Error::BadHuffman)? as usize;
+                    if rd.pos() > e {
+                        return Err(Error::BadHuffman);
+                    }
+                    put(i, *centroids.get(c).ok_or(Error::BadWeights)? as i8);
+                }
+                if rd.pos() != e {
+                    return Err(Error::BadHuffman);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
+    match values {
+        Values::Raw => Ok(()),
+        Values::Codebook { centroids, .. } => {
+            if (sym as usize) < centroids.len() {
+                Ok(())
+            } else {
+                Err(Error::BadWeights)
+            }
+        }
+    }
+}
+
+/// Structural checks of an encoding for `cout` rows of `k` values (sizes, widths, offsets); the
+/// caller then decodes every row once to check the content.
+pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Result<(), Error> {
+    let total = cout.checked_mul(k).ok_or(Error::BadWeights)?;
+    let ptrs = |p: &[u8]| -> Result<(), Error> {
+        if p.len() != (cout + 1) * 4 {
+            return Err(Error::BadWeights);
+        }
+        let mut prev = 0u32;
+        for i in 0..=cout {
+            let v = le_u32(p, i)?;
+            if v < prev || (i == 0 && v != 0) {
+                return Err(Error::BadWeights);
+            }
+            prev = v;
+        }
+        Ok(())
+    };
+    match w {
+        WeightsDesc::Dense { data } => {
+            if data.len() != total {
+                return Err(Error::BadWeights);
+            }
+        }
+        WeightsDesc::Codebook {
+            centroids,
+            bits,
+            indices,
+        } => {
+            Values::Codebook {
+                centroids,
+                bits: *bits,
+            }
+            .validate()?;
+            if indices.len() != (total * *bits as usize).div_ceil(8) {
+                return Err(Error::BadWeights);
+            }
+        }
+        WeightsDesc::Sparse {
+            values,
+            gap_bits,
+            row_ptr,
+            entries,
+        } => {
+            values.validate()?;
+            if !(1..=8).contains(gap_bits) {
+                return Err(Error::BadWeights);
+            }
+            ptrs(row_ptr)?;
+            let n = le_u32(row_ptr, cout)? as usize;
+            let eb = *gap_bits as usize + values.bits() as usize;
+            if entries.len() != (n * eb).div_ceil(8) {
+                return Err(Error::BadWeights);
+            }
+        }
+        WeightsDesc::HuffSparse {
+            values,
+            gap_lengths,
+            value_lengths,
+            row_ptr,
+            row_bits,
+            stream,
+        } => {
+            values.validate()?;
+            if value_lengths.len() != 1 << values.bits() || gap_lengths.len() > 256 {
+                return Err(Error::BadHuffman);
+            }
+            ptrs(row_ptr)?;
+            ptrs(row_bits)?;
+            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
+                return Err(Error::BadWeights);
+            }
+        }
+        WeightsDesc::HuffCodebook {
+            centroids,
+            lengths,
+            row_bits,
+            stream,
+        } => {
+            if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
+                return Err(Error::BadHuffman);
+            }
+            ptrs(row_bits)?;
+            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
+                return Err(Error::BadWeights);
+            }
+        }
+    }
+    Ok(())
+}
