@@ -62,14 +62,16 @@ by_layout = {r["variant"]: r for r in torch_runs}
 ratio = burn["images_per_s"] / best["images_per_s"]
 
 print()
-print(f"| implementation             | images/s (median) | parameters |")
-print(f"|----------------------------|------------------:|-----------:|")
-print(f"| burn flex+autodiff         | {burn['images_per_s']:17.1f} | {burn['params']:10d} |")
+print(f"| implementation                 | images/s (median) | parameters |")
+print(f"|--------------------------------|------------------:|-----------:|")
+print(f"| {'burn flex+autodiff':30} | {burn['images_per_s']:17.1f} | {burn['params']:10d} |")
 for r in torch_runs:
     mark = " (best)" if r.get("best") else ""
-    print(f"| {'pytorch ' + r['variant'] + mark:26} | {r['images_per_s']:17.1f} | {r['params']:10d} |")
+    print(f"| {'pytorch ' + r['variant'] + mark:30} | {r['images_per_s']:17.1f} | {r['params']:10d} |")
 print(f"\nratio burn / PyTorch ({best['variant']}): {ratio:.2f}x  (goal >= 1.00x)")
 
+if burn["batch"] != best["batch"]:
+    sys.exit(f"batch sizes differ: burn {burn['batch']}, PyTorch {best['batch']}")
 if burn["params"] != best["params"]:
     sys.exit(f"parameter counts differ: burn {burn['params']}, PyTorch {best['params']}; "
              "the two networks are not the same architecture, fix pytorch_train.py")
@@ -87,13 +89,21 @@ cpu = next((l.split(":", 1)[1].strip() for l in sh("lscpu").splitlines()
             if l.startswith("Model name")), platform.processor() or "?")
 machine = f"{cpu}, {burn['logical_cpus']} logical CPUs, load {load} at start"
 commit = sh("git", "rev-parse", "--short", "HEAD")
-dirty = "+dirty" if sh("git", "status", "--porcelain", "--untracked-files=no") else ""
+status = sh("git", "status", "--porcelain", "--untracked-files=no")
+dirty = "+dirty" if status not in ("", "?") else ""
+try:
+    import tomllib
+    with open("Cargo.toml", "rb") as f:
+        burn_dep = tomllib.load(f)["workspace"]["dependencies"]["burn"]
+    burn_desc = f"burn {burn_dep['version'].lstrip('=')} [{','.join(burn_dep.get('features', []))}]"
+except Exception:
+    burn_desc = "burn ?"
 rustc = sh("rustc", "--version").split(" ")[1] if sh("rustc", "--version") != "?" else "?"
 fmt = lambda layout: f"{by_layout[layout]['images_per_s']:.1f}" if layout in by_layout else "-"
 row = (f"| {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} | {commit}{dirty} | "
        f"{machine} | {burn['batch']} | {burn['warmup']}+{burn['repeats']}x{burn['steps']} | "
        f"{burn['images_per_s']:.1f} | {fmt('contiguous')} | {fmt('channels_last')} | "
-       f"**{ratio:.2f}x** | {burn['params']} | rustc {rustc}, burn 0.22.1 flex; "
+       f"**{ratio:.2f}x** | {burn['params']} | rustc {rustc}, {burn_desc}; "
        f"torch {best['torch']} ({best['threads']} threads) | `{command.strip()}` |")
 
 header = """# Benchmarks
