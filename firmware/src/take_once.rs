@@ -24,6 +24,7 @@ impl<T> TakeOnce<T> {
     }
 
     /// The value, the first time; `None` afterwards.
+    #[allow(clippy::mut_from_ref)] // handed out once, guarded by `taken`
     pub fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::AcqRel) {
             None

@@ -84,7 +84,7 @@ pub struct Info<'a> {
     /// Board the firmware was built for (a cargo feature name, e.g. `mps2-an386`).
     pub board: &'a str,
     /// Model identifier stored in the blob.
-    pub model_id: u32,
+    pub model_id: u64,
     /// Size of the embedded model blob, bytes.
     pub blob_len: u32,
     /// Size of the static activation arena, bytes.
@@ -715,7 +715,7 @@ mod tests {
     /// Response without borrows, for comparisons.
     #[derive(Debug, PartialEq)]
     enum Owned {
-        Info(u32),
+        Info(u64),
         Result(Classification),
         Error(ErrorCode),
         Fault,

@@ -16,9 +16,14 @@ pub const NAME: &str = "nucleo-f411re";
 pub const COST_UNIT: CostUnit = CostUnit::Cycles;
 
 /// USART2 as `embedded-io` `Read` (via embedded-hal-nb) and `Write` (the HAL's own).
-#[derive(Debug)]
 pub struct Port {
     serial: Serial<USART2>,
+}
+
+impl core::fmt::Debug for Port {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Port(USART2)")
+    }
 }
 
 impl embedded_io::ErrorType for Port {

@@ -1,5 +1,228 @@
-fn main() {
-    let seed: u64 = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(1);
-    let out = std::env::args().nth(1).expect("usage: sqz-fw-tools OUT.blob [seed]");
-    std::fs::write(&out, shared::encode::example::blob(seed)).unwrap();
+//! Host helpers for the firmware, outside the root workspace (the host CLI `sqz device ...`
+//! wraps the same `host/src/device.rs`). Usage:
+//!
+//! ```text
+//! sqz-fw-tools blob OUT [SEED]                       write shared's example blob
+//! sqz-fw-tools eval ELF BLOB [N]                     N synthetic images through QEMU vs host kernels
+//! sqz-fw-tools soak ELF BLOB [FRAMES] [PER_MILLE] [SEED]   corrupted-frame soak in QEMU
+//! sqz-fw-tools corrupt-elf ELF BLOB OUT              flip one payload byte of the blob inside the ELF
+//! sqz-fw-tools expect-refusal ELF                    boot ELF in QEMU, require ModelInvalid to hello
+//! ```
+
+#[allow(dead_code)]
+#[path = "../../../host/src/device.rs"]
+mod device;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail, ensure};
+use device::{DeviceLink, Reply, SplitMix};
+use shared::protocol::ErrorCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
+    match args.get(i) {
+        None => Ok(default),
+        Some(s) => s.parse().map_err(|_| anyhow::anyhow!("bad argument {s:?}")),
+    }
+}
+
+fn run() -> Result<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let need = |n: usize| -> Result<()> {
+        ensure!(
+            args.len() >= n,
+            "missing arguments; see the usage in firmware/tools/src/main.rs"
+        );
+        Ok(())
+    };
+    match args.first().map(String::as_str) {
+        Some("blob") => {
+            need(2)?;
+            let blob = shared::encode::example::blob(arg(&args, 2, 1u64)?);
+            std::fs::write(&args[1], &blob)
+                .with_context(|| format!("while writing {}", args[1]))?;
+            println!("wrote {} ({} B)", args[1], blob.len());
+            Ok(true)
+        }
+        Some("eval") => {
+            need(3)?;
+            eval(
+                Path::new(&args[1]),
+                Path::new(&args[2]),
+                arg(&args, 3, 200usize)?,
+            )
+        }
+        Some("soak") => {
+            need(3)?;
+            soak(
+                Path::new(&args[1]),
+                Path::new(&args[2]),
+                arg(&args, 3, 2000usize)?,
+                arg(&args, 4, 10u32)?,
+                arg(&args, 5, 1u64)?,
+            )
+        }
+        Some("corrupt-elf") => {
+            need(4)?;
+            corrupt_elf(
+                Path::new(&args[1]),
+                Path::new(&args[2]),
+                Path::new(&args[3]),
+            )
+        }
+        Some("expect-refusal") => {
+            need(2)?;
+            expect_refusal(Path::new(&args[1]))
+        }
+        _ => bail!("usage: see firmware/tools/src/main.rs"),
+    }
+}
+
+/// The host reference: `shared`'s kernels on the same blob.
+fn reference(blob: &[u8]) -> Result<impl FnMut(&[u8]) -> Vec<i8> + '_> {
+    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("blob: {e}"))?;
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut input = vec![0i8; model.input_len()];
+    Ok(move |pixels: &[u8]| {
+        let mut logits = vec![0i8; model.num_classes()];
+        shared::quantize_input_u8(&model, pixels, &mut input);
+        shared::run(&model, &input, &mut arena, &mut logits);
+        logits
+    })
+}
+
+/// Deterministic synthetic images: blobs of light on a dark background.
+fn images(n: usize, len: usize, width: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = SplitMix(seed);
+    (0..n)
+        .map(|_| {
+            let (cx, cy, r) = (
+                rng.below(width),
+                rng.below(len / width),
+                2 + rng.below(width / 2),
+            );
+            let base = rng.below(40) as u8;
+            (0..len)
+                .map(|i| {
+                    let (x, y) = (i % width, i / width);
+                    let d = x.abs_diff(cx).pow(2) + y.abs_diff(cy).pow(2);
+                    if d <= r * r {
+                        255 - (d * 200 / (r * r).max(1)) as u8
+                    } else {
+                        base + rng.below(16) as u8
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("while reading {}", path.display()))
+}
+
+fn eval(elf: &Path, blob_path: &Path, n: usize) -> Result<bool> {
+    let blob = read(blob_path)?;
+    let mut link = DeviceLink::qemu(elf)?;
+    let info = link.info()?;
+    println!("device: {info:?}");
+    let imgs = images(n, info.input_len(), info.input_dims[1] as usize, 42);
+    let report = device::eval(
+        &mut link,
+        imgs.iter().map(Vec::as_slice),
+        None,
+        reference(&blob)?,
+        |_| {},
+    )?;
+    println!(
+        "eval: {} images, {} logits bit-exact vs host, cost mean {:.0} min {} max {} {:?}, stack HWM {} B",
+        report.images,
+        report.logits_match,
+        report.cost_mean,
+        report.cost_min,
+        report.cost_max,
+        report.cost_unit.unwrap(),
+        report.stack_hwm
+    );
+    if let Some((i, got, want)) = &report.first_mismatch {
+        println!("first mismatch: image {i}: device {got:?} host {want:?}");
+    }
+    Ok(report.logits_match == report.images && report.images == n)
+}
+
+fn soak(elf: &Path, blob_path: &Path, frames: usize, per_mille: u32, seed: u64) -> Result<bool> {
+    let blob = read(blob_path)?;
+    let mut link = DeviceLink::qemu(elf)?;
+    link.set_timeout(std::time::Duration::from_secs(10));
+    let info = link.info()?;
+    let imgs = images(16, info.input_len(), info.input_dims[1] as usize, 7);
+    let views: Vec<&[u8]> = imgs.iter().map(Vec::as_slice).collect();
+    let start = std::time::Instant::now();
+    let report = device::soak(
+        &mut link,
+        &views,
+        frames,
+        per_mille,
+        seed,
+        reference(&blob)?,
+        |_| {},
+    )?;
+    println!("soak: {report:?} in {:.1} s", start.elapsed().as_secs_f64());
+    // The device must still be healthy afterwards.
+    let after = link.info()?;
+    println!(
+        "soak: device still answers; stack HWM {} B",
+        after.stack_hwm
+    );
+    Ok(report.passed())
+}
+
+fn corrupt_elf(elf: &Path, blob_path: &Path, out: &Path) -> Result<bool> {
+    let mut image = read(elf)?;
+    let blob = read(blob_path)?;
+    let at = image
+        .windows(blob.len())
+        .position(|w| w == blob.as_slice())
+        .with_context(|| format!("{} does not embed {}", elf.display(), blob_path.display()))?;
+    // One bit in the middle of the payload: the header stays plausible, the CRC catches it.
+    image[at + blob.len() / 2 + 12] ^= 0x10;
+    std::fs::write(out, &image).with_context(|| format!("while writing {}", out.display()))?;
+    println!(
+        "corrupted byte {} of the blob at ELF offset {at:#x} -> {}",
+        blob.len() / 2 + 12,
+        out.display()
+    );
+    Ok(true)
+}
+
+fn expect_refusal(elf: &Path) -> Result<bool> {
+    let mut link = DeviceLink::qemu(elf)?;
+    let hello = link.request(&shared::protocol::Request::Hello)?;
+    let classify = link.request(&shared::protocol::Request::Classify {
+        seq: 1,
+        pixels: &[0; 16 * 16],
+    })?;
+    println!("hello -> {hello:?}\nclassify -> {classify:?}");
+    let refused = |r: &Reply| {
+        matches!(
+            r,
+            Reply::Error {
+                code: ErrorCode::ModelInvalid,
+                ..
+            }
+        )
+    };
+    Ok(refused(&hello) && refused(&classify))
 }
