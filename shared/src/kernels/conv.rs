@@ -67,17 +67,18 @@ impl ConvQuant<'_> {
     }
 }
 
-/// Scratch bytes [`conv_s8`] needs: `2 * k` for the two-pixel im2col (0 for a 1x1 stride-1
-/// unpadded conv) plus `min(ROW_BLOCK, cout) * k` decoded weight rows when `dense` is false.
+/// Scratch bytes [`conv_s8`] needs, in this order: up to 3 bytes of alignment slack, the packed
+/// pixel pair (`16 * kq` bytes, `kq = ceil(k / 4)`), the packed weights of one block of
+/// `nb = min(ROW_BLOCK, cout rounded up to even)` channels (`8 * nb * kq` bytes), the two-pixel
+/// im2col (`2 * k` bytes, 0 for a 1x1 stride-1 unpadded conv) and one decoded row (`k` bytes,
+/// compressed weights only).
 pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
     let k = p.k();
+    let kq = k.div_ceil(4);
+    let nb = ROW_BLOCK.min((p.output.c as usize).next_multiple_of(2));
     let im2col = if p.direct() { 0 } else { 2 * k };
-    let rows = if dense {
-        0
-    } else {
-        ROW_BLOCK.min(p.output.c as usize) * k
-    };
-    im2col + rows
+    let row = if dense { 0 } else { k };
+    3 + 16 * kq + 8 * nb * kq + im2col + row
 }
 
 /// View a byte slice as int8 (same size, alignment and validity).
@@ -85,6 +86,18 @@ pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
 pub(crate) fn as_i8(b: &[u8]) -> &[i8] {
     // SAFETY: u8 and i8 have identical size, alignment and every bit pattern is valid.
     unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<i8>(), b.len()) }
+}
+
+/// Splits `buf` into (word-aligned `n` words, rest).
+#[inline]
+fn take_words(buf: &mut [i8], n: usize) -> (&mut [u32], &mut [i8]) {
+    let skip = buf.as_ptr().align_offset(4).min(3);
+    let (_, buf) = buf.split_at_mut(skip);
+    let (w, rest) = buf.split_at_mut(4 * n);
+    // SAFETY: `w` starts 4-byte aligned (align_offset) and holds exactly `4 * n` bytes; every bit
+    // pattern is a valid u32; the borrow of `w` is moved into the result.
+    let words = unsafe { core::slice::from_raw_parts_mut(w.as_mut_ptr().cast::<u32>(), n) };
+    (words, rest)
 }
 
 /// Copies the patch of output pixel `(oy, ox)` into `dst[..k]` (HWC order), padded taps set to
@@ -105,7 +118,7 @@ fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut 
         }
         let xa = x0.max(0);
         let xb = (x0 + kw).min(w);
-        let lead = (xa - x0) as usize * c;
+        let lead = ((xa - x0) as usize * c).min(row);
         d[..lead].fill(zp);
         let n = (xb - xa).max(0) as usize * c;
         let src = (y as usize * w as usize + xa as usize) * c;
@@ -117,9 +130,11 @@ fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut 
 /// General int8 convolution driver (any kernel, stride, padding) generic over the dot kernel.
 ///
 /// * `input`: `p.input` NHWC int8; `out`: `p.output.h * p.output.w * p.out_channel_stride`
-///   int8, channels `out_channel_offset..+output.c` of each pixel written.
-/// * `w`: `cout` rows of `k = kh * kw * cin` (OHWI), dense or compressed.
-/// * `acc = bias[c] + sum((x - in_zp) * w)`, then [`requantize`] (with the fused ReLU).
+///   int8, channels `out_channel_offset..+output.c` of each pixel written, others untouched.
+/// * `w`: `cout` rows of `k = kh * kw * cin` (OHWI), dense or compressed; rows are decoded and
+///   packed per block of [`ROW_BLOCK`] output channels.
+/// * `acc = bias[c] + sum((x - in_zp) * w)` (padded taps hold `in_zp`), computed as
+///   `bias - in_zp * sum(w) + sum(x * w)`, then [`requantize`] (fused ReLU).
 /// * `scratch.len() >= conv_scratch_len(p, w.is_dense())`.
 ///
 /// Preconditions (checked by `Model::from_bytes`, only `debug_assert`ed here): consistent dims,
@@ -133,61 +148,69 @@ pub fn conv_s8<K: DotKernel>(
     scratch: &mut [i8],
 ) {
     let k = p.k();
+    let kq = k.div_ceil(4);
     let cout = p.output.c as usize;
     let npix = p.output.h as usize * p.output.w as usize;
     debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
     debug_assert!(input.len() >= p.input.len());
     let direct = p.direct();
-    let (cols, rows_buf) = scratch.split_at_mut(if direct { 0 } else { 2 * k });
+    let nb = ROW_BLOCK.min(cout.next_multiple_of(2));
+    let (acts, rest) = take_words(scratch, 4 * kq);
+    let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);
+    let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
     let ow = p.output.w as usize;
     let zp = q.in_zp as i32;
     let mut ob = 0;
     while ob < cout {
         let n = ROW_BLOCK.min(cout - ob);
-        // Rows of this block.
-        let mut rows: [&[i8]; ROW_BLOCK] = [&[]; ROW_BLOCK];
-        if !w.is_dense() {
-            for j in 0..n {
-                let _ = w.decode_row(ob + j, &mut rows_buf[j * k..(j + 1) * k]);
-            }
-        }
         let mut rq = [ChannelRequant::new(1.0, false, 0, false); ROW_BLOCK];
         let mut beff = [0i32; ROW_BLOCK];
-        for j in 0..n {
-            rows[j] = match w.dense_row(ob + j) {
+        for j in 0..n.next_multiple_of(2) {
+            let pair = &mut wpk[(j / 2) * 4 * kq..(j / 2 + 1) * 4 * kq];
+            if j >= n {
+                // Odd channel count: zero weights in the unused slot.
+                for q4 in pair.chunks_exact_mut(4) {
+                    q4[2] = 0;
+                    q4[3] = 0;
+                }
+                continue;
+            }
+            let r: &[i8] = match w.dense_row(ob + j) {
                 Some(r) => as_i8(r),
-                None => &rows_buf[j * k..(j + 1) * k],
+                None => {
+                    let _ = w.decode_row(ob + j, row);
+                    &row[..k]
+                }
             };
-            let s: i32 = rows[j].iter().map(|&v| v as i32).sum();
+            K::pack(r, k, j % 2, pair);
+            let s: i32 = r.iter().map(|&v| v as i32).sum();
             beff[j] = le_i32_at(q.bias, ob + j).wrapping_sub(zp.wrapping_mul(s));
             rq[j] = q.channel(ob + j);
         }
         let mut px = 0;
         while px < npix {
             let two = px + 1 < npix;
-            let (a0, a1): (&[i8], &[i8]) = if direct {
-                let a0 = &input[px * k..(px + 1) * k];
-                let a1 = if two {
-                    &input[(px + 1) * k..(px + 2) * k]
-                } else {
-                    a0
-                };
-                (a0, a1)
+            if direct {
+                K::pack(&input[px * k..], k, 0, acts);
+                let a1 = if two { px + 1 } else { px };
+                K::pack(&input[a1 * k..], k, 1, acts);
             } else {
                 let (c0, c1) = cols.split_at_mut(k);
                 im2col(p, input, px / ow, px % ow, q.in_zp, c0);
+                K::pack(c0, k, 0, acts);
                 if two {
                     im2col(p, input, (px + 1) / ow, (px + 1) % ow, q.in_zp, c1);
+                    K::pack(c1, k, 1, acts);
+                } else {
+                    K::pack(c0, k, 1, acts);
                 }
-                (&*c0, if two { &*c1 } else { &*c0 })
-            };
+            }
             let o0 = px * p.out_channel_stride + p.out_channel_offset + ob;
             let o1 = o0 + p.out_channel_stride;
             let mut j = 0;
             while j < n {
                 let pair = j + 1 < n;
-                let w1 = if pair { rows[j + 1] } else { rows[j] };
-                let r = K::dot_2x2(a0, a1, rows[j], w1);
+                let r = K::dot_2x2(acts, &wpk[(j / 2) * 4 * kq..], kq);
                 out[o0 + j] = requantize(r[0].wrapping_add(beff[j]), &rq[j]);
                 if pair {
                     out[o0 + j + 1] = requantize(r[1].wrapping_add(beff[j + 1]), &rq[j + 1]);

@@ -1,69 +1,108 @@
-//! 2x2 int8 dot-product micro-kernels: two activation patches against two weight rows.
+//! Packed int8 dot-product micro-kernels (2 pixels x 2 output channels).
 //!
-//! Every implementation must return exactly `[a0.w0, a0.w1, a1.w0, a1.w1]` (i32, wrapping),
-//! the reference being [`RefDot`].
+//! # Packed layout (shared by activations and weights)
+//! A row of `k` int8 values is cut into `kq = ceil(k / 4)` quads (zero padded). A quad
+//! `[b0, b1, b2, b3]` is stored as two words of two i16 each, exactly what `SXTB16` makes of it:
+//! `even = b0 | b2 << 16`, `odd = b1 | b3 << 16` (i16 halves, little-endian within the word).
+//! Two rows (two pixels, or two output channels) are interleaved per quad:
+//! `[even(r0), odd(r0), even(r1), odd(r1)]`, i.e. `4 * kq` words for the pair. Then
+//! `dot(r0, s0) = sum over words of SMLAD(r0.even, s0.even) + SMLAD(r0.odd, s0.odd)`.
 
-/// A 2x2 dot-product micro-kernel.
+/// A packed 2x2 dot-product micro-kernel.
 pub trait DotKernel {
-    /// `[a0.w0, a0.w1, a1.w0, a1.w1]` over `k = a0.len()` values. Preconditions:
-    /// `a1.len() >= k`, `w0.len() >= k`, `w1.len() >= k`.
-    fn dot_2x2(a0: &[i8], a1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4];
+    /// `[a0.w0, a0.w1, a1.w0, a1.w1]` (i32, wrapping) where `acts` is the packed pixel pair and
+    /// `wts` the packed channel pair, both `4 * kq` words.
+    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4];
+
+    /// Packs `row[..k]` (zero padded to `4 * kq`) into slot `slot` (0 or 1) of a packed pair
+    /// `dst` (`4 * kq` words).
+    #[inline]
+    fn pack(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
+        pack_portable(row, k, slot, dst)
+    }
 }
 
-/// Plain scalar reference.
+#[inline(always)]
+fn pk(lo: i8, hi: i8) -> u32 {
+    (lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)
+}
+
+/// Portable packing (see the module docs).
+#[inline]
+pub fn pack_portable(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
+    let kq = k.div_ceil(4);
+    let full = k / 4;
+    let row = &row[..k];
+    let dst = &mut dst[..4 * kq];
+    for q in 0..full {
+        let b = &row[q * 4..q * 4 + 4];
+        dst[4 * q + 2 * slot] = pk(b[0], b[2]);
+        dst[4 * q + 2 * slot + 1] = pk(b[1], b[3]);
+    }
+    if full < kq {
+        let mut b = [0i8; 4];
+        b[..k - full * 4].copy_from_slice(&row[full * 4..]);
+        dst[4 * full + 2 * slot] = pk(b[0], b[2]);
+        dst[4 * full + 2 * slot + 1] = pk(b[1], b[3]);
+    }
+}
+
+#[inline(always)]
+fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let p = (a as i16 as i32) * (b as i16 as i32);
+    let q = ((a >> 16) as i16 as i32) * ((b >> 16) as i16 as i32);
+    acc.wrapping_add(p).wrapping_add(q)
+}
+
+/// Plain scalar reference: unpacks every value and multiplies one at a time.
 #[derive(Debug, Clone, Copy)]
 pub struct RefDot;
 
 impl DotKernel for RefDot {
-    fn dot_2x2(a0: &[i8], a1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
+    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
+        let val = |v: &[u32], slot: usize, i: usize| -> i32 {
+            let (q, r) = (i / 4, i % 4);
+            let word = v[4 * q + 2 * slot + (r & 1)];
+            if r < 2 {
+                word as i16 as i32
+            } else {
+                (word >> 16) as i16 as i32
+            }
+        };
         let mut r = [0i32; 4];
-        for i in 0..a0.len() {
-            let (x0, x1, v0, v1) = (a0[i] as i32, a1[i] as i32, w0[i] as i32, w1[i] as i32);
-            r[0] = r[0].wrapping_add(x0 * v0);
-            r[1] = r[1].wrapping_add(x0 * v1);
-            r[2] = r[2].wrapping_add(x1 * v0);
-            r[3] = r[3].wrapping_add(x1 * v1);
+        for i in 0..4 * kq {
+            let (x0, x1) = (val(acts, 0, i), val(acts, 1, i));
+            let (w0, w1) = (val(wts, 0, i), val(wts, 1, i));
+            r[0] = r[0].wrapping_add(x0 * w0);
+            r[1] = r[1].wrapping_add(x0 * w1);
+            r[2] = r[2].wrapping_add(x1 * w0);
+            r[3] = r[3].wrapping_add(x1 * w1);
         }
         r
     }
 }
 
-/// Portable fast path: 4-way unrolled, bounds checks hoisted by re-slicing.
+/// Portable fast path: SMLAD emulated on words.
 #[derive(Debug, Clone, Copy)]
 pub struct PortableDot;
 
 impl DotKernel for PortableDot {
     #[inline]
-    fn dot_2x2(a0: &[i8], a1: &[i8], w0: &[i8], w1: &[i8]) -> [i32; 4] {
-        let k = a0.len();
-        let (a1, w0, w1) = (&a1[..k], &w0[..k], &w1[..k]);
-        let (mut s00, mut s01, mut s10, mut s11) = (0i32, 0i32, 0i32, 0i32);
-        let chunks = k / 4;
-        for c in 0..chunks {
-            let i = c * 4;
-            let x0: [i8; 4] = [a0[i], a0[i + 1], a0[i + 2], a0[i + 3]];
-            let x1: [i8; 4] = [a1[i], a1[i + 1], a1[i + 2], a1[i + 3]];
-            let v0: [i8; 4] = [w0[i], w0[i + 1], w0[i + 2], w0[i + 3]];
-            let v1: [i8; 4] = [w1[i], w1[i + 1], w1[i + 2], w1[i + 3]];
-            for j in 0..4 {
-                s00 = s00.wrapping_add(x0[j] as i32 * v0[j] as i32);
-                s01 = s01.wrapping_add(x0[j] as i32 * v1[j] as i32);
-                s10 = s10.wrapping_add(x1[j] as i32 * v0[j] as i32);
-                s11 = s11.wrapping_add(x1[j] as i32 * v1[j] as i32);
-            }
+    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
+        let (a, w) = (&acts[..4 * kq], &wts[..4 * kq]);
+        let (mut c00, mut c01, mut c10, mut c11) = (0i32, 0i32, 0i32, 0i32);
+        for (x, v) in a.chunks_exact(4).zip(w.chunks_exact(4)) {
+            c00 = smlad(x[1], v[1], smlad(x[0], v[0], c00));
+            c01 = smlad(x[1], v[3], smlad(x[0], v[2], c01));
+            c10 = smlad(x[3], v[1], smlad(x[2], v[0], c10));
+            c11 = smlad(x[3], v[3], smlad(x[2], v[2], c11));
         }
-        for i in chunks * 4..k {
-            s00 = s00.wrapping_add(a0[i] as i32 * w0[i] as i32);
-            s01 = s01.wrapping_add(a0[i] as i32 * w1[i] as i32);
-            s10 = s10.wrapping_add(a1[i] as i32 * w0[i] as i32);
-            s11 = s11.wrapping_add(a1[i] as i32 * w1[i] as i32);
-        }
-        [s00, s01, s10, s11]
+        [c00, c01, c10, c11]
     }
 }
 
-/// The kernel `run` uses on this target: the Cortex-M4 DSP path on `thumbv7em` (cfg `sqz_dsp`, set by
-/// build.rs), the portable path elsewhere.
+/// The kernel `run` uses on this target: the Cortex-M4 DSP path on `thumbv7em` (cfg `sqz_dsp`,
+/// set by build.rs), the portable path elsewhere.
 #[cfg(sqz_dsp)]
 pub type BestDot = crate::kernels::arm::ArmDot;
 /// The kernel `run` uses on this target.

@@ -1,0 +1,249 @@
+//! Thumb test runner: the Cortex-M4 DSP path (`ArmDot`) and the portable path against the
+//! reference twins, in QEMU. Exits 0 when every case matches bit for bit.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use shared::Model;
+use shared::format::{Dims, WeightsDesc};
+use shared::kernels::arm::ArmDot;
+use shared::kernels::{
+    ConvParams, ConvQuant, DotKernel, PortableDot, RefDot, conv_ref_s8, conv_s8, conv_scratch_len,
+};
+use shared::run::run_with;
+use shared::weights::RowDecoder;
+use sqz_shared_qemu::{Rng, exit, hprintln};
+
+static BLOBS: [(&[u8], &[u8]); 3] = [
+    (
+        include_bytes!(concat!(env!("OUT_DIR"), "/example1.blob")),
+        include_bytes!(concat!(env!("OUT_DIR"), "/example1.expect")),
+    ),
+    (
+        include_bytes!(concat!(env!("OUT_DIR"), "/example2.blob")),
+        include_bytes!(concat!(env!("OUT_DIR"), "/example2.expect")),
+    ),
+    (
+        include_bytes!(concat!(env!("OUT_DIR"), "/example3.blob")),
+        include_bytes!(concat!(env!("OUT_DIR"), "/example3.expect")),
+    ),
+];
+
+const MAXW: usize = 24 * 1024;
+const MAXX: usize = 16 * 1024;
+static mut W: [u8; MAXW] = [0; MAXW];
+static mut X: [i8; MAXX] = [0; MAXX];
+static mut BIAS: [u8; 4 * 128] = [0; 4 * 128];
+static mut MULT: [u8; 4 * 128] = [0; 4 * 128];
+static mut OUT_A: [i8; MAXX * 4] = [0; MAXX * 4];
+static mut OUT_B: [i8; MAXX * 4] = [0; MAXX * 4];
+static mut SCRATCH: [i8; 16 * 1024] = [0; 16 * 1024];
+static mut ARENA: [u8; 64 * 1024] = [0; 64 * 1024];
+
+fn fnv(d: &[i8]) -> u32 {
+    d.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u8 as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn example_input(out: &mut [i8], seed: u64) {
+    let mut s = seed * 0x9E37_79B9 + 1;
+    for o in out {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        *o = (s >> 24) as i8;
+    }
+}
+
+/// One random conv case; returns false on mismatch.
+#[allow(static_mut_refs)]
+fn conv_case<K: DotKernel>(
+    rng: &mut Rng,
+    case: u32,
+    shape: Option<(u16, u16, u16, u16, u8, u8, u8)>,
+) -> bool {
+    // SAFETY: single-threaded test program; the statics are only used here, one case at a time.
+    let (w, x, bias, mult, oa, ob, scratch) = unsafe {
+        (
+            &mut W,
+            &mut X,
+            &mut BIAS,
+            &mut MULT,
+            &mut OUT_A,
+            &mut OUT_B,
+            &mut SCRATCH,
+        )
+    };
+    let (h, wd, cin, cout, k, s, pad) = shape.unwrap_or_else(|| {
+        loop {
+            let k = [1u8, 3, 3, 5, 7][rng.range(0, 4) as usize];
+            let pad = rng.range(0, (k as u32 - 1).min(2)) as u8;
+            let s = rng.range(1, 2) as u8;
+            let h = rng.range(k as u32, 10) as u16;
+            let wd = rng.range(k as u32, 10) as u16;
+            let cin = rng.range(1, 24) as u16;
+            let cout = rng.range(1, 40) as u16;
+            if (k as usize * k as usize * cin as usize * cout as usize) <= MAXW
+                && (h as usize * wd as usize * cin as usize) <= MAXX
+            {
+                break (h, wd, cin, cout, k, s, pad);
+            }
+        }
+    });
+    let input = Dims { h, w: wd, c: cin };
+    let oh = (h as usize + 2 * pad as usize - k as usize) / s as usize + 1;
+    let ow = (wd as usize + 2 * pad as usize - k as usize) / s as usize + 1;
+    let p = ConvParams {
+        input,
+        output: Dims {
+            h: oh as u16,
+            w: ow as u16,
+            c: cout,
+        },
+        kernel: [k; 2],
+        stride: [s; 2],
+        pad: [pad; 4],
+        out_channel_stride: cout as usize + 1,
+        out_channel_offset: 1,
+    };
+    let kk = p.k();
+    let nw = kk * cout as usize;
+    for b in &mut w[..nw] {
+        *b = rng.next() as u8;
+    }
+    for v in &mut x[..input.len()] {
+        *v = rng.next() as i8;
+    }
+    let uniform = rng.range(0, 3) == 0;
+    let m0 = 0.0001 + (rng.range(0, 10000) as f32) * 1e-6;
+    for c in 0..cout as usize {
+        bias[c * 4..c * 4 + 4].copy_from_slice(&(rng.range(0, 20000) as i32 - 10000).to_le_bytes());
+        let m = if uniform {
+            m0
+        } else {
+            0.0001 + (rng.range(0, 10000) as f32) * 1e-6
+        };
+        mult[c * 4..c * 4 + 4].copy_from_slice(&m.to_le_bytes());
+    }
+    let q = ConvQuant {
+        in_zp: rng.next() as i8,
+        bias: &bias[..4 * cout as usize],
+        multipliers: &mult[..4 * cout as usize],
+        uniform,
+        out_zp: rng.next() as i8,
+        relu: rng.range(0, 1) == 1,
+    };
+    let n_out = oh * ow * p.out_channel_stride;
+    oa[..n_out].fill(5);
+    ob[..n_out].fill(5);
+    let wv: &[i8] = unsafe { core::slice::from_raw_parts(w.as_ptr().cast::<i8>(), nw) };
+    conv_ref_s8(&p, &q, &x[..input.len()], wv, &mut oa[..n_out]);
+    let dec = RowDecoder::new(WeightsDesc::Dense { data: &w[..nw] }, kk).unwrap();
+    let sl = conv_scratch_len(&p, true);
+    if sl > scratch.len() {
+        return true;
+    }
+    conv_s8::<K>(
+        &p,
+        &q,
+        &x[..input.len()],
+        &dec,
+        &mut ob[..n_out],
+        &mut scratch[..sl],
+    );
+    if let Some(i) = (0..n_out).find(|&i| oa[i] != ob[i]) {
+        hprintln!(
+            "conv case {} {:?}: first difference at {}: reference {} vs {}",
+            case,
+            (h, wd, cin, cout, k, s, pad),
+            i,
+            oa[i],
+            ob[i]
+        );
+        return false;
+    }
+    true
+}
+
+#[allow(static_mut_refs)]
+fn blob_case<K: DotKernel>(i: usize) -> bool {
+    let (blob, expect) = BLOBS[i];
+    let m = match Model::from_bytes(blob) {
+        Ok(m) => m,
+        Err(e) => {
+            hprintln!("blob {}: {}", i, e);
+            return false;
+        }
+    };
+    let mut input = [0i8; 256];
+    example_input(&mut input[..m.input_len()], i as u64 + 1);
+    let mut logits = [0i8; 16];
+    let mut n = 0usize;
+    let mut ok = true;
+    // SAFETY: single-threaded; ARENA is only used here.
+    let arena = unsafe { &mut ARENA[..m.arena_len()] };
+    run_with::<K>(
+        &m,
+        &input[..m.input_len()],
+        arena,
+        &mut logits[..m.num_classes()],
+        &mut |l, s, d| {
+            let want = u32::from_le_bytes([
+                expect[4 * n],
+                expect[4 * n + 1],
+                expect[4 * n + 2],
+                expect[4 * n + 3],
+            ]);
+            if fnv(d) != want {
+                hprintln!("blob {} layer {} {:?}: differs from the host run", i, l, s);
+                ok = false;
+            }
+            n += 1;
+        },
+    );
+    ok && n * 4 == expect.len()
+}
+
+#[entry]
+fn main() -> ! {
+    let mut rng = Rng(0x1234_5678_9abc);
+    let mut ok = true;
+    let named = [
+        (14, 14, 64, 16, 1, 1, 0),
+        (14, 14, 16, 64, 1, 1, 0),
+        (6, 6, 16, 64, 3, 1, 1),
+        (7, 7, 32, 32, 3, 1, 1),
+        (28, 28, 1, 64, 3, 2, 0),
+        (28, 28, 1, 8, 7, 2, 2),
+        (1, 1, 3, 1, 1, 1, 0),
+    ];
+    let mut cases = 0;
+    for (i, s) in named.iter().enumerate() {
+        ok &= conv_case::<ArmDot>(&mut rng, i as u32, Some(*s));
+        ok &= conv_case::<PortableDot>(&mut rng, i as u32, Some(*s));
+        cases += 2;
+    }
+    for i in 0..300 {
+        ok &= conv_case::<ArmDot>(&mut rng, 100 + i, None);
+        cases += 1;
+    }
+    for i in 0..50 {
+        ok &= conv_case::<PortableDot>(&mut rng, 1000 + i, None);
+        cases += 1;
+    }
+    hprintln!("conv: {} cases {}", cases, if ok { "ok" } else { "FAILED" });
+    for i in 0..BLOBS.len() {
+        let a = blob_case::<ArmDot>(i);
+        let b = blob_case::<RefDot>(i);
+        hprintln!(
+            "example blob {}: ArmDot {} RefDot {}",
+            i + 1,
+            if a { "ok" } else { "FAILED" },
+            if b { "ok" } else { "FAILED" }
+        );
+        ok &= a && b;
+    }
+    hprintln!("{}", if ok { "ALL OK" } else { "FAILURES" });
+    exit(ok)
+}

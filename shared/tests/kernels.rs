@@ -1,0 +1,302 @@
+//! One test suite per op, run against every implementation (reference twin vs fast paths):
+//! proptest over shapes/values plus named cases.
+
+use proptest::prelude::*;
+use shared::QuantParams;
+use shared::encode::example::{Enc, Rng, conv as gen_conv};
+use shared::format::Dims;
+use shared::kernels::*;
+use shared::weights::RowDecoder;
+
+#[derive(Debug, Clone, Copy)]
+struct ConvCase {
+    h: u16,
+    w: u16,
+    cin: u16,
+    cout: u16,
+    k: u8,
+    stride: u8,
+    pad: u8,
+    relu: bool,
+    enc: u8,
+    uniform: bool,
+    in_zp: i8,
+    seed: u64,
+}
+
+fn encs() -> [Enc; 7] {
+    [
+        Enc::Dense,
+        Enc::Codebook,
+        Enc::SparseRaw,
+        Enc::SparseCodebook,
+        Enc::HuffSparseRaw,
+        Enc::HuffSparseCodebook,
+        Enc::HuffCodebook,
+    ]
+}
+
+/// Runs `conv_s8::<K>` and `conv_ref_s8` on one case, writing into a wider concat buffer at a
+/// channel offset, and compares every byte (untouched channels included).
+fn check_conv<K: DotKernel>(c: ConvCase) {
+    let mut rng = Rng(c.seed | 1);
+    let conv = gen_conv(
+        &mut rng,
+        c.cin as usize,
+        c.cout as usize,
+        c.k,
+        c.stride,
+        c.pad,
+        c.relu,
+        encs()[c.enc as usize % 7],
+        0.03,
+        c.uniform,
+    );
+    let d = conv.desc();
+    let input = Dims {
+        h: c.h,
+        w: c.w,
+        c: c.cin,
+    };
+    let oh = (c.h as usize + 2 * c.pad as usize - c.k as usize) / c.stride as usize + 1;
+    let ow = (c.w as usize + 2 * c.pad as usize - c.k as usize) / c.stride as usize + 1;
+    let output = Dims {
+        h: oh as u16,
+        w: ow as u16,
+        c: c.cout,
+    };
+    let (stride, off) = (c.cout as usize + 3, 2usize);
+    let p = ConvParams {
+        input,
+        output,
+        kernel: [c.k; 2],
+        stride: [c.stride; 2],
+        pad: [c.pad; 4],
+        out_channel_stride: stride,
+        out_channel_offset: off,
+    };
+    let q = ConvQuant {
+        in_zp: c.in_zp,
+        bias: d.bias,
+        multipliers: d.multipliers,
+        uniform: d.multipliers.chunks(4).all(|x| x == &d.multipliers[..4]),
+        out_zp: d.out_quant.zero_point,
+        relu: c.relu,
+    };
+    let x: Vec<i8> = (0..input.len()).map(|_| rng.next_u32() as i8).collect();
+    let k = p.k();
+    let mut dense = vec![0i8; k * c.cout as usize];
+    d.decode_weights(c.cin as usize, &mut dense).unwrap();
+    let mut want = vec![7i8; oh * ow * stride];
+    conv_ref_s8(&p, &q, &x, &dense, &mut want);
+    let dec = RowDecoder::new(d.weights, k).unwrap();
+    let mut got = vec![7i8; oh * ow * stride];
+    let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense())];
+    conv_s8::<K>(&p, &q, &x, &dec, &mut got, &mut scratch);
+    if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
+        panic!(
+            "{c:?}: first difference at {i}: reference {} vs {}",
+            want[i], got[i]
+        );
+    }
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        (1u16..9, 1u16..9, 1u16..20, 1u16..21),
+        prop_oneof![
+            Just((1u8, 1u8, 0u8)),
+            Just((3, 1, 1)),
+            Just((3, 2, 0)),
+            Just((3, 2, 1)),
+            (1u8..8, 1u8..4, 0u8..3)
+        ],
+        (
+            any::<bool>(),
+            0u8..7,
+            any::<bool>(),
+            any::<i8>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_filter("kernel fits", |((h, w, _, _), (k, _, p), _)| {
+            *p < *k
+                && (*h as usize + 2 * *p as usize) >= *k as usize
+                && (*w as usize + 2 * *p as usize) >= *k as usize
+        })
+        .prop_map(
+            |((h, w, cin, cout), (k, stride, pad), (relu, enc, uniform, in_zp, seed))| ConvCase {
+                h,
+                w,
+                cin,
+                cout,
+                k,
+                stride,
+                pad,
+                relu,
+                enc,
+                uniform,
+                in_zp,
+                seed,
+            },
+        )
+}
+
+fn named_conv_cases() -> Vec<ConvCase> {
+    let base = ConvCase {
+        h: 5,
+        w: 5,
+        cin: 16,
+        cout: 64,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        relu: true,
+        enc: 0,
+        uniform: false,
+        in_zp: -128,
+        seed: 42,
+    };
+    vec![
+        base, // expand 1x1 16->64
+        ConvCase {
+            cin: 64,
+            cout: 16,
+            ..base
+        }, // squeeze
+        ConvCase {
+            k: 3,
+            pad: 1,
+            ..base
+        }, // expand 3x3
+        ConvCase {
+            h: 28,
+            w: 28,
+            cin: 1,
+            cout: 64,
+            k: 3,
+            stride: 2,
+            ..base
+        }, // v1.1 stem
+        ConvCase {
+            h: 28,
+            w: 28,
+            cin: 1,
+            cout: 8,
+            k: 7,
+            stride: 2,
+            pad: 2,
+            ..base
+        }, // v1.0 stem
+        ConvCase {
+            h: 1,
+            w: 1,
+            cin: 3,
+            cout: 1,
+            ..base
+        }, // odd pixel and channel
+        ConvCase {
+            h: 3,
+            w: 3,
+            cin: 5,
+            cout: 17,
+            k: 3,
+            pad: 1,
+            uniform: true,
+            enc: 6,
+            ..base
+        },
+    ]
+}
+
+macro_rules! conv_suite {
+    ($name:ident, $k:ty) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn named() {
+                for c in named_conv_cases() {
+                    for enc in 0..7 {
+                        check_conv::<$k>(ConvCase { enc, ..c });
+                    }
+                }
+            }
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(200))]
+                #[test]
+                fn prop(c in conv_case()) {
+                    check_conv::<$k>(c);
+                }
+            }
+        }
+    };
+}
+
+conv_suite!(conv_ref_dot, RefDot);
+conv_suite!(conv_portable, PortableDot);
+conv_suite!(conv_best, BestDot);
+
+fn rand_vec(rng: &mut Rng, n: usize) -> Vec<i8> {
+    (0..n).map(|_| rng.next_u32() as i8).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn maxpool_matches_ref(h in 1u16..12, w in 1u16..12, c in 1u16..9, k in 1u8..4, s in 1u8..3, pad in 0u8..2, ceil in any::<bool>(), seed in any::<u64>()) {
+        prop_assume!(pad < k && h as usize + 2 * pad as usize >= k as usize && w as usize + 2 * pad as usize >= k as usize);
+        let ext = |n: u16| {
+            let span = n as usize + 2 * pad as usize - k as usize;
+            let mut o = if ceil { span.div_ceil(s as usize) } else { span / s as usize } + 1;
+            if ceil && (o - 1) * s as usize >= n as usize + pad as usize { o -= 1; }
+            o as u16
+        };
+        let p = PoolParams { input: Dims { h, w, c }, output: Dims { h: ext(h), w: ext(w), c }, kernel: [k; 2], stride: [s; 2], pad: [pad; 4] };
+        let mut rng = Rng(seed | 1);
+        let x = rand_vec(&mut rng, p.input.len());
+        let mut a = vec![0i8; p.output.len()];
+        let mut b = vec![1i8; p.output.len()];
+        maxpool_s8_ref(&p, &x, &mut a);
+        maxpool_s8(&p, &x, &mut b);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn avgpool_matches_ref(h in 2u16..12, w in 2u16..12, c in 1u16..9, k in 1u8..4, s in 1u8..3, pad in 0u8..2, zi in any::<i8>(), zo in any::<i8>(), m in 0.001f32..0.5, seed in any::<u64>()) {
+        prop_assume!(pad < k && h as usize + 2 * pad as usize >= k as usize && w as usize + 2 * pad as usize >= k as usize);
+        let ext = |n: u16| ((n as usize + 2 * pad as usize - k as usize) / s as usize + 1) as u16;
+        let p = PoolParams { input: Dims { h, w, c }, output: Dims { h: ext(h), w: ext(w), c }, kernel: [k; 2], stride: [s; 2], pad: [pad; 4] };
+        let mut rng = Rng(seed | 1);
+        let x = rand_vec(&mut rng, p.input.len());
+        let mut a = vec![0i8; p.output.len()];
+        let mut b = vec![1i8; p.output.len()];
+        avgpool_s8_ref(&p, zi, m, zo, &x, &mut a);
+        avgpool_s8(&p, zi, m, zo, &x, &mut b);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn global_avgpool_matches_ref(h in 1u16..14, w in 1u16..14, c in 1u16..150, zi in any::<i8>(), zo in any::<i8>(), m in 0.0001f32..0.5, seed in any::<u64>()) {
+        let d = Dims { h, w, c };
+        let mut rng = Rng(seed | 1);
+        let x = rand_vec(&mut rng, d.len());
+        let mut a = vec![0i8; c as usize];
+        let mut b = vec![1i8; c as usize];
+        global_avgpool_s8_ref(d, zi, m, zo, &x, &mut a);
+        global_avgpool_s8(d, zi, m, zo, &x, &mut b);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn add_matches_ref(n in 1usize..300, sa in 0.001f32..0.2, sb in 0.001f32..0.2, so in 0.001f32..0.2, za in any::<i8>(), zb in any::<i8>(), zo in any::<i8>(), seed in any::<u64>()) {
+        let mut rng = Rng(seed | 1);
+        let a = rand_vec(&mut rng, n);
+        let b = rand_vec(&mut rng, n);
+        let (qa, qb, qo) = (QuantParams { scale: sa, zero_point: za }, QuantParams { scale: sb, zero_point: zb }, QuantParams { scale: so, zero_point: zo });
+        let mut want = vec![0i8; n];
+        add_requant_s8_ref(&a, qa, &b, qb, qo, &mut want);
+        let mut got = a.clone();
+        add_requant_s8(&mut got, qa, &b, qb, qo);
+        prop_assert_eq!(want, got);
+    }
+}
