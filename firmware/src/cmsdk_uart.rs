@@ -31,6 +31,9 @@ impl CmsdkUart {
         let uart = Self { base };
         uart.write_reg(BAUDDIV, (clock_hz / baud).max(16));
         uart.write_reg(CTRL, CTRL_TX_EN | CTRL_RX_EN);
+        // Drop any stale byte. In QEMU a DATA read also makes the character backend poll for
+        // input again; without it, bytes that arrived before RX was enabled can sit unread.
+        let _ = uart.read_reg(DATA);
         uart
     }
 

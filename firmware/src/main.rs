@@ -6,10 +6,21 @@ use cortex_m_rt::entry;
 use firmware::{Device, board};
 
 #[entry]
+#[cfg_attr(
+    any(feature = "panic-test", feature = "hardfault-test"),
+    allow(unreachable_code, unused_mut, unused_variables)
+)]
 fn main() -> ! {
     #[allow(unused_mut, unused_variables)]
     let mut port = board::init();
     let mut device = Device::boot();
+    #[cfg(feature = "panic-test")]
+    panic!("panic-test: deliberate panic after boot");
+    #[cfg(feature = "hardfault-test")]
+    // SAFETY: deliberately faulting read of unmapped memory (CI checks the HardFault report).
+    unsafe {
+        core::ptr::read_volatile(0xF000_0000 as *const u32);
+    }
     #[cfg(feature = "smoke")]
     firmware::smoke::run(&mut device);
     #[cfg(not(feature = "smoke"))]

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Firmware CI: build both boards, boot in QEMU (smoke, fault paths, refused blob), classify
+# images over the serial link bit-exact against the host kernels, optional soak, sizes.
+#
+#   firmware/ci.sh            # everything but the soak (about 1 min after the builds)
+#   firmware/ci.sh --soak     # plus 2,000 frames with 1 % corrupted (about 2 min more)
+#
+# Blob: $SQZ_BLOB if set, else ../models/shipped.blob if present, else shared's example blob
+# (generated). Setup (once): rustup target add thumbv7em-none-eabihf; rustup component add
+# llvm-tools; cargo install flip-link cargo-binutils; apt-get install qemu-system-arm.
+set -euo pipefail
+cd "$(dirname "$0")"
+FW=$PWD
+OUT=$FW/target/ci
+mkdir -p "$OUT"
+SOAK=0
+[ "${1:-}" = "--soak" ] && SOAK=1
+N_EVAL=${SQZ_EVAL_IMAGES:-200}
+FLASH_BUDGET=$((96 * 1024))
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf 'ci.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+for tool in qemu-system-arm flip-link rust-size; do
+  command -v "$tool" >/dev/null || fail "$tool not found (see the setup line at the top of ci.sh)"
+done
+
+say "host tools"
+(cd tools && cargo build --release --quiet)
+TOOLS=$FW/tools/target/$(rustc -vV | sed -n 's/^host: //p')/release/sqz-fw-tools
+
+if [ -n "${SQZ_BLOB:-}" ]; then
+  BLOB=$(realpath "$SQZ_BLOB")
+elif [ -f ../models/shipped.blob ]; then
+  BLOB=$(realpath ../models/shipped.blob)
+else
+  BLOB=$OUT/example.blob
+  "$TOOLS" blob "$BLOB" 7
+  echo "note: no models/shipped.blob yet; using shared's example blob"
+fi
+export SQZ_BLOB=$BLOB
+echo "blob: $BLOB ($(stat -c %s "$BLOB") B)"
+
+build() { # name, cargo args...
+  local name=$1
+  shift
+  cargo build --release --quiet "$@"
+  cp target/thumbv7em-none-eabihf/release/sqz-firmware "$OUT/$name.elf"
+}
+say "build (release): mps2-an386 serve/smoke/panic-test/hardfault-test, nucleo-f411re"
+build serve
+build smoke --features smoke
+build panic-test --features panic-test
+build hardfault-test --features hardfault-test
+build nucleo-f411re --no-default-features --features nucleo-f411re
+
+qemu() { # elf, serial -> QEMU exit status
+  timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \
+    -icount shift=0,sleep=off -semihosting-config enable=on,target=native \
+    -serial "$2" -kernel "$1"
+}
+
+say "smoke (QEMU): boot, validate, one inference, semihosting exit 0"
+qemu "$OUT/smoke.elf" null 2>&1 | tee "$OUT/smoke.txt"
+grep -q '^smoke: ok' "$OUT/smoke.txt" || fail "smoke did not report ok"
+
+say "fault paths: panic and HardFault report a Fault frame and exit 1"
+for t in panic-test hardfault-test; do
+  set +e
+  qemu "$OUT/$t.elf" "file:$OUT/$t.uart" >"$OUT/$t.txt" 2>&1
+  rc=$?
+  set -e
+  cat "$OUT/$t.txt"
+  [ $rc -eq 1 ] || fail "$t: QEMU exit $rc, expected 1"
+  grep -aq -e 'panicked at' -e 'HardFault at' "$OUT/$t.uart" || fail "$t: no Fault frame on the UART"
+done
+
+say "refused blob: one bit flipped in flash -> ModelInvalid to every request"
+"$TOOLS" corrupt-elf "$OUT/serve.elf" "$BLOB" "$OUT/corrupt.elf"
+timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
+
+say "eval: $N_EVAL images over the serial link, logits bit-exact vs host kernels"
+timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" | tee "$OUT/eval.txt"
+
+if [ $SOAK -eq 1 ]; then
+  say "soak: 2000 frames, 1 % corrupted"
+  timeout 900 "$TOOLS" soak "$OUT/serve.elf" "$BLOB" 2000 10 1 | tee "$OUT/soak.txt"
+fi
+
+say "sizes (rust-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
+size_of() { rust-size -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
+for elf in serve nucleo-f411re; do
+  f=$OUT/$elf.elf
+  vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)
+  data=$(size_of "$f" .data); bss=$(size_of "$f" .bss); un=$(size_of "$f" .uninit)
+  flash=$((vt + text + ro + data)); ram=$((data + bss + un))
+  printf '%-14s flash %6d B (code+rodata %d, of which blob %d)  static RAM %6d B\n' \
+    "$elf" "$flash" "$((vt + text + ro - $(stat -c %s "$BLOB")))" "$(stat -c %s "$BLOB")" "$ram"
+  [ "$flash" -le "$FLASH_BUDGET" ] || echo "WARNING: $elf flash $flash B exceeds the 96 KB budget"
+done
+grep -o 'arena=[0-9]* B' "$OUT/smoke.txt" | head -1
+grep -o 'stack_hwm=[0-9]* B of [0-9]* B' "$OUT/smoke.txt" | head -1
+grep -o 'cost=[0-9]* Instructions' "$OUT/smoke.txt" | head -1
+echo "ci.sh: all firmware checks passed"
