@@ -7,6 +7,7 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=../src");
+    bench_weights(&out);
     for seed in 1..=3u64 {
         let blob = shared::encode::example::blob(seed);
         fs::write(
@@ -52,4 +53,69 @@ fn example_input(n: usize, seed: u64) -> Vec<i8> {
             (s >> 24) as i8
         })
         .collect()
+}
+
+/// Bench shapes: (name, h, w, cin, cout, k, stride, pad).
+pub const SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
+    ("squeeze 1x1 64->16 @14x14", 14, 14, 64, 16, 1, 1, 0),
+    ("expand 1x1 16->64 @14x14", 14, 14, 16, 64, 1, 1, 0),
+    ("expand 3x3 16->64 @14x14", 14, 14, 16, 64, 3, 1, 1),
+    ("expand 3x3 32->128 @7x7", 7, 7, 32, 128, 3, 1, 1),
+    ("stem 3x3/2 1->64 @28x28", 28, 28, 1, 64, 3, 2, 0),
+    ("stem 3x3/1 p1 1->64 @28x28", 28, 28, 1, 64, 3, 1, 1),
+];
+
+/// Writes `bench{i}_{enc}.w`: postcard `WeightsDesc` of each shape for 4 encodings at 35 %
+/// density (dense stores the same pruned values).
+fn bench_weights(out: &std::path::Path) {
+    use shared::encode::{OwnedWeights, SparseSource};
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 16) as u32
+    };
+    let centroids: Vec<i8> = (0..16)
+        .map(|i| if i == 0 { 0 } else { (i * 16 - 128) as i8 })
+        .collect();
+    for (i, sh) in SHAPES.iter().enumerate() {
+        let k = sh.5 as usize * sh.5 as usize * sh.3 as usize;
+        let n = k * sh.4 as usize;
+        let idx: Vec<u8> = (0..n)
+            .map(|_| {
+                if next() % 100 < 35 {
+                    (1 + next() % 15) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let dense: Vec<i8> = idx.iter().map(|&i| centroids[i as usize]).collect();
+        let cb = SparseSource::Codebook {
+            centroids: &centroids,
+            bits: 4,
+            indices: &idx,
+        };
+        let encs = [
+            ("dense", OwnedWeights::dense(&dense)),
+            (
+                "codebook4",
+                OwnedWeights::codebook(&centroids, 4, &idx).unwrap(),
+            ),
+            (
+                "sparse-codebook4",
+                OwnedWeights::sparse(cb, sh.4 as usize, k, 4).unwrap(),
+            ),
+            (
+                "huffman-sparse-codebook4",
+                OwnedWeights::huff_sparse(cb, sh.4 as usize, k, 15).unwrap(),
+            ),
+        ];
+        for (j, (name, w)) in encs.iter().enumerate() {
+            let bytes = postcard::to_allocvec(&w.desc()).unwrap();
+            std::fs::write(out.join(format!("bench{i}_{j}.w")), bytes).unwrap();
+            let _ = name;
+        }
+    }
 }

@@ -15,33 +15,34 @@ impl DotKernel for ArmDot {
         }
         let (c00, c01, c10, c11): (i32, i32, i32, i32);
         // SAFETY: reads exactly `4 * kq` words from each of `acts` and `wts` (bounds checked by
-        // the slicing above; both are word aligned as `&[u32]`). r6 is saved and restored around
-        // the loop (it cannot be named as an operand); no memory is written.
+        // the slicing above; both are word aligned as `&[u32]`). Every operand is pinned to a
+        // named register so that r6/r7 (not nameable as operands) stay free; they are saved and
+        // restored around the loop. No memory is written.
         unsafe {
             core::arch::asm!(
                 "push {{r6, r7}}",
                 "2:",
-                "ldm {pa}!, {{r8, r9, r10, r11}}",
-                "ldm {pw}!, {{r6, r12}}",
-                "smlad {c00}, r8, r6, {c00}",
-                "smlad {c00}, r9, r12, {c00}",
-                "smlad {c10}, r10, r6, {c10}",
-                "smlad {c10}, r11, r12, {c10}",
-                "ldm {pw}!, {{r6, r12}}",
-                "smlad {c01}, r8, r6, {c01}",
-                "smlad {c01}, r9, r12, {c01}",
-                "smlad {c11}, r10, r6, {c11}",
-                "smlad {c11}, r11, r12, {c11}",
-                "cmp {pa}, {end}",
+                "ldm r0!, {{r8, r9, r10, r11}}",
+                "ldm r1!, {{r6, r12}}",
+                "smlad r3, r8, r6, r3",
+                "smlad r3, r9, r12, r3",
+                "smlad r5, r10, r6, r5",
+                "smlad r5, r11, r12, r5",
+                "ldm r1!, {{r6, r12}}",
+                "smlad r4, r8, r6, r4",
+                "smlad r4, r9, r12, r4",
+                "smlad lr, r10, r6, lr",
+                "smlad lr, r11, r12, lr",
+                "cmp r0, r2",
                 "bne 2b",
                 "pop {{r6, r7}}",
-                pa = inout(reg) acts.as_ptr() => _,
-                pw = inout(reg) wts.as_ptr() => _,
-                end = in(reg) acts.as_ptr().add(4 * kq),
-                c00 = inout(reg) 0i32 => c00,
-                c01 = inout(reg) 0i32 => c01,
-                c10 = inout(reg) 0i32 => c10,
-                c11 = inout(reg) 0i32 => c11,
+                inout("r0") acts.as_ptr() => _,
+                inout("r1") wts.as_ptr() => _,
+                in("r2") acts.as_ptr().add(4 * kq),
+                inout("r3") 0i32 => c00,
+                inout("r4") 0i32 => c01,
+                inout("r5") 0i32 => c10,
+                inout("lr") 0i32 => c11,
                 out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
                 options(readonly),
             );

@@ -1,7 +1,135 @@
-//! Instruction counts of the fire-module conv shapes in QEMU (`-icount shift=0`: one instruction
-//! per ns of virtual time; SysTick at the 25 MHz core clock ticks once per 40 instructions, so
-//! counts are exact to +-40).
+//! Instruction counts of the fire-module conv shapes in QEMU. With `-icount shift=0` one
+//! instruction takes 1 ns of virtual time; SysTick runs at the 25 MHz core clock, so one tick is
+//! 40 instructions (calibrated at start-up against a loop of known length).
 #![no_std]
 #![no_main]
 
-fn main_placeholder() {}
+use cortex_m_rt::entry;
+use shared::format::{Dims, WeightsDesc};
+use shared::kernels::arm::ArmDot;
+use shared::kernels::{ConvParams, ConvQuant, conv_s8, conv_scratch_len};
+use shared::weights::RowDecoder;
+use sqz_shared_qemu::{counter_start, exit, hprintln};
+
+macro_rules! w {
+    ($i:literal, $j:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/bench", $i, "_", $j, ".w"))
+    };
+}
+
+static SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
+    ("squeeze 1x1 64->16 @14x14", 14, 14, 64, 16, 1, 1, 0),
+    ("expand 1x1 16->64 @14x14", 14, 14, 16, 64, 1, 1, 0),
+    ("expand 3x3 16->64 @14x14", 14, 14, 16, 64, 3, 1, 1),
+    ("expand 3x3 32->128 @7x7", 7, 7, 32, 128, 3, 1, 1),
+    ("stem 3x3/2 1->64 @28x28", 28, 28, 1, 64, 3, 2, 0),
+    ("stem 3x3/1 p1 1->64 @28x28", 28, 28, 1, 64, 3, 1, 1),
+];
+static WEIGHTS: [[&[u8]; 4]; 6] = [
+    [w!("0", "0"), w!("0", "1"), w!("0", "2"), w!("0", "3")],
+    [w!("1", "0"), w!("1", "1"), w!("1", "2"), w!("1", "3")],
+    [w!("2", "0"), w!("2", "1"), w!("2", "2"), w!("2", "3")],
+    [w!("3", "0"), w!("3", "1"), w!("3", "2"), w!("3", "3")],
+    [w!("4", "0"), w!("4", "1"), w!("4", "2"), w!("4", "3")],
+    [w!("5", "0"), w!("5", "1"), w!("5", "2"), w!("5", "3")],
+];
+static ENCS: [&str; 4] = [
+    "dense",
+    "codebook4",
+    "sparse-cb4 35%",
+    "huff-sparse-cb4 35%",
+];
+
+static mut X: [i8; 14 * 14 * 64] = [1; 14 * 14 * 64];
+static mut OUT: [i8; 28 * 28 * 64] = [0; 28 * 28 * 64];
+static mut SCRATCH: [i8; 24 * 1024] = [0; 24 * 1024];
+static BIAS: [u8; 4 * 128] = [0; 4 * 128];
+static mut MULT: [u8; 4 * 128] = [0; 4 * 128];
+
+fn ticks() -> u32 {
+    cortex_m::peripheral::SYST::get_current()
+}
+
+/// Instructions per SysTick tick, from a loop of `2 * n` instructions.
+fn calibrate() -> f32 {
+    let n = 1_000_000u32;
+    let t0 = ticks();
+    // SAFETY: register-only countdown loop.
+    unsafe {
+        core::arch::asm!("2:", "subs {n}, #1", "bne 2b", n = inout(reg) n => _);
+    }
+    let t1 = ticks();
+    (2 * n) as f32 / (t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32
+}
+
+#[entry]
+#[allow(static_mut_refs)]
+fn main() -> ! {
+    counter_start();
+    let ipt = calibrate();
+    hprintln!("instructions per SysTick tick: {}", ipt);
+    hprintln!("| shape | weights | MACs | instructions | MACs/instruction |");
+    hprintln!("|---|---|---:|---:|---:|");
+    // SAFETY: single-threaded benchmark program.
+    let (x, out, scratch, mult) = unsafe { (&mut X, &mut OUT, &mut SCRATCH, &mut MULT) };
+    for c in 0..128 {
+        mult[c * 4..c * 4 + 4].copy_from_slice(&(0.001f32 + c as f32 * 1e-5).to_le_bytes());
+    }
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as i8;
+    }
+    for (si, &(name, h, wd, cin, cout, k, s, pad)) in SHAPES.iter().enumerate() {
+        let input = Dims { h, w: wd, c: cin };
+        let oh = (h as usize + 2 * pad as usize - k as usize) / s as usize + 1;
+        let ow = (wd as usize + 2 * pad as usize - k as usize) / s as usize + 1;
+        let p = ConvParams {
+            input,
+            output: Dims {
+                h: oh as u16,
+                w: ow as u16,
+                c: cout,
+            },
+            kernel: [k; 2],
+            stride: [s; 2],
+            pad: [pad; 4],
+            out_channel_stride: cout as usize,
+            out_channel_offset: 0,
+        };
+        let q = ConvQuant {
+            in_zp: -128,
+            bias: &BIAS[..4 * cout as usize],
+            multipliers: &mult[..4 * cout as usize],
+            uniform: false,
+            out_zp: -128,
+            relu: true,
+        };
+        let macs = oh * ow * p.k() * cout as usize;
+        for (ei, bytes) in WEIGHTS[si].iter().enumerate() {
+            let wd: WeightsDesc<'_> = postcard::from_bytes(bytes).unwrap();
+            let dec = RowDecoder::new(wd, p.k()).unwrap();
+            let sl = conv_scratch_len(&p, dec.is_dense());
+            let xin = &x[..input.len().min(x.len())];
+            let t0 = ticks();
+            conv_s8::<ArmDot>(
+                &p,
+                &q,
+                xin,
+                &dec,
+                &mut out[..oh * ow * cout as usize],
+                &mut scratch[..sl],
+            );
+            let t1 = ticks();
+            let ins = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
+            let r = macs as f32 / ins as f32;
+            hprintln!(
+                "| {} | {} | {} | {} | {} |",
+                name,
+                ENCS[ei],
+                macs,
+                ins,
+                (r * 100.0) as u32 as f32 / 100.0
+            );
+        }
+    }
+    exit(true)
+}
