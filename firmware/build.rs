@@ -1,7 +1,7 @@
 //! Build script: picks the board's memory map, embeds the model blob and sizes the arena from it.
 //!
-//! * `SQZ_BLOB` — path of the model blob to embed (default `../models/shipped.blob`, relative to
-//!   this crate). The build fails if it is missing or does not validate.
+//! * `SQZ_BLOB` — path of the model blob to embed; a relative path is relative to `firmware/`
+//!   (default `../models/shipped.blob`). The build fails if it is missing or does not validate.
 //! * Emits `$OUT_DIR/model.blob` (the bytes `include_bytes!` embeds), `$OUT_DIR/model_config.rs`
 //!   (`ARENA_LEN`, `INPUT_LEN`, `NUM_CLASSES`, `BLOB_LEN`, `MODEL_ID`) and `$OUT_DIR/memory.x`.
 
@@ -47,7 +47,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SQZ_BLOB");
     let blob_path = match env::var("SQZ_BLOB") {
         Ok(p) if Path::new(&p).is_absolute() => PathBuf::from(p),
-        Ok(p) => env::current_dir().unwrap().join(p),
+        Ok(p) => manifest.join(p), // relative to firmware/, wherever cargo was started
         Err(_) => manifest.join(DEFAULT_BLOB),
     };
     println!("cargo:rerun-if-changed={}", blob_path.display());

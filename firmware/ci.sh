@@ -93,7 +93,7 @@ for elf in serve nucleo-f411re; do
   vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)
   data=$(size_of "$f" .data); bss=$(size_of "$f" .bss); un=$(size_of "$f" .uninit)
   flash=$((vt + text + ro + data)); ram=$((data + bss + un))
-  printf '%-14s flash %6d B (code+rodata %d, of which blob %d)  static RAM %6d B\n' \
+  printf '%-14s flash %6d B (code+rodata without the blob %d, blob %d)  static RAM %6d B\n' \
     "$elf" "$flash" "$((vt + text + ro - $(stat -c %s "$BLOB")))" "$(stat -c %s "$BLOB")" "$ram"
   [ "$flash" -le "$FLASH_BUDGET" ] || echo "WARNING: $elf flash $flash B exceeds the 96 KB budget"
 done

@@ -164,7 +164,12 @@ fn eval(elf: &Path, blob_path: &Path, n: usize) -> Result<bool> {
 
 fn soak(elf: &Path, blob_path: &Path, frames: usize, per_mille: u32, seed: u64) -> Result<bool> {
     let blob = read(blob_path)?;
-    let mut link = DeviceLink::qemu(elf)?;
+    // No -icount: the soak checks answers, not costs, and runs several times faster without it.
+    let options = device::QemuOptions {
+        icount: false,
+        ..Default::default()
+    };
+    let mut link = DeviceLink::qemu_with(elf, &options)?;
     link.set_timeout(std::time::Duration::from_secs(10));
     let info = link.info()?;
     let imgs = images(16, info.input_len(), info.input_dims[1] as usize, 7);
