@@ -6,8 +6,8 @@
 #   firmware/ci.sh --soak     # plus 2,000 frames with 1 % corrupted (about 2 min more)
 #
 # Blob: $SQZ_BLOB if set, else ../models/shipped.blob if present, else shared's example blob
-# (generated). Setup (once): rustup target add thumbv7em-none-eabihf; rustup component add
-# llvm-tools; cargo install flip-link cargo-binutils; apt-get install qemu-system-arm.
+# (generated). Setup (once; .ci/setup does it): rustup target add thumbv7em-none-eabihf;
+# rustup component add llvm-tools; cargo install flip-link; apt-get install qemu-system-arm.
 set -euo pipefail
 cd "$(dirname "$0")"
 FW=$PWD
@@ -20,13 +20,16 @@ FLASH_BUDGET=$((96 * 1024))
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { printf 'ci.sh: FAIL: %s\n' "$*" >&2; exit 1; }
-for tool in qemu-system-arm flip-link rust-size; do
+for tool in qemu-system-arm flip-link; do
   command -v "$tool" >/dev/null || fail "$tool not found (see the setup line at the top of ci.sh)"
 done
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+SIZE=$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-size
+[ -x "$SIZE" ] || fail "llvm-size not found: rustup component add llvm-tools"
 
-say "host tools"
-(cd tools && cargo build --release --quiet)
-TOOLS=$FW/tools/target/$(rustc -vV | sed -n 's/^host: //p')/release/sqz-fw-tools
+say "host tools (+ tests of host/src/device.rs, compiled into them)"
+(cd tools && cargo build --release --quiet && cargo test --release --quiet 2>&1 | grep 'test result')
+TOOLS=$FW/tools/target/$HOST/release/sqz-fw-tools
 
 if [ -n "${SQZ_BLOB:-}" ]; then
   BLOB=$(realpath "$SQZ_BLOB")
@@ -86,8 +89,8 @@ if [ $SOAK -eq 1 ]; then
   timeout 900 "$TOOLS" soak "$OUT/serve.elf" "$BLOB" 2000 10 1 | tee "$OUT/soak.txt"
 fi
 
-say "sizes (rust-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
-size_of() { rust-size -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
+say "sizes (llvm-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
+size_of() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
 for elf in serve nucleo-f411re; do
   f=$OUT/$elf.elf
   vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)

@@ -725,3 +725,39 @@ pub fn soak(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupted_frames_stay_one_frame_and_are_refused() {
+        let pixels: Vec<u8> = (0..784).map(|i| (i * 7) as u8).collect();
+        let frame = encode_request(&Request::Classify { seq: 9, pixels: &pixels }).unwrap();
+        let mut rng = SplitMix(3);
+        for _ in 0..2000 {
+            let mut bad = corrupt_frame(&frame, &mut rng);
+            assert_eq!(bad.pop(), Some(0), "ends with the delimiter");
+            assert!(!bad.is_empty() && !bad.contains(&0), "stays exactly one non-empty frame");
+            assert!(protocol::decode_request(&mut bad).is_err(), "is refused");
+        }
+    }
+
+    #[test]
+    fn split_mix_is_deterministic_and_bounded() {
+        let (mut a, mut b) = (SplitMix(11), SplitMix(11));
+        for _ in 0..100 {
+            let x = a.below(7);
+            assert_eq!(x, b.below(7));
+            assert!(x < 7);
+        }
+    }
+
+    #[test]
+    fn soak_report_passes_only_when_clean() {
+        let clean = SoakReport { frames: 3, good_ok: 2, bad_refused: 1, ..SoakReport::default() };
+        assert!(clean.passed());
+        assert!(!SoakReport { hangs: 1, ..clean.clone() }.passed());
+        assert!(!SoakReport { good_ok: 1, ..clean }.passed());
+    }
+}
