@@ -484,6 +484,87 @@ fn collect(mut stream: impl Read + Send + 'static, log: Arc<Mutex<String>>) {
     });
 }
 
+/// Opens the link the CLI asked for: `qemu` (a firmware ELF to boot) or `port` (a board's serial
+/// port at `baud`), exactly one of them.
+pub fn connect(
+    qemu: Option<&Path>,
+    port: Option<&Path>,
+    baud: u32,
+    timeout: Duration,
+) -> Result<DeviceLink> {
+    let mut link = match (qemu, port) {
+        (Some(elf), None) => DeviceLink::qemu(elf)?,
+        (None, Some(tty)) => DeviceLink::serial(tty, baud)?,
+        _ => bail!("give exactly one of --qemu ELF or --port TTY"),
+    };
+    link.set_timeout(timeout);
+    Ok(link)
+}
+
+/// The host's answer for a blob: `shared`'s kernels, the same code the firmware runs (on the host
+/// they take the portable path; results must be identical bit for bit).
+pub fn host_reference(blob: &[u8]) -> Result<impl FnMut(&[u8]) -> Vec<i8> + '_> {
+    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow!("model blob refused: {e}"))?;
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut input = vec![0i8; model.input_len()];
+    Ok(move |pixels: &[u8]| {
+        let mut logits = vec![0i8; model.num_classes()];
+        shared::quantize_input_u8(&model, pixels, &mut input);
+        shared::run(&model, &input, &mut arena, &mut logits);
+        logits
+    })
+}
+
+/// Checks that the device runs the model in `blob` (same id and shapes) before comparing logits.
+pub fn check_same_model(info: &DeviceInfo, blob: &[u8]) -> Result<()> {
+    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow!("model blob refused: {e}"))?;
+    let d = model.input_dims();
+    ensure!(
+        info.model_id == model.model_id()
+            && info.input_dims == [d.h, d.w, d.c]
+            && usize::from(info.num_classes) == model.num_classes()
+            && info.blob_len as usize == blob.len(),
+        "the device runs model {:#x} ({} B, input {:?}), the blob is model {:#x} ({} B, input {:?}): flash the firmware built from this blob",
+        info.model_id,
+        info.blob_len,
+        info.input_dims,
+        model.model_id(),
+        blob.len(),
+        [d.h, d.w, d.c]
+    );
+    Ok(())
+}
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} images, logits bit-exact vs host: {}/{}",
+            self.images, self.logits_match, self.images
+        )?;
+        if let Some(acc) = self.accuracy() {
+            write!(f, ", device top-1 accuracy {:.2} %", acc * 100.0)?;
+        }
+        let unit = match self.cost_unit {
+            Some(CostUnit::Instructions) => "instructions",
+            Some(CostUnit::Cycles) => "cycles",
+            None => "",
+        };
+        write!(
+            f,
+            ", cost per inference {:.0} {unit} (min {}, max {}), stack high-water mark {} B",
+            self.cost_mean, self.cost_min, self.cost_max, self.stack_hwm
+        )?;
+        if let Some((i, got, want)) = &self.first_mismatch {
+            write!(
+                f,
+                "; first mismatch at image {i}: device {got:?}, host {want:?}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Encodes a request as a complete frame.
 pub fn encode_request(request: &Request<'_>) -> Result<Vec<u8>> {
     let mut scratch = vec![0u8; MAX_FRAME];
@@ -733,12 +814,19 @@ mod tests {
     #[test]
     fn corrupted_frames_stay_one_frame_and_are_refused() {
         let pixels: Vec<u8> = (0..784).map(|i| (i * 7) as u8).collect();
-        let frame = encode_request(&Request::Classify { seq: 9, pixels: &pixels }).unwrap();
+        let frame = encode_request(&Request::Classify {
+            seq: 9,
+            pixels: &pixels,
+        })
+        .unwrap();
         let mut rng = SplitMix(3);
         for _ in 0..2000 {
             let mut bad = corrupt_frame(&frame, &mut rng);
             assert_eq!(bad.pop(), Some(0), "ends with the delimiter");
-            assert!(!bad.is_empty() && !bad.contains(&0), "stays exactly one non-empty frame");
+            assert!(
+                !bad.is_empty() && !bad.contains(&0),
+                "stays exactly one non-empty frame"
+            );
             assert!(protocol::decode_request(&mut bad).is_err(), "is refused");
         }
     }
@@ -755,9 +843,26 @@ mod tests {
 
     #[test]
     fn soak_report_passes_only_when_clean() {
-        let clean = SoakReport { frames: 3, good_ok: 2, bad_refused: 1, ..SoakReport::default() };
+        let clean = SoakReport {
+            frames: 3,
+            good_ok: 2,
+            bad_refused: 1,
+            ..SoakReport::default()
+        };
         assert!(clean.passed());
-        assert!(!SoakReport { hangs: 1, ..clean.clone() }.passed());
-        assert!(!SoakReport { good_ok: 1, ..clean }.passed());
+        assert!(
+            !SoakReport {
+                hangs: 1,
+                ..clean.clone()
+            }
+            .passed()
+        );
+        assert!(
+            !SoakReport {
+                good_ok: 1,
+                ..clean
+            }
+            .passed()
+        );
     }
 }

@@ -90,19 +90,6 @@ fn run() -> Result<bool> {
     }
 }
 
-/// The host reference: `shared`'s kernels on the same blob.
-fn reference(blob: &[u8]) -> Result<impl FnMut(&[u8]) -> Vec<i8> + '_> {
-    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("blob: {e}"))?;
-    let mut arena = vec![0u8; model.arena_len()];
-    let mut input = vec![0i8; model.input_len()];
-    Ok(move |pixels: &[u8]| {
-        let mut logits = vec![0i8; model.num_classes()];
-        shared::quantize_input_u8(&model, pixels, &mut input);
-        shared::run(&model, &input, &mut arena, &mut logits);
-        logits
-    })
-}
-
 /// Deterministic synthetic images: blobs of light on a dark background.
 fn images(n: usize, len: usize, width: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = SplitMix(seed);
@@ -138,27 +125,16 @@ fn eval(elf: &Path, blob_path: &Path, n: usize) -> Result<bool> {
     let mut link = DeviceLink::qemu(elf)?;
     let info = link.info()?;
     println!("device: {info:?}");
+    device::check_same_model(&info, &blob)?;
     let imgs = images(n, info.input_len(), info.input_dims[1] as usize, 42);
     let report = device::eval(
         &mut link,
         imgs.iter().map(Vec::as_slice),
         None,
-        reference(&blob)?,
+        device::host_reference(&blob)?,
         |_| {},
     )?;
-    println!(
-        "eval: {} images, {} logits bit-exact vs host, cost mean {:.0} min {} max {} {:?}, stack HWM {} B",
-        report.images,
-        report.logits_match,
-        report.cost_mean,
-        report.cost_min,
-        report.cost_max,
-        report.cost_unit.unwrap(),
-        report.stack_hwm
-    );
-    if let Some((i, got, want)) = &report.first_mismatch {
-        println!("first mismatch: image {i}: device {got:?} host {want:?}");
-    }
+    println!("eval: {report}");
     Ok(report.logits_match == report.images && report.images == n)
 }
 
@@ -181,7 +157,7 @@ fn soak(elf: &Path, blob_path: &Path, frames: usize, per_mille: u32, seed: u64) 
         frames,
         per_mille,
         seed,
-        reference(&blob)?,
+        device::host_reference(&blob)?,
         |_| {},
     )?;
     println!("soak: {report:?} in {:.1} s", start.elapsed().as_secs_f64());
