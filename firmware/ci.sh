@@ -49,11 +49,12 @@ build() { # name, cargo args...
   cargo build --release --quiet "$@"
   cp target/thumbv7em-none-eabihf/release/sqz-firmware "$OUT/$name.elf"
 }
-say "build (release): mps2-an386 serve/smoke/panic-test/hardfault-test, nucleo-f411re"
+say "build (release): mps2-an386 serve/smoke/fault tests, nucleo-f411re"
 build serve
 build smoke --features smoke
 build panic-test --features panic-test
 build hardfault-test --features hardfault-test
+build stack-overflow-test --features stack-overflow-test
 build nucleo-f411re --no-default-features --features nucleo-f411re
 
 qemu() { # elf, serial -> QEMU exit status
@@ -66,15 +67,15 @@ say "smoke (QEMU): boot, validate, one inference, semihosting exit 0"
 qemu "$OUT/smoke.elf" null 2>&1 | tee "$OUT/smoke.txt"
 grep -q '^smoke: ok' "$OUT/smoke.txt" || fail "smoke did not report ok"
 
-say "fault paths: panic and HardFault report a Fault frame and exit 1"
-for t in panic-test hardfault-test; do
+say "fault paths: panic, HardFault and stack overflow report a Fault frame and exit 1"
+for t in panic-test hardfault-test stack-overflow-test; do
   set +e
   qemu "$OUT/$t.elf" "file:$OUT/$t.uart" >"$OUT/$t.txt" 2>&1
   rc=$?
   set -e
   cat "$OUT/$t.txt"
   [ $rc -eq 1 ] || fail "$t: QEMU exit $rc, expected 1"
-  grep -aq -e 'panicked at' -e 'HardFault at' "$OUT/$t.uart" || fail "$t: no Fault frame on the UART"
+  grep -aq -e 'panicked at' -e 'HardFault at' -e 'stack overflow' "$OUT/$t.uart" || fail "$t: no Fault frame on the UART"
 done
 
 say "refused blob: one bit flipped in flash -> ModelInvalid to every request"

@@ -3,15 +3,16 @@
 //! The report is a `0x00` (ends any half-sent frame) and a [`Response::Fault`] frame with the
 //! panic message or the faulting PC, LR and CFSR; then `board::stop` (QEMU: semihosting exit 1).
 //! A fault inside the handler stops at once. A stack overflow (flip-link puts the stack below
-//! the statics) hits the RAM boundary and faults instead of corrupting data.
+//! the statics) hits the RAM boundary and faults instead of corrupting data; the handler runs on
+//! its own stack (see [`crate::stack`]) and reports "stack overflow".
 
 use core::fmt::{self, Write as _};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use cortex_m_rt::{ExceptionFrame, exception};
+use cortex_m_rt::exception;
 use shared::protocol::{MAX_RESPONSE, MAX_TEXT, Response, cobs_max_len, encode_response};
 
-use crate::board;
+use crate::{board, stack};
 
 static FAULTED: AtomicBool = AtomicBool::new(false);
 
@@ -51,13 +52,45 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     report(format_args!("{info}"))
 }
 
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+const CFSR_MSTKERR: u32 = 1 << 4;
+const CFSR_BSTKERR: u32 = 1 << 12;
+
+#[exception(trampoline = false)]
+unsafe fn HardFault() -> ! {
     // SAFETY: read-only access to the SCB fault status register.
     let cfsr = unsafe { (*cortex_m::peripheral::SCB::PTR).cfsr.read() };
+    let psp = cortex_m::register::psp::read() as usize;
+    let (lo, hi) = stack::thread_region();
+    if cfsr & (CFSR_MSTKERR | CFSR_BSTKERR) != 0 || psp < lo + 32 {
+        report(format_args!(
+            "HardFault: stack overflow (psp={psp:#010x}, cfsr={cfsr:#010x})"
+        ))
+    }
+    // Thread mode (the only code that runs) faulted on the process stack: the exception frame
+    // is at PSP. Read it only when it lies inside the stack region.
+    let (pc, lr) = if psp + 32 <= hi {
+        // SAFETY: inside the thread stack; the processor stacked r0-r3, r12, lr, pc, xpsr there.
+        unsafe {
+            (
+                core::ptr::read_volatile((psp + 24) as *const u32),
+                core::ptr::read_volatile((psp + 20) as *const u32),
+            )
+        }
+    } else {
+        (0, 0)
+    };
     report(format_args!(
-        "HardFault at pc={:#010x} lr={:#010x} cfsr={cfsr:#010x}",
-        frame.pc(),
-        frame.lr()
+        "HardFault at pc={pc:#010x} lr={lr:#010x} cfsr={cfsr:#010x}"
     ))
+}
+
+/// Recurses `depth` times with 1 KB frames: overflows the stack (CI check of flip-link).
+#[cfg(feature = "stack-overflow-test")]
+pub fn overflow_stack(depth: u32) -> u32 {
+    let frame = core::hint::black_box([depth as u8; 1024]);
+    if depth == 0 {
+        0
+    } else {
+        overflow_stack(depth - 1).wrapping_add(u32::from(frame[7]))
+    }
 }
