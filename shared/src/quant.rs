@@ -35,14 +35,13 @@ pub fn round_ties_to_even(x: f32) -> f32 {
     }
 }
 
-/// Per-output-channel requantisation parameters, derived once per channel by the kernels from
-/// the blob's f32 multiplier (see [`ChannelRequant::new`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChannelRequant {
-    /// The f32 multiplier `m = fl(fl(w_scale * in_scale) / out_scale)`.
-    pub mult: f32,
-    /// `Some((q31, shift))` selects tract's fixed-point `Scaler` path (used by tract when the
-    /// multiplier is uniform over the layer's channels), `None` the f32 path.
+/// Layer-level requantisation parameters (the per-channel part is the f32 multiplier passed to
+/// [`requantize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requant {
+    /// `Some((q31, shift))` selects tract's fixed-point `Scaler` path, used by tract when the
+    /// multiplier is uniform over the layer's channels (derived from that multiplier by
+    /// [`mult_shift`]); `None` the f32 path.
     pub fixed: Option<(i32, i32)>,
     /// Output zero point.
     pub zero_point: i32,
@@ -50,22 +49,16 @@ pub struct ChannelRequant {
     pub lo: i32,
 }
 
-impl ChannelRequant {
-    /// Builds the parameters of one channel. `uniform` says whether every channel of the layer
-    /// has the bit-identical multiplier (tract then folds the scale into its fixed-point
-    /// `Scaler`, exact rounding); `relu` fuses a ReLU (`q = max(q, zero_point)`).
+impl Requant {
+    /// `uniform`: `Some(m)` when every channel of the layer has the bit-identical multiplier `m`
+    /// (tract then folds the scale into its fixed-point `Scaler`, exact rounding). `relu` fuses a
+    /// ReLU (`q = max(q, zero_point)`).
     #[inline]
-    pub fn new(mult: f32, uniform: bool, zero_point: i8, relu: bool) -> Self {
+    pub fn new(uniform: Option<f32>, zero_point: i8, relu: bool) -> Self {
         let zero_point = zero_point as i32;
         let lo = if relu { zero_point } else { -128 };
-        let fixed = if uniform {
-            Some(mult_shift(mult))
-        } else {
-            None
-        };
-        ChannelRequant {
-            mult,
-            fixed,
+        Requant {
+            fixed: uniform.map(mult_shift),
             zero_point,
             lo,
         }
@@ -88,35 +81,83 @@ pub fn mult_shift(scale: f32) -> (i32, i32) {
 }
 
 /// THE requantisation function: accumulator (`i32`, bias and zero-point correction included) to
-/// int8 with the channel's parameters.
+/// int8, with the channel's f32 multiplier `mult` and the layer's parameters.
 ///
 /// * f32 path (`fixed == None`, tract's `Scale` op): `y = rne(fl(fl(acc as f32) * mult))`,
-///   saturated to i32 (same as `|acc| * m` then sign, as tract writes it: IEEE rounding is
-///   sign-symmetric).
-/// * fixed path (tract's `Scaler` with `RoundingPolicy::Even`): `y = rne_exact(acc * q31 / 2^shift)`
+///   saturated to i32 (tract writes `rne(|acc| * m) * sign(acc)`; IEEE rounding is
+///   sign-symmetric, so this is the same value).
+/// * fixed path (tract's `Scaler`, `RoundingPolicy::Even`): `y = rne_exact(acc * q31 / 2^shift)`
 ///   in 64-bit integers, i.e. the exactly rounded product of `acc` and the f32 multiplier.
 ///
-/// Then `q = clamp(y.wrapping_add(zero_point), lo, 127)`.
+/// Then `q = clamp(y.wrapping_add(zero_point), lo, 127)`. The two paths are split into
+/// [`requantize_f32_path`] and [`requantize_fixed_path`] only so that kernels can hoist the
+/// branch out of their loops.
 #[inline(always)]
-pub fn requantize(acc: i32, rq: &ChannelRequant) -> i8 {
-    let y = match rq.fixed {
-        None => round_ties_to_even(acc as f32 * rq.mult) as i32,
-        Some((q31, shift)) => {
-            let (val, shift) = if q31 != 0 {
-                (q31 as i64 * acc as i64, shift)
-            } else {
-                (acc as i64, shift)
-            };
-            if shift > 0 {
-                let half: i64 = 1 << (shift - 1);
-                let nudge = ((val.abs() >> shift) & 1) - 1;
-                (val.signum() * ((val.abs() + half + nudge) >> shift)) as i32
-            } else {
-                (val << (-shift).min(63)) as i32
-            }
-        }
+pub fn requantize(acc: i32, mult: f32, rq: &Requant) -> i8 {
+    match rq.fixed {
+        None => requantize_f32_path(acc, mult, rq.zero_point, rq.lo),
+        Some((q31, shift)) => requantize_fixed_path(acc, q31, shift, rq.zero_point, rq.lo),
+    }
+}
+
+/// The f32 half of [`requantize`].
+#[inline(always)]
+pub fn requantize_f32_path(acc: i32, mult: f32, zero_point: i32, lo: i32) -> i8 {
+    clamp_i8(mul_rne(acc, mult).wrapping_add(zero_point), lo)
+}
+
+/// The fixed-point half of [`requantize`] (`q31 == 0`: power-of-two multiplier, shift only).
+#[inline(always)]
+pub fn requantize_fixed_path(acc: i32, q31: i32, shift: i32, zero_point: i32, lo: i32) -> i8 {
+    let val = if q31 != 0 {
+        q31 as i64 * acc as i64
+    } else {
+        acc as i64
     };
-    clamp_i8(y.wrapping_add(rq.zero_point), rq.lo)
+    let y = if shift > 0 {
+        let shift = shift.min(63);
+        let half: i64 = 1 << (shift - 1);
+        let nudge = ((val.abs() >> shift) & 1) - 1;
+        (val.signum() * ((val.abs() + half + nudge) >> shift)) as i32
+    } else {
+        (val << (-shift).min(63)) as i32
+    };
+    clamp_i8(y.wrapping_add(zero_point), lo)
+}
+
+/// `rne(fl(fl(acc as f32) * m))` saturated to i32: portable version.
+#[cfg(not(all(sqz_dsp, target_abi = "eabihf")))]
+#[inline(always)]
+fn mul_rne(acc: i32, m: f32) -> i32 {
+    round_ties_to_even(acc as f32 * m) as i32
+}
+
+/// `rne(fl(fl(acc as f32) * m))` saturated to i32 on the Cortex-M4F FPU: `VCVT.F32.S32`,
+/// `VMUL.F32`, `VCVTR.S32.F32`. `VCVTR` rounds with the FPSCR mode, round-to-nearest-even at reset
+/// (nothing in this crate changes it), and saturates like Rust's `as`; the result equals the
+/// portable version bit for bit (checked by the QEMU test runner).
+#[cfg(all(sqz_dsp, target_abi = "eabihf"))]
+#[inline(always)]
+fn mul_rne(acc: i32, m: f32) -> i32 {
+    let r: i32;
+    // SAFETY: register-only FPU instructions on the named registers s14/s15 (declared).
+    unsafe {
+        core::arch::asm!(
+            "vmov s14, {a}",
+            "vcvt.f32.s32 s14, s14",
+            "vmov s15, {m}",
+            "vmul.f32 s14, s14, s15",
+            "vcvtr.s32.f32 s14, s14",
+            "vmov {r}, s14",
+            a = in(reg) acc,
+            m = in(reg) m.to_bits(),
+            r = lateout(reg) r,
+            out("s14") _,
+            out("s15") _,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    r
 }
 
 /// The f32 core shared with [`requantize`]'s f32 path: `clamp(rne(fl(x * mult)) + zp, lo, 127)`.
@@ -130,7 +171,7 @@ pub fn requantize_f32(x: f32, mult: f32, zero_point: i32, lo: i32) -> i8 {
 
 #[inline(always)]
 fn clamp_i8(v: i32, lo: i32) -> i8 {
-    v.clamp(lo, 127) as i8
+    v.max(lo).min(127) as i8
 }
 
 /// Derives a convolution channel's multiplier exactly as tract's `combine_scales` does:
@@ -197,13 +238,13 @@ mod tests {
     fn fixed_path_is_exact_rounding() {
         // 0.25 is a power of two: shift only. 5 * 0.25 = 1.25 -> 1; 6 * 0.25 = 1.5 -> 2;
         // 10 * 0.25 = 2.5 -> 2 (even).
-        let rq = ChannelRequant::new(0.25, true, 0, false);
-        assert_eq!(requantize(5, &rq), 1);
-        assert_eq!(requantize(6, &rq), 2);
-        assert_eq!(requantize(10, &rq), 2);
-        assert_eq!(requantize(-10, &rq), -2);
+        let rq = Requant::new(Some(0.25), 0, false);
+        assert_eq!(requantize(5, 0.25, &rq), 1);
+        assert_eq!(requantize(6, 0.25, &rq), 2);
+        assert_eq!(requantize(10, 0.25, &rq), 2);
+        assert_eq!(requantize(-10, 0.25, &rq), -2);
         let m = 0.0123f32;
-        let rq = ChannelRequant::new(m, true, 3, false);
+        let rq = Requant::new(Some(m), 3, false);
         for acc in -20000..20000 {
             let exact = acc as f64 * m as f64;
             let r = exact.round();
@@ -213,7 +254,7 @@ mod tests {
                 r
             };
             let want = (r as i32 + 3).clamp(-128, 127);
-            assert_eq!(requantize(acc, &rq) as i32, want, "acc {acc}");
+            assert_eq!(requantize(acc, m, &rq) as i32, want, "acc {acc}");
         }
     }
 }

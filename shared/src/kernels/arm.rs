@@ -1,6 +1,7 @@
 //! Cortex-M4 DSP path (`SXTB16` + `SMLAD` via `asm!`), compiled on `thumbv7em` (cfg `sqz_dsp`).
 
-use crate::kernels::dot::{DotKernel, pack_portable};
+use crate::kernels::dot::{DotKernel, pack_portable, requant_row_portable};
+use crate::quant::Requant;
 
 /// Cortex-M4 DSP dot kernel.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,144 @@ impl DotKernel for ArmDot {
             );
         }
         [c00, c01, c10, c11]
+    }
+
+    #[inline]
+    fn dot_block(
+        acts: &[u32],
+        wts: &[u32],
+        kq: usize,
+        npairs: usize,
+        beff: &[i32],
+        acc: &mut [i32],
+    ) {
+        const B: usize = crate::kernels::conv::ROW_BLOCK;
+        let (acts, wts) = (&acts[..4 * kq], &wts[..4 * kq * npairs]);
+        let (beff, acc) = (&beff[..2 * npairs], &mut acc[..2 * B]);
+        if kq == 0 || npairs == 0 || npairs > B / 2 {
+            return;
+        }
+        // SAFETY: reads `4 * kq` words of `acts` per pair, `4 * kq * npairs` words of `wts` and
+        // `2 * npairs` of `beff`; writes `acc[..2 * npairs]` and `acc[B..B + 2 * npairs]` (the
+        // immediate 128 is `4 * B`); all bounds checked by the slicing above, all word aligned.
+        // Every operand is pinned to a named register; r6/r7 (not nameable) are saved and
+        // restored, and the four spilled parameters are popped before the block ends.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "mov r7, r3",
+                "push {{r0, r2, r4, r5}}",
+                // outer: one channel pair; accumulators start at the effective biases
+                "3:",
+                "ldr r0, [sp]",
+                "ldr r2, [sp, #4]",
+                "add r2, r0, r2",
+                "ldr r5, [sp, #12]",
+                "ldrd r3, r4, [r5], #8",
+                "str r5, [sp, #12]",
+                "mov r5, r3",
+                "mov lr, r4",
+                "2:",
+                "ldm r0!, {{r8, r9, r10, r11}}",
+                "ldm r1!, {{r6, r12}}",
+                "smlad r3, r8, r6, r3",
+                "smlad r3, r9, r12, r3",
+                "smlad r5, r10, r6, r5",
+                "smlad r5, r11, r12, r5",
+                "ldm r1!, {{r6, r12}}",
+                "smlad r4, r8, r6, r4",
+                "smlad r4, r9, r12, r4",
+                "smlad lr, r10, r6, lr",
+                "smlad lr, r11, r12, lr",
+                "cmp r0, r2",
+                "bne 2b",
+                "strd r5, lr, [r7, #128]",
+                "strd r3, r4, [r7], #8",
+                "ldr r0, [sp, #8]",
+                "subs r0, #1",
+                "str r0, [sp, #8]",
+                "bne 3b",
+                "add sp, #16",
+                "pop {{r6, r7}}",
+                inout("r0") acts.as_ptr() => _,
+                inout("r1") wts.as_ptr() => _,
+                inout("r2") 16 * kq => _,
+                inout("r3") acc.as_mut_ptr() => _,
+                inout("r4") npairs => _,
+                inout("r5") beff.as_ptr() => _,
+                out("lr") _,
+                out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
+            );
+        }
+    }
+
+    #[inline]
+    fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+        let n = out.len();
+        if rq.fixed.is_some() || n == 0 {
+            return requant_row_portable(acc, mults, rq, out);
+        }
+        let (acc, mults) = (&acc[..n], &mults[..n]);
+        if rq.lo == -128 {
+            // SAFETY: reads `n` words of `acc` and `mults`, writes `n` bytes of `out` (bounds
+            // checked above). s14/s15 are declared clobbers. This is `requantize_f32_path` with
+            // `lo = -128`: VCVTR rounds to nearest-even (FPSCR reset mode) and saturates, SSAT
+            // clamps to [-128, 127].
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "vldmia {a}!, {{s14}}",
+                    "vcvt.f32.s32 s14, s14",
+                    "vldmia {m}!, {{s15}}",
+                    "vmul.f32 s14, s14, s15",
+                    "vcvtr.s32.f32 s14, s14",
+                    "vmov {t}, s14",
+                    "add {t}, {zp}",
+                    "ssat {t}, #8, {t}",
+                    "strb {t}, [{o}], #1",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    a = inout(reg) acc.as_ptr() => _,
+                    m = inout(reg) mults.as_ptr() => _,
+                    o = inout(reg) out.as_mut_ptr() => _,
+                    n = inout(reg) n => _,
+                    zp = in(reg) rq.zero_point,
+                    t = out(reg) _,
+                    out("s14") _, out("s15") _,
+                    options(nostack),
+                );
+            }
+        } else {
+            // SAFETY: as above, plus the ReLU lower bound `lo`.
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "vldmia {a}!, {{s14}}",
+                    "vcvt.f32.s32 s14, s14",
+                    "vldmia {m}!, {{s15}}",
+                    "vmul.f32 s14, s14, s15",
+                    "vcvtr.s32.f32 s14, s14",
+                    "vmov {t}, s14",
+                    "add {t}, {zp}",
+                    "ssat {t}, #8, {t}",
+                    "cmp {t}, {lo}",
+                    "it lt",
+                    "movlt {t}, {lo}",
+                    "strb {t}, [{o}], #1",
+                    "subs {n}, #1",
+                    "bne 2b",
+                    a = inout(reg) acc.as_ptr() => _,
+                    m = inout(reg) mults.as_ptr() => _,
+                    o = inout(reg) out.as_mut_ptr() => _,
+                    n = inout(reg) n => _,
+                    zp = in(reg) rq.zero_point,
+                    lo = in(reg) rq.lo,
+                    t = out(reg) _,
+                    out("s14") _, out("s15") _,
+                    options(nostack),
+                );
+            }
+        }
     }
 
     #[inline]

@@ -3,11 +3,22 @@
 
 use crate::format::{Dims, Pad, le_f32_at, le_i32_at};
 use crate::kernels::dot::DotKernel;
-use crate::quant::{ChannelRequant, requantize};
+use crate::quant::{Requant, requantize};
 use crate::weights::RowDecoder;
 
-/// Output channels decoded per block when weights are compressed (scratch rows).
-pub const ROW_BLOCK: usize = 16;
+/// Most output channels packed per block.
+pub const ROW_BLOCK: usize = 32;
+
+/// Bytes of packed weights a block may use (the block shrinks for long rows, to >= 2 channels).
+pub const WEIGHT_BUDGET: usize = 8192;
+
+/// Channels per block for `cout` channels with rows of `kq` quads (even, 2..=ROW_BLOCK).
+pub fn block_channels(cout: usize, kq: usize) -> usize {
+    let by_budget = (WEIGHT_BUDGET / (8 * kq.max(1))) & !1;
+    ROW_BLOCK
+        .min(cout.next_multiple_of(2))
+        .min(by_budget.max(2))
+}
 
 /// Geometry of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,26 +67,23 @@ pub struct ConvQuant<'a> {
 }
 
 impl ConvQuant<'_> {
+    /// Layer-level requantisation parameters.
     #[inline]
-    fn channel(&self, c: usize) -> ChannelRequant {
-        ChannelRequant::new(
-            le_f32_at(self.multipliers, c),
-            self.uniform,
-            self.out_zp,
-            self.relu,
-        )
+    pub fn requant(&self) -> Requant {
+        let m0 = le_f32_at(self.multipliers, 0);
+        Requant::new(self.uniform.then_some(m0), self.out_zp, self.relu)
     }
 }
 
 /// Scratch bytes [`conv_s8`] needs, in this order: up to 3 bytes of alignment slack, the packed
 /// pixel pair (`16 * kq` bytes, `kq = ceil(k / 4)`), the packed weights of one block of
-/// `nb = min(ROW_BLOCK, cout rounded up to even)` channels (`8 * nb * kq` bytes), the two-pixel
+/// `nb = block_channels(cout, kq)` channels (`8 * nb * kq` bytes), the two-pixel
 /// im2col (`2 * k` bytes, 0 for a 1x1 stride-1 unpadded conv) and one decoded row (`k` bytes,
 /// compressed weights only).
 pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
     let k = p.k();
     let kq = k.div_ceil(4);
-    let nb = ROW_BLOCK.min((p.output.c as usize).next_multiple_of(2));
+    let nb = block_channels(p.output.c as usize, kq);
     let im2col = if p.direct() { 0 } else { 2 * k };
     let row = if dense { 0 } else { k };
     3 + 16 * kq + 8 * nb * kq + im2col + row
@@ -132,7 +140,7 @@ fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut 
 /// * `input`: `p.input` NHWC int8; `out`: `p.output.h * p.output.w * p.out_channel_stride`
 ///   int8, channels `out_channel_offset..+output.c` of each pixel written, others untouched.
 /// * `w`: `cout` rows of `k = kh * kw * cin` (OHWI), dense or compressed; rows are decoded and
-///   packed per block of [`ROW_BLOCK`] output channels.
+///   packed per block of [`block_channels`] output channels.
 /// * `acc = bias[c] + sum((x - in_zp) * w)` (padded taps hold `in_zp`), computed as
 ///   `bias - in_zp * sum(w) + sum(x * w)`, then [`requantize`] (fused ReLU).
 /// * `scratch.len() >= conv_scratch_len(p, w.is_dense())`.
@@ -154,16 +162,18 @@ pub fn conv_s8<K: DotKernel>(
     debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
     debug_assert!(input.len() >= p.input.len());
     let direct = p.direct();
-    let nb = ROW_BLOCK.min(cout.next_multiple_of(2));
+    let nb = block_channels(cout, kq);
     let (acts, rest) = take_words(scratch, 4 * kq);
     let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);
     let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
     let ow = p.output.w as usize;
     let zp = q.in_zp as i32;
+    let rq = q.requant();
+    let mut acc = [0i32; 2 * ROW_BLOCK];
     let mut ob = 0;
     while ob < cout {
-        let n = ROW_BLOCK.min(cout - ob);
-        let mut rq = [ChannelRequant::new(1.0, false, 0, false); ROW_BLOCK];
+        let n = nb.min(cout - ob);
+        let mut mults = [0f32; ROW_BLOCK];
         let mut beff = [0i32; ROW_BLOCK];
         for j in 0..n.next_multiple_of(2) {
             let pair = &mut wpk[(j / 2) * 4 * kq..(j / 2 + 1) * 4 * kq];
@@ -185,7 +195,7 @@ pub fn conv_s8<K: DotKernel>(
             K::pack(r, k, j % 2, pair);
             let s: i32 = r.iter().map(|&v| v as i32).sum();
             beff[j] = le_i32_at(q.bias, ob + j).wrapping_sub(zp.wrapping_mul(s));
-            rq[j] = q.channel(ob + j);
+            mults[j] = le_f32_at(q.multipliers, ob + j);
         }
         let mut px = 0;
         while px < npix {
@@ -205,23 +215,18 @@ pub fn conv_s8<K: DotKernel>(
                     K::pack(c0, k, 1, acts);
                 }
             }
+            let npairs = n.div_ceil(2);
+            K::dot_block(acts, wpk, kq, npairs, &beff, &mut acc);
             let o0 = px * p.out_channel_stride + p.out_channel_offset + ob;
-            let o1 = o0 + p.out_channel_stride;
-            let mut j = 0;
-            while j < n {
-                let pair = j + 1 < n;
-                let r = K::dot_2x2(acts, &wpk[(j / 2) * 4 * kq..], kq);
-                out[o0 + j] = requantize(r[0].wrapping_add(beff[j]), &rq[j]);
-                if pair {
-                    out[o0 + j + 1] = requantize(r[1].wrapping_add(beff[j + 1]), &rq[j + 1]);
-                }
-                if two {
-                    out[o1 + j] = requantize(r[2].wrapping_add(beff[j]), &rq[j]);
-                    if pair {
-                        out[o1 + j + 1] = requantize(r[3].wrapping_add(beff[j + 1]), &rq[j + 1]);
-                    }
-                }
-                j += 2;
+            K::requant_row(&acc[..n], &mults[..n], &rq, &mut out[o0..o0 + n]);
+            if two {
+                let o1 = o0 + p.out_channel_stride;
+                K::requant_row(
+                    &acc[ROW_BLOCK..ROW_BLOCK + n],
+                    &mults[..n],
+                    &rq,
+                    &mut out[o1..o1 + n],
+                );
             }
             px += 2;
         }
@@ -301,7 +306,7 @@ pub fn conv_ref_s8(
                 let o = (oy * p.output.w as usize + ox) * p.out_channel_stride
                     + p.out_channel_offset
                     + oc;
-                out[o] = requantize(acc, &q.channel(oc));
+                out[o] = requantize(acc, le_f32_at(q.multipliers, oc), &q.requant());
             }
         }
     }

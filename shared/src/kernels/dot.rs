@@ -8,17 +8,69 @@
 //! `[even(r0), odd(r0), even(r1), odd(r1)]`, i.e. `4 * kq` words for the pair. Then
 //! `dot(r0, s0) = sum over words of SMLAD(r0.even, s0.even) + SMLAD(r0.odd, s0.odd)`.
 
+use crate::quant::{Requant, requantize_f32_path, requantize_fixed_path};
+
 /// A packed 2x2 dot-product micro-kernel.
 pub trait DotKernel {
     /// `[a0.w0, a0.w1, a1.w0, a1.w1]` (i32, wrapping) where `acts` is the packed pixel pair and
     /// `wts` the packed channel pair, both `4 * kq` words.
     fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4];
 
+    /// For each channel pair `p < npairs` (packed one after the other in `wts`, `4 * kq` words
+    /// each), with `B = ROW_BLOCK`: `acc[2p + c] = beff[2p + c] + a0.w(2p + c)` and
+    /// `acc[B + 2p + c] = beff[2p + c] + a1.w(2p + c)` for `c` in 0..2 (wrapping).
+    /// `beff.len() >= 2 * npairs`, `acc.len() >= 2 * B`, `1 <= npairs <= B / 2`.
+    #[inline]
+    fn dot_block(
+        acts: &[u32],
+        wts: &[u32],
+        kq: usize,
+        npairs: usize,
+        beff: &[i32],
+        acc: &mut [i32],
+    ) {
+        const B: usize = crate::kernels::conv::ROW_BLOCK;
+        for p in 0..npairs {
+            let r = Self::dot_2x2(acts, &wts[p * 4 * kq..(p + 1) * 4 * kq], kq);
+            acc[2 * p] = r[0].wrapping_add(beff[2 * p]);
+            acc[2 * p + 1] = r[1].wrapping_add(beff[2 * p + 1]);
+            acc[B + 2 * p] = r[2].wrapping_add(beff[2 * p]);
+            acc[B + 2 * p + 1] = r[3].wrapping_add(beff[2 * p + 1]);
+        }
+    }
+
+    /// `out[j] = requantize(acc[j], mults[j], rq)` for `j < out.len()` (`acc` and `mults` at
+    /// least as long).
+    #[inline]
+    fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+        requant_row_portable(acc, mults, rq, out)
+    }
+
     /// Packs `row[..k]` (zero padded to `4 * kq`) into slot `slot` (0 or 1) of a packed pair
     /// `dst` (`4 * kq` words).
     #[inline]
     fn pack(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
         pack_portable(row, k, slot, dst)
+    }
+}
+
+/// Portable [`DotKernel::requant_row`] (branch on the path hoisted out of the loop).
+#[inline]
+pub fn requant_row_portable(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+    let n = out.len();
+    let (acc, mults) = (&acc[..n], &mults[..n]);
+    let (zp, lo) = (rq.zero_point, rq.lo);
+    match rq.fixed {
+        None => {
+            for ((o, &a), &m) in out.iter_mut().zip(acc).zip(mults) {
+                *o = requantize_f32_path(a, m, zp, lo);
+            }
+        }
+        Some((q31, shift)) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = requantize_fixed_path(a, q31, shift, zp, lo);
+            }
+        }
     }
 }
 

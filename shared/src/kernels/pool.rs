@@ -2,7 +2,7 @@
 //! twins. None needs scratch.
 
 use crate::format::{Dims, Pad};
-use crate::quant::{ChannelRequant, requantize};
+use crate::quant::{Requant, requantize};
 
 /// Geometry of a pool. Output dims are computed by the model (ceil mode already applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn maxpool_s8_ref(p: &PoolParams, input: &[i8], out: &mut [i8]) {
 pub fn avgpool_s8(p: &PoolParams, in_zp: i8, mult: f32, out_zp: i8, input: &[i8], out: &mut [i8]) {
     let c = p.input.c as usize;
     let iw = p.input.w as usize;
-    let rq = ChannelRequant::new(mult, true, out_zp, false);
+    let rq = Requant::new(Some(mult), out_zp, false);
     for oy in 0..p.output.h as usize {
         let (ya, yb) = window(oy, p.stride[0], p.pad[0], p.kernel[0], p.input.h);
         for ox in 0..p.output.w as usize {
@@ -95,7 +95,7 @@ pub fn avgpool_s8(p: &PoolParams, in_zp: i8, mult: f32, out_zp: i8, input: &[i8]
                         acc += input[(y * iw + x) * c + ch] as i32;
                     }
                 }
-                *d = requantize(acc - n * in_zp as i32, &rq);
+                *d = requantize(acc - n * in_zp as i32, mult, &rq);
             }
         }
     }
@@ -111,7 +111,7 @@ pub fn avgpool_s8_ref(
     out: &mut [i8],
 ) {
     let c = p.input.c as usize;
-    let rq = ChannelRequant::new(mult, true, out_zp, false);
+    let rq = Requant::new(Some(mult), out_zp, false);
     for oy in 0..p.output.h as usize {
         for ox in 0..p.output.w as usize {
             for ch in 0..c {
@@ -126,7 +126,7 @@ pub fn avgpool_s8_ref(
                         }
                     }
                 }
-                out[(oy * p.output.w as usize + ox) * c + ch] = requantize(acc, &rq);
+                out[(oy * p.output.w as usize + ox) * c + ch] = requantize(acc, mult, &rq);
             }
         }
     }
@@ -137,7 +137,7 @@ pub fn avgpool_s8_ref(
 pub fn global_avgpool_s8(input: Dims, in_zp: i8, mult: f32, out_zp: i8, x: &[i8], out: &mut [i8]) {
     let c = input.c as usize;
     let n = input.h as usize * input.w as usize;
-    let rq = ChannelRequant::new(mult, true, out_zp, false);
+    let rq = Requant::new(Some(mult), out_zp, false);
     let mut acc = [0i32; 64];
     let mut c0 = 0;
     while c0 < c {
@@ -149,7 +149,7 @@ pub fn global_avgpool_s8(input: Dims, in_zp: i8, mult: f32, out_zp: i8, x: &[i8]
             }
         }
         for j in 0..m {
-            out[c0 + j] = requantize(acc[j] - n as i32 * in_zp as i32, &rq);
+            out[c0 + j] = requantize(acc[j] - n as i32 * in_zp as i32, mult, &rq);
         }
         c0 += m;
     }
@@ -165,12 +165,12 @@ pub fn global_avgpool_s8_ref(
     out: &mut [i8],
 ) {
     let c = input.c as usize;
-    let rq = ChannelRequant::new(mult, true, out_zp, false);
+    let rq = Requant::new(Some(mult), out_zp, false);
     for ch in 0..c {
         let mut acc = 0i32;
         for px in 0..input.h as usize * input.w as usize {
             acc += x[px * c + ch] as i32 - in_zp as i32;
         }
-        out[ch] = requantize(acc, &rq);
+        out[ch] = requantize(acc, mult, &rq);
     }
 }

@@ -68,8 +68,8 @@ fn main() -> ! {
     counter_start();
     let ipt = calibrate();
     hprintln!("instructions per SysTick tick: {}", ipt);
-    hprintln!("| shape | weights | MACs | instructions | MACs/instruction |");
-    hprintln!("|---|---|---:|---:|---:|");
+    hprintln!("| shape | weights | MACs | instructions | MACs/instruction | output FNV |");
+    hprintln!("|---|---|---:|---:|---:|---|");
     // SAFETY: single-threaded benchmark program.
     let (x, out, scratch, mult) = unsafe { (&mut X, &mut OUT, &mut SCRATCH, &mut MULT) };
     for c in 0..128 {
@@ -121,13 +121,20 @@ fn main() -> ! {
             let t1 = ticks();
             let ins = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
             let r = macs as f32 / ins as f32;
+            // Reading the output keeps the optimiser from dropping the stores (and shows that
+            // every encoding computes the same tensor).
+            let o = core::hint::black_box(&out[..oh * ow * cout as usize]);
+            let h = o.iter().fold(0x811c_9dc5u32, |h, &b| {
+                (h ^ b as u8 as u32).wrapping_mul(0x0100_0193)
+            });
             hprintln!(
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:08x} |",
                 name,
                 ENCS[ei],
                 macs,
                 ins,
-                (r * 100.0) as u32 as f32 / 100.0
+                (r * 100.0) as u32 as f32 / 100.0,
+                h
             );
         }
     }
