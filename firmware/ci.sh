@@ -85,6 +85,25 @@ timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
 say "eval: $N_EVAL images over the serial link, logits bit-exact vs host kernels"
 timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" | tee "$OUT/eval.txt"
 
+say "serial-port path (DeviceLink::serial, as for a real board): QEMU UART on a pty, 20 images"
+timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \
+  -semihosting-config enable=on,target=native -serial pty -kernel "$OUT/serve.elf" >"$OUT/pty.txt" 2>&1 &
+qpid=$!
+pts=""
+for _ in $(seq 50); do
+  pts=$(grep -o '/dev/pts/[0-9]*' "$OUT/pty.txt" || true)
+  [ -n "$pts" ] && break
+  sleep 0.1
+done
+[ -n "$pts" ] || { kill "$qpid"; fail "QEMU did not open a pty"; }
+set +e
+timeout 120 "$TOOLS" eval-port "$pts" "$BLOB" 20
+rc=$?
+set -e
+kill "$qpid" 2>/dev/null || true
+wait "$qpid" 2>/dev/null || true
+[ $rc -eq 0 ] || fail "eval over the serial port"
+
 if [ $SOAK -eq 1 ]; then
   say "soak: 2000 frames, 1 % corrupted"
   timeout 900 "$TOOLS" soak "$OUT/serve.elf" "$BLOB" 2000 10 1 | tee "$OUT/soak.txt"

@@ -213,7 +213,9 @@ impl DeviceLink {
         ])
         .args(["-semihosting-config", "enable=on,target=native"])
         .arg("-chardev")
-        .arg(format!("socket,id=uart0,host=127.0.0.1,port={port}"))
+        .arg(format!(
+            "socket,id=uart0,host=127.0.0.1,port={port},nodelay=on"
+        ))
         .args(["-serial", "chardev:uart0", "-kernel"])
         .arg(elf)
         .stdin(Stdio::null())

@@ -4,6 +4,7 @@
 //! ```text
 //! sqz-fw-tools blob OUT [SEED]                       write shared's example blob
 //! sqz-fw-tools eval ELF BLOB [N]                     N synthetic images through QEMU vs host kernels
+//! sqz-fw-tools eval-port TTY BLOB [N]                the same through a serial port (a board, or QEMU -serial pty)
 //! sqz-fw-tools soak ELF BLOB [FRAMES] [PER_MILLE] [SEED]   corrupted-frame soak in QEMU
 //! sqz-fw-tools corrupt-elf ELF BLOB OUT              flip one payload byte of the blob inside the ELF
 //! sqz-fw-tools expect-refusal ELF                    boot ELF in QEMU, require ModelInvalid to hello
@@ -64,6 +65,11 @@ fn run() -> Result<bool> {
                 arg(&args, 3, 200usize)?,
             )
         }
+        Some("eval-port") => {
+            need(3)?;
+            let link = DeviceLink::serial(Path::new(&args[1]), 115_200)?;
+            eval_on(link, Path::new(&args[2]), arg(&args, 3, 200usize)?)
+        }
         Some("soak") => {
             need(3)?;
             soak(
@@ -121,8 +127,11 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn eval(elf: &Path, blob_path: &Path, n: usize) -> Result<bool> {
+    eval_on(DeviceLink::qemu(elf)?, blob_path, n)
+}
+
+fn eval_on(mut link: DeviceLink, blob_path: &Path, n: usize) -> Result<bool> {
     let blob = read(blob_path)?;
-    let mut link = DeviceLink::qemu(elf)?;
     let info = link.info()?;
     println!("device: {info:?}");
     device::check_same_model(&info, &blob)?;
