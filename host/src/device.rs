@@ -306,6 +306,9 @@ impl DeviceLink {
             None,
             format!("serial port {}", path.display()),
         );
+        // A previous host may have died mid-frame: a lone delimiter ends that frame on the
+        // device (answered with an error, or ignored if empty), and the answer is drained.
+        link.write_all(&[0])?;
         link.flush_input()?;
         Ok(link)
     }
