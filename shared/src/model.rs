@@ -7,7 +7,7 @@ use crate::kernels::conv::{ConvParams, conv_scratch_len};
 use crate::quant::{QuantParams, conv_multiplier, pool_multiplier};
 use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
 
-/// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, [`crate::run`]
+/// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, [`crate::run()`]
 /// cannot fail or panic.
 #[derive(Debug, Clone, Copy)]
 pub struct Model<'a> {
@@ -342,7 +342,7 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// Arena bytes [`crate::run`] needs (exact for the documented plan).
+    /// Arena bytes [`crate::run()`] needs (exact for the documented plan).
     pub fn arena_len(&self) -> usize {
         self.head.arena_len as usize
     }

@@ -2,7 +2,7 @@
 //!
 //! A layer's weights are `cout` rows of `k = kh * kw * cin` int8 values (OHWI). Every encoding
 //! decodes one row at a time into a caller-provided scratch row of `k` bytes
-//! ([`WeightsDesc::decode_row`]); dense weights need no decoding ([`WeightsDesc::dense_row`]).
+//! ([`RowDecoder::decode_row`]); dense weights need no decoding ([`RowDecoder::dense_row`]).
 //! Bit streams are packed LSB-first: bit `i` of a stream is bit `i % 8` of byte `i / 8`.
 
 use serde::{Deserialize, Serialize};

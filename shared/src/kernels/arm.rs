@@ -3,6 +3,66 @@
 use crate::kernels::dot::{DotKernel, pack_portable, requant_row_portable};
 use crate::quant::Requant;
 
+/// One quad of the 2x2 block: 4 activation words, 2 x 2 weight words, 8 `SMLAD`.
+macro_rules! QUAD {
+    () => {
+        concat!(
+            "ldm r0!, {{r8, r9, r10, r11}}\n",
+            "ldm r1!, {{r6, r12}}\n",
+            "smlad r3, r8, r6, r3\n",
+            "smlad r3, r9, r12, r3\n",
+            "smlad r5, r10, r6, r5\n",
+            "smlad r5, r11, r12, r5\n",
+            "ldm r1!, {{r6, r12}}\n",
+            "smlad r4, r8, r6, r4\n",
+            "smlad r4, r9, r12, r4\n",
+            "smlad lr, r10, r6, lr\n",
+            "smlad lr, r11, r12, lr\n",
+        )
+    };
+}
+
+/// The block loop around `n` inlined quads per iteration (see `ArmDot::dot_block`).
+macro_rules! dot_block_asm {
+    ($acts:expr, $wts:expr, $kq:expr, $npairs:expr, $beff:expr, $acc:expr, $($quad:expr),+) => {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "mov r7, r3",
+            "push {{r0, r2, r4, r5}}",
+            // outer: one channel pair; accumulators start at the effective biases
+            "3:",
+            "ldr r0, [sp]",
+            "ldr r2, [sp, #4]",
+            "add r2, r0, r2",
+            "ldr r5, [sp, #12]",
+            "ldrd r3, r4, [r5], #8",
+            "str r5, [sp, #12]",
+            "mov r5, r3",
+            "mov lr, r4",
+            "2:",
+            $($quad,)+
+            "cmp r0, r2",
+            "bne 2b",
+            "strd r5, lr, [r7, #128]",
+            "strd r3, r4, [r7], #8",
+            "ldr r0, [sp, #8]",
+            "subs r0, #1",
+            "str r0, [sp, #8]",
+            "bne 3b",
+            "add sp, #16",
+            "pop {{r6, r7}}",
+            inout("r0") $acts.as_ptr() => _,
+            inout("r1") $wts.as_ptr() => _,
+            inout("r2") 16 * $kq => _,
+            inout("r3") $acc.as_mut_ptr() => _,
+            inout("r4") $npairs => _,
+            inout("r5") $beff.as_ptr() => _,
+            out("lr") _,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
+        )
+    };
+}
+
 /// Cortex-M4 DSP dot kernel.
 #[derive(Debug, Clone, Copy)]
 pub struct ArmDot;
@@ -70,53 +130,14 @@ impl DotKernel for ArmDot {
         // `2 * npairs` of `beff`; writes `acc[..2 * npairs]` and `acc[B..B + 2 * npairs]` (the
         // immediate 128 is `4 * B`); all bounds checked by the slicing above, all word aligned.
         // Every operand is pinned to a named register; r6/r7 (not nameable) are saved and
-        // restored, and the four spilled parameters are popped before the block ends.
+        // restored, and the four spilled parameters are popped before the block ends. The even
+        // variant runs two quads per iteration (`kq` even, so `end` is hit exactly).
         unsafe {
-            core::arch::asm!(
-                "push {{r6, r7}}",
-                "mov r7, r3",
-                "push {{r0, r2, r4, r5}}",
-                // outer: one channel pair; accumulators start at the effective biases
-                "3:",
-                "ldr r0, [sp]",
-                "ldr r2, [sp, #4]",
-                "add r2, r0, r2",
-                "ldr r5, [sp, #12]",
-                "ldrd r3, r4, [r5], #8",
-                "str r5, [sp, #12]",
-                "mov r5, r3",
-                "mov lr, r4",
-                "2:",
-                "ldm r0!, {{r8, r9, r10, r11}}",
-                "ldm r1!, {{r6, r12}}",
-                "smlad r3, r8, r6, r3",
-                "smlad r3, r9, r12, r3",
-                "smlad r5, r10, r6, r5",
-                "smlad r5, r11, r12, r5",
-                "ldm r1!, {{r6, r12}}",
-                "smlad r4, r8, r6, r4",
-                "smlad r4, r9, r12, r4",
-                "smlad lr, r10, r6, lr",
-                "smlad lr, r11, r12, lr",
-                "cmp r0, r2",
-                "bne 2b",
-                "strd r5, lr, [r7, #128]",
-                "strd r3, r4, [r7], #8",
-                "ldr r0, [sp, #8]",
-                "subs r0, #1",
-                "str r0, [sp, #8]",
-                "bne 3b",
-                "add sp, #16",
-                "pop {{r6, r7}}",
-                inout("r0") acts.as_ptr() => _,
-                inout("r1") wts.as_ptr() => _,
-                inout("r2") 16 * kq => _,
-                inout("r3") acc.as_mut_ptr() => _,
-                inout("r4") npairs => _,
-                inout("r5") beff.as_ptr() => _,
-                out("lr") _,
-                out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
-            );
+            if kq % 2 == 0 {
+                dot_block_asm!(acts, wts, kq, npairs, beff, acc, QUAD!(), QUAD!());
+            } else {
+                dot_block_asm!(acts, wts, kq, npairs, beff, acc, QUAD!());
+            }
         }
     }
 
@@ -127,23 +148,36 @@ impl DotKernel for ArmDot {
             return requant_row_portable(acc, mults, rq, out);
         }
         let (acc, mults) = (&acc[..n], &mults[..n]);
+        if n % 2 == 1 {
+            requant_row_portable(&acc[n - 1..], &mults[n - 1..], rq, &mut out[n - 1..]);
+            if n == 1 {
+                return;
+            }
+        }
+        let n = n / 2;
         if rq.lo == -128 {
             // SAFETY: reads `n` words of `acc` and `mults`, writes `n` bytes of `out` (bounds
-            // checked above). s14/s15 are declared clobbers. This is `requantize_f32_path` with
+            // checked above), two per iteration. s12..s15 are declared clobbers. This is `requantize_f32_path` with
             // `lo = -128`: VCVTR rounds to nearest-even (FPSCR reset mode) and saturates, SSAT
             // clamps to [-128, 127].
             unsafe {
                 core::arch::asm!(
                     "2:",
-                    "vldmia {a}!, {{s14}}",
-                    "vcvt.f32.s32 s14, s14",
-                    "vldmia {m}!, {{s15}}",
-                    "vmul.f32 s14, s14, s15",
-                    "vcvtr.s32.f32 s14, s14",
-                    "vmov {t}, s14",
+                    "vldmia {a}!, {{s12, s13}}",
+                    "vcvt.f32.s32 s12, s12",
+                    "vcvt.f32.s32 s13, s13",
+                    "vldmia {m}!, {{s14, s15}}",
+                    "vmul.f32 s12, s12, s14",
+                    "vmul.f32 s13, s13, s15",
+                    "vcvtr.s32.f32 s12, s12",
+                    "vcvtr.s32.f32 s13, s13",
+                    "vmov {t}, {u}, s12, s13",
                     "add {t}, {zp}",
+                    "add {u}, {zp}",
                     "ssat {t}, #8, {t}",
-                    "strb {t}, [{o}], #1",
+                    "ssat {u}, #8, {u}",
+                    "strb {u}, [{o}, #1]",
+                    "strb {t}, [{o}], #2",
                     "subs {n}, #1",
                     "bne 2b",
                     a = inout(reg) acc.as_ptr() => _,
@@ -152,7 +186,8 @@ impl DotKernel for ArmDot {
                     n = inout(reg) n => _,
                     zp = in(reg) rq.zero_point,
                     t = out(reg) _,
-                    out("s14") _, out("s15") _,
+                    u = out(reg) _,
+                    out("s12") _, out("s13") _, out("s14") _, out("s15") _,
                     options(nostack),
                 );
             }
@@ -161,18 +196,27 @@ impl DotKernel for ArmDot {
             unsafe {
                 core::arch::asm!(
                     "2:",
-                    "vldmia {a}!, {{s14}}",
-                    "vcvt.f32.s32 s14, s14",
-                    "vldmia {m}!, {{s15}}",
-                    "vmul.f32 s14, s14, s15",
-                    "vcvtr.s32.f32 s14, s14",
-                    "vmov {t}, s14",
+                    "vldmia {a}!, {{s12, s13}}",
+                    "vcvt.f32.s32 s12, s12",
+                    "vcvt.f32.s32 s13, s13",
+                    "vldmia {m}!, {{s14, s15}}",
+                    "vmul.f32 s12, s12, s14",
+                    "vmul.f32 s13, s13, s15",
+                    "vcvtr.s32.f32 s12, s12",
+                    "vcvtr.s32.f32 s13, s13",
+                    "vmov {t}, {u}, s12, s13",
                     "add {t}, {zp}",
+                    "add {u}, {zp}",
                     "ssat {t}, #8, {t}",
+                    "ssat {u}, #8, {u}",
                     "cmp {t}, {lo}",
                     "it lt",
                     "movlt {t}, {lo}",
-                    "strb {t}, [{o}], #1",
+                    "cmp {u}, {lo}",
+                    "it lt",
+                    "movlt {u}, {lo}",
+                    "strb {u}, [{o}, #1]",
+                    "strb {t}, [{o}], #2",
                     "subs {n}, #1",
                     "bne 2b",
                     a = inout(reg) acc.as_ptr() => _,
@@ -182,7 +226,8 @@ impl DotKernel for ArmDot {
                     zp = in(reg) rq.zero_point,
                     lo = in(reg) rq.lo,
                     t = out(reg) _,
-                    out("s14") _, out("s15") _,
+                    u = out(reg) _,
+                    out("s12") _, out("s13") _, out("s14") _, out("s15") _,
                     options(nostack),
                 );
             }

@@ -10,7 +10,7 @@ use crate::weights::RowDecoder;
 pub const ROW_BLOCK: usize = 32;
 
 /// Bytes of packed weights a block may use (the block shrinks for long rows, to >= 2 channels).
-pub const WEIGHT_BUDGET: usize = 8192;
+pub const WEIGHT_BUDGET: usize = 16384;
 
 /// Channels per block for `cout` channels with rows of `kq` quads (even, 2..=ROW_BLOCK).
 pub fn block_channels(cout: usize, kq: usize) -> usize {

@@ -42,7 +42,7 @@ static ENCS: [&str; 4] = [
 
 static mut X: [i8; 14 * 14 * 64] = [1; 14 * 14 * 64];
 static mut OUT: [i8; 28 * 28 * 64] = [0; 28 * 28 * 64];
-static mut SCRATCH: [i8; 24 * 1024] = [0; 24 * 1024];
+static mut SCRATCH: [i8; 40 * 1024] = [0; 40 * 1024];
 static BIAS: [u8; 4 * 128] = [0; 4 * 128];
 static mut MULT: [u8; 4 * 128] = [0; 4 * 128];
 
