@@ -233,31 +233,189 @@ impl Huffman {
     }
 }
 
-/// Decoding state of one layer's weights prepared once per layer (Huffman tables).
+/// Decoding state of one layer's weights prepared once per layer (Huffman tables, 8-bit
+/// Huffman lookup tables, centroid table); about 1.9 KiB, on the stack.
 #[derive(Debug)]
 pub struct RowDecoder<'a> {
     w: WeightsDesc<'a>,
     k: usize,
     h1: Option<Huffman>,
     h2: Option<Huffman>,
+    /// First-level lookup of `h1`/`h2` by the next 8 stream bits: `len << 8 | symbol`, 0 when the
+    /// code is longer than 8 bits.
+    t1: [u16; 256],
+    t2: [u16; 256],
+    /// Centroids (or the identity for raw values) indexed by symbol.
+    lut: [i8; 256],
+}
+
+/// Builds the 8-bit first-level table of a canonical code.
+fn fast_table(lengths: &[u8]) -> [u16; 256] {
+    let mut t = [0u16; 256];
+    let mut bl_count = [0u32; MAX_CODE_LEN + 1];
+    for &l in lengths {
+        if (1..=MAX_CODE_LEN as u8).contains(&l) {
+            bl_count[l as usize] += 1;
+        }
+    }
+    let mut next = [0u32; MAX_CODE_LEN + 1];
+    let mut code = 0u32;
+    for bits in 1..=MAX_CODE_LEN {
+        code = (code + bl_count[bits - 1]) << 1;
+        next[bits] = code;
+    }
+    for (sym, &l) in lengths.iter().enumerate() {
+        let l = l as usize;
+        if l == 0 || l > MAX_CODE_LEN {
+            continue;
+        }
+        let c = next[l];
+        next[l] += 1;
+        if l > 8 || c >= 1 << l {
+            continue;
+        }
+        // Stream bits are the code MSB first, read LSB first: the index is the reversed code.
+        let rev = (c.reverse_bits() >> (32 - l)) as usize;
+        let mut i = rev;
+        while i < 256 {
+            t[i] = ((l as u16) << 8) | sym as u16;
+            i += 1 << l;
+        }
+    }
+    t
+}
+
+/// LSB-first bit reader with a 32-bit buffer; past the end it reads zero bits.
+struct FastBits<'a> {
+    data: &'a [u8],
+    byte: usize,
+    buf: u32,
+    n: u32,
+    consumed: usize,
+}
+
+impl<'a> FastBits<'a> {
+    #[inline(always)]
+    fn new(data: &'a [u8], bit: usize) -> Self {
+        let mut r = FastBits {
+            data,
+            byte: bit / 8,
+            buf: 0,
+            n: 0,
+            consumed: bit,
+        };
+        r.refill();
+        let skip = (bit % 8) as u32;
+        r.buf >>= skip;
+        r.n -= skip;
+        r
+    }
+    #[inline(always)]
+    fn refill(&mut self) {
+        while self.n <= 24 {
+            let b = self.data.get(self.byte).copied().unwrap_or(0);
+            self.buf |= (b as u32) << self.n;
+            self.byte += 1;
+            self.n += 8;
+        }
+    }
+    /// Takes `k <= 16` bits.
+    #[inline(always)]
+    fn take(&mut self, k: u32) -> u32 {
+        if self.n < 16 {
+            self.refill();
+        }
+        let v = self.buf & ((1u32 << k) - 1);
+        self.buf >>= k;
+        self.n -= k;
+        self.consumed += k as usize;
+        v
+    }
+    /// Decodes one symbol with the first-level table, falling back to the canonical walk.
+    #[inline(always)]
+    fn huff(&mut self, t: &[u16; 256], h: &Huffman) -> Option<u32> {
+        if self.n < 16 {
+            self.refill();
+        }
+        let e = t[(self.buf & 0xff) as usize];
+        if e != 0 {
+            let l = (e >> 8) as u32;
+            self.buf >>= l;
+            self.n -= l;
+            self.consumed += l as usize;
+            return Some((e & 0xff) as u32);
+        }
+        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        for len in 1..=MAX_CODE_LEN {
+            code |= self.take(1) as i32;
+            let count = h.counts[len] as i32;
+            if code - count < first {
+                return h
+                    .symbols
+                    .get((index + code - first) as usize)
+                    .map(|&s| s as u32);
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+        }
+        None
+    }
 }
 
 impl<'a> RowDecoder<'a> {
     /// Prepares decoding of `w` with rows of `k` values (builds Huffman tables).
     pub fn new(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
+        let (mut t1, mut t2) = ([0u16; 256], [0u16; 256]);
         let (h1, h2) = match w {
             WeightsDesc::HuffSparse {
                 gap_lengths,
                 value_lengths,
                 ..
-            } => (
-                Some(Huffman::new(gap_lengths)?),
-                Some(Huffman::new(value_lengths)?),
-            ),
-            WeightsDesc::HuffCodebook { lengths, .. } => (Some(Huffman::new(lengths)?), None),
+            } => {
+                t1 = fast_table(gap_lengths);
+                t2 = fast_table(value_lengths);
+                (
+                    Some(Huffman::new(gap_lengths)?),
+                    Some(Huffman::new(value_lengths)?),
+                )
+            }
+            WeightsDesc::HuffCodebook { lengths, .. } => {
+                t1 = fast_table(lengths);
+                (Some(Huffman::new(lengths)?), None)
+            }
             _ => (None, None),
         };
-        Ok(RowDecoder { w, k, h1, h2 })
+        let mut lut: [i8; 256] = core::array::from_fn(|i| i as u8 as i8);
+        let cents = match w {
+            WeightsDesc::Codebook { centroids, .. }
+            | WeightsDesc::HuffCodebook { centroids, .. } => Some(centroids),
+            WeightsDesc::Sparse {
+                values: Values::Codebook { centroids, .. },
+                ..
+            }
+            | WeightsDesc::HuffSparse {
+                values: Values::Codebook { centroids, .. },
+                ..
+            } => Some(centroids),
+            _ => None,
+        };
+        if let Some(c) = cents {
+            lut = [0; 256];
+            for (l, &v) in lut.iter_mut().zip(c) {
+                *l = v as i8;
+            }
+        }
+        Ok(RowDecoder {
+            w,
+            k,
+            h1,
+            h2,
+            t1,
+            t2,
+            lut,
+        })
     }
 
     /// The dense row `r` straight from the blob, or `None` when the encoding needs decoding.
@@ -277,23 +435,86 @@ impl<'a> RowDecoder<'a> {
     /// Decodes row `r` into `out[..k]` (`out.len() >= k`). Returns `Err` only for malformed
     /// data, which [`crate::Model::from_bytes`] rules out by decoding every row once.
     pub fn decode_row(&self, r: usize, out: &mut [i8]) -> Result<(), Error> {
-        let out = out.get_mut(..self.k).ok_or(Error::BadWeights)?;
-        if self.is_sparse() {
-            out.fill(0);
+        let k = self.k;
+        let out = out.get_mut(..k).ok_or(Error::BadWeights)?;
+        let lut = &self.lut;
+        match self.w {
+            WeightsDesc::Dense { data } => {
+                let row = data.get(r * k..(r + 1) * k).ok_or(Error::BadWeights)?;
+                for (o, &b) in out.iter_mut().zip(row) {
+                    *o = b as i8;
+                }
+            }
+            WeightsDesc::Codebook { bits, indices, .. } => {
+                let bits = (bits as u32).clamp(1, 8);
+                let mut rd = FastBits::new(indices, r * k * bits as usize);
+                for o in out.iter_mut() {
+                    *o = lut[rd.take(bits) as usize & 0xff];
+                }
+            }
+            WeightsDesc::Sparse {
+                values,
+                gap_bits,
+                row_ptr,
+                entries,
+            } => {
+                out.fill(0);
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
+                let (gb, vb) = ((gap_bits as u32).clamp(1, 8), values.bits().clamp(1, 8));
+                let mut rd = FastBits::new(entries, a * (gb + vb) as usize);
+                let mut pos = 0usize;
+                for _ in a..b.max(a) {
+                    pos += rd.take(gb) as usize;
+                    let v = lut[rd.take(vb) as usize & 0xff];
+                    *out.get_mut(pos).ok_or(Error::BadWeights)? = v;
+                    pos += 1;
+                }
+            }
+            WeightsDesc::HuffSparse {
+                row_ptr,
+                row_bits,
+                stream,
+                ..
+            } => {
+                out.fill(0);
+                let (hg, hv) = match (&self.h1, &self.h2) {
+                    (Some(a), Some(b)) => (a, b),
+                    _ => return Err(Error::BadHuffman),
+                };
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
+                let s = le_u32(row_bits, r)? as usize;
+                let mut rd = FastBits::new(stream, s);
+                let mut pos = 0usize;
+                for _ in a..b.max(a) {
+                    pos += rd.huff(&self.t1, hg).ok_or(Error::BadHuffman)? as usize;
+                    let sym = rd.huff(&self.t2, hv).ok_or(Error::BadHuffman)?;
+                    *out.get_mut(pos).ok_or(Error::BadWeights)? = lut[sym as usize & 0xff];
+                    pos += 1;
+                }
+            }
+            WeightsDesc::HuffCodebook {
+                row_bits, stream, ..
+            } => {
+                let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
+                let s = le_u32(row_bits, r)? as usize;
+                let mut rd = FastBits::new(stream, s);
+                for o in out.iter_mut() {
+                    *o = lut[rd.huff(&self.t1, h).ok_or(Error::BadHuffman)? as usize & 0xff];
+                }
+            }
         }
-        self.walk_row(r, &mut |pos, v| out[pos] = v)
+        Ok(())
     }
 
     /// Decodes row `r` without storing it (validation).
     pub fn check_row(&self, r: usize) -> Result<(), Error> {
         self.walk_row(r, &mut |_, _| {})
-    }
-
-    fn is_sparse(&self) -> bool {
-        matches!(
-            self.w,
-            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
-        )
     }
 
     /// Calls `put(pos, value)` for every stored value of row `r`, `pos < k` guaranteed.

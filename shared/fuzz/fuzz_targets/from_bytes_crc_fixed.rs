@@ -1,0 +1,25 @@
+//! Mutations of the payload with the header (length, CRC) recomputed, so the fuzzer explores
+//! the validator past the checksum. Accepted models must run without panicking.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut blob = Vec::with_capacity(data.len() + 24);
+    blob.extend_from_slice(b"SQZB");
+    blob.extend_from_slice(&shared::format::FORMAT_VERSION.to_le_bytes());
+    blob.extend_from_slice(&[0, 0]);
+    blob.extend_from_slice(&(data.len().saturating_sub(8) as u32).to_le_bytes());
+    blob.extend_from_slice(&[0; 4]);
+    blob.extend_from_slice(data);
+    if blob.len() < 24 {
+        return;
+    }
+    let crc = shared::format::crc32(&blob[16..]);
+    blob[12..16].copy_from_slice(&crc.to_le_bytes());
+    if let Ok(m) = shared::Model::from_bytes(&blob) {
+        let input = vec![0i8; m.input_len()];
+        let mut arena = vec![0u8; m.arena_len()];
+        let mut logits = vec![0i8; m.num_classes()];
+        shared::run(&m, &input, &mut arena, &mut logits);
+    }
+});
