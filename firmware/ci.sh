@@ -6,8 +6,9 @@
 #                             # example blob; the soak takes longer with a bigger model)
 #   firmware/ci.sh --quick    # without the 2,000-frame soak
 #
-# Blob: $SQZ_BLOB if set, else ../models/shipped.blob if present, else shared's example blob
-# (generated). Setup (once; .ci/setup does it): rustup target add thumbv7em-none-eabihf;
+# Blob: $SQZ_BLOB if set, else ../models/shipped.blob if present, else shared's example network
+# with a 28x28x1 input (generated). Images: the Fashion-MNIST test split when the model takes
+# 28x28x1 and the data is found ($FASHION_MNIST_DIR, data/fashion-mnist, ../shared/data/...). Setup (once; .ci/setup does it): rustup target add thumbv7em-none-eabihf;
 # rustup component add llvm-tools; cargo install flip-link; apt-get install qemu-system-arm.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,10 +38,16 @@ if [ -n "${SQZ_BLOB:-}" ]; then
 elif [ -f ../models/shipped.blob ]; then
   BLOB=$(realpath ../models/shipped.blob)
 else
-  BLOB=$OUT/example.blob
-  "$TOOLS" blob "$BLOB" 7
-  echo "note: no models/shipped.blob yet; using shared's example blob"
+  BLOB=$OUT/example28.blob
+  "$TOOLS" blob28 "$BLOB" 7
+  echo "note: no models/shipped.blob yet; using shared's example network at 28x28x1 (random weights)"
 fi
+# Fashion-MNIST test images for the eval, where .ci/setup and the host loader look for them.
+DATA=""
+for d in "${FASHION_MNIST_DIR:-}" ../data/fashion-mnist ../../shared/data/fashion-mnist; do
+  if [ -n "$d" ] && ls "$d"/t10k-images-idx3-ubyte* >/dev/null 2>&1; then DATA=$(realpath "$d"); break; fi
+done
+[ -n "$DATA" ] || echo "note: no Fashion-MNIST found; the eval uses synthetic images"
 export SQZ_BLOB=$BLOB
 echo "blob: $BLOB ($(stat -c %s "$BLOB") B)"
 
@@ -83,8 +90,8 @@ say "refused blob: one bit flipped in flash -> ModelInvalid to every request"
 "$TOOLS" corrupt-elf "$OUT/serve.elf" "$BLOB" "$OUT/corrupt.elf"
 timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
 
-say "eval: $N_EVAL images over the serial link, logits bit-exact vs host kernels"
-timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" | tee "$OUT/eval.txt"
+say "eval: $N_EVAL test images over the serial link, logits bit-exact vs host kernels"
+timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval.txt"
 
 say "serial-port path (DeviceLink::serial, as for a real board): QEMU UART on a pty, 20 images"
 timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \

@@ -2,8 +2,11 @@
 //! wraps the same `host/src/device.rs`). Usage:
 //!
 //! ```text
-//! sqz-fw-tools blob OUT [SEED]                       write shared's example blob
-//! sqz-fw-tools eval ELF BLOB [N]                     N synthetic images through QEMU vs host kernels
+//! sqz-fw-tools blob OUT [SEED]                       write shared's example blob (16x16x1)
+//! sqz-fw-tools blob28 OUT [SEED]                     the same network for 28x28x1 input
+//! sqz-fw-tools eval ELF BLOB [N] [DATA_DIR]          N test images through QEMU vs host kernels:
+//!                                                    Fashion-MNIST from DATA_DIR when the model
+//!                                                    takes 28x28x1, else synthetic images
 //! sqz-fw-tools eval-port TTY BLOB [N]                the same through a serial port (a board, or QEMU -serial pty)
 //! sqz-fw-tools soak ELF BLOB [FRAMES] [PER_MILLE] [SEED]   corrupted-frame soak in QEMU
 //! sqz-fw-tools corrupt-elf ELF BLOB OUT              flip one payload byte of the blob inside the ELF
@@ -57,18 +60,24 @@ fn run() -> Result<bool> {
             println!("wrote {} ({} B)", args[1], blob.len());
             Ok(true)
         }
+        Some("blob28") => {
+            need(2)?;
+            let blob = example_28(arg(&args, 2, 1u64)?)?;
+            std::fs::write(&args[1], &blob)
+                .with_context(|| format!("while writing {}", args[1]))?;
+            println!("wrote {} ({} B)", args[1], blob.len());
+            Ok(true)
+        }
         Some("eval") => {
             need(3)?;
-            eval(
-                Path::new(&args[1]),
-                Path::new(&args[2]),
-                arg(&args, 3, 200usize)?,
-            )
+            let link = DeviceLink::qemu(Path::new(&args[1]))?;
+            let data = args.get(4).map(Path::new);
+            eval_on(link, Path::new(&args[2]), arg(&args, 3, 200usize)?, data)
         }
         Some("eval-port") => {
             need(3)?;
             let link = DeviceLink::serial(Path::new(&args[1]), 115_200)?;
-            eval_on(link, Path::new(&args[2]), arg(&args, 3, 200usize)?)
+            eval_on(link, Path::new(&args[2]), arg(&args, 3, 200usize)?, None)
         }
         Some("soak") => {
             need(3)?;
@@ -126,23 +135,109 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("while reading {}", path.display()))
 }
 
-fn eval(elf: &Path, blob_path: &Path, n: usize) -> Result<bool> {
-    eval_on(DeviceLink::qemu(elf)?, blob_path, n)
+/// shared's example network (random weights) with a 28x28x1 input: the layers are size-agnostic
+/// except the global average pool's multiplier, re-derived for the 7x7 it now averages.
+fn example_28(seed: u64) -> Result<Vec<u8>> {
+    use shared::encode::example;
+    use shared::format::{Dims, LayerDesc, ModelDesc};
+    let e = example::build(seed);
+    let mut layers = example::layers(&e);
+    let classifier_scale = e.convs.last().context("example has convs")?.out_quant.scale;
+    if let Some(LayerDesc::GlobalAvgPool(gap)) = layers.last_mut() {
+        gap.multiplier =
+            shared::quant::pool_multiplier(classifier_scale, 7 * 7, gap.out_quant.scale);
+    }
+    let desc = ModelDesc {
+        model_id: seed ^ 0x28_28,
+        input: Dims { h: 28, w: 28, c: 1 },
+        input_quant: example::INPUT_QUANT,
+        num_classes: 10,
+        layers: &layers,
+    };
+    shared::format::encode(&desc).map_err(|e| anyhow::anyhow!("28x28 example does not encode: {e}"))
 }
 
-fn eval_on(mut link: DeviceLink, blob_path: &Path, n: usize) -> Result<bool> {
+/// Reads an IDX file (optionally gzipped): `(payload, dims)`.
+fn read_idx(path: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
+    let raw = read(path)?;
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut out)
+            .with_context(|| format!("while decompressing {}", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    ensure!(
+        bytes.len() >= 4 && bytes[..3] == [0, 0, 8],
+        "{} is not an IDX u8 file",
+        path.display()
+    );
+    let n_dims = bytes[3] as usize;
+    let dims: Vec<usize> = (0..n_dims)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
+    let start = 4 + 4 * n_dims;
+    ensure!(
+        bytes.len() == start + dims.iter().product::<usize>(),
+        "{}: size does not match its header",
+        path.display()
+    );
+    Ok((bytes[start..].to_vec(), dims))
+}
+
+/// The Fashion-MNIST test split in `dir` (`t10k-*-idx*-ubyte[.gz]`): `(images, labels)`.
+fn fashion_mnist_test(dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let find = |stem: &str| -> Result<std::path::PathBuf> {
+        [format!("{stem}.gz"), stem.to_owned()]
+            .into_iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+            .with_context(|| format!("no {stem}[.gz] in {}", dir.display()))
+    };
+    let (images, dims) = read_idx(&find("t10k-images-idx3-ubyte")?)?;
+    let (labels, _) = read_idx(&find("t10k-labels-idx1-ubyte")?)?;
+    ensure!(
+        dims[1..] == [28, 28] && dims[0] == labels.len(),
+        "unexpected Fashion-MNIST shapes {dims:?}"
+    );
+    Ok((images, labels))
+}
+
+fn eval_on(mut link: DeviceLink, blob_path: &Path, n: usize, data: Option<&Path>) -> Result<bool> {
     let blob = read(blob_path)?;
     let info = link.info()?;
     println!("device: {info:?}");
     device::check_same_model(&info, &blob)?;
-    let imgs = images(n, info.input_len(), info.input_dims[1] as usize, 42);
-    let report = device::eval(
-        &mut link,
-        imgs.iter().map(Vec::as_slice),
-        None,
-        device::host_reference(&blob)?,
-        |_| {},
-    )?;
+    let len = info.input_len();
+    let report = match data {
+        Some(dir) if info.input_dims == [28, 28, 1] => {
+            let (images, labels) = fashion_mnist_test(dir)?;
+            let n = n.min(labels.len());
+            println!(
+                "images: the first {n} Fashion-MNIST test images from {}",
+                dir.display()
+            );
+            device::eval(
+                &mut link,
+                images.chunks(len).take(n),
+                Some(&labels[..n]),
+                device::host_reference(&blob)?,
+                |_| {},
+            )?
+        }
+        _ => {
+            println!("images: {n} synthetic {:?} images", info.input_dims);
+            let imgs = images(n, len, info.input_dims[1] as usize, 42);
+            device::eval(
+                &mut link,
+                imgs.iter().map(Vec::as_slice),
+                None,
+                device::host_reference(&blob)?,
+                |_| {},
+            )?
+        }
+    };
     println!("eval: {report}");
     Ok(report.logits_match == report.images && report.images == n)
 }
