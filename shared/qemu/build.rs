@@ -8,6 +8,11 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=../src");
     bench_weights(&out);
+    use shared::encode::example::Enc;
+    for (name, enc) in [("dense", Enc::Dense), ("hsc", Enc::HuffSparseCodebook)] {
+        let blob = shared::encode::squeezenet::blob(11, 10, enc);
+        fs::write(out.join(format!("squeezenet_{name}.blob")), blob).unwrap();
+    }
     for seed in 1..=3u64 {
         let blob = shared::encode::example::blob(seed);
         fs::write(

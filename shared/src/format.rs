@@ -53,6 +53,8 @@ pub enum Error {
     BadOutput,
     /// A size computation overflowed.
     TooLarge,
+    /// The stored arena size differs from the plan's.
+    BadArena,
 }
 
 impl fmt::Display for Error {
@@ -73,18 +75,33 @@ impl fmt::Display for Error {
             Error::BadLayerWeights(l) => write!(f, "layer {l}: malformed weights"),
             Error::BadOutput => write!(f, "network output is not 1x1xnum_classes"),
             Error::TooLarge => write!(f, "size overflow"),
+            Error::BadArena => write!(f, "stored arena size does not match the plan"),
         }
     }
 }
 
-/// CRC-32 (IEEE 802.3, reflected, poly 0xEDB88320, init and xorout 0xFFFFFFFF), bitwise.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut j = 0;
+        while j < 8 {
+            c = (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg());
+            j += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// CRC-32 (IEEE 802.3, reflected, poly 0xEDB88320, init and xorout 0xFFFFFFFF), one 1 KiB
+/// table in flash.
 pub fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }

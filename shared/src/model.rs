@@ -332,7 +332,7 @@ impl<'a> Model<'a> {
             return Err(Error::BadOutput);
         }
         if arena != head.arena_len as usize {
-            return Err(Error::BadShape(u16::MAX));
+            return Err(Error::BadArena);
         }
         Ok(Model {
             model_id,

@@ -111,15 +111,6 @@ impl Values<'_> {
             Values::Codebook { bits, .. } => *bits as u32,
         }
     }
-    #[inline(always)]
-    fn value(&self, sym: u32) -> i8 {
-        match self {
-            Values::Raw => sym as u8 as i8,
-            Values::Codebook { centroids, .. } => {
-                centroids.get(sym as usize).copied().unwrap_or(0) as i8
-            }
-        }
-    }
     fn validate(&self) -> Result<(), Error> {
         if let Values::Codebook { centroids, bits } = self
             && (!(2..=8).contains(bits) || centroids.is_empty() || centroids.len() > 256)
@@ -127,42 +118,6 @@ impl Values<'_> {
             return Err(Error::BadWeights);
         }
         Ok(())
-    }
-}
-
-/// LSB-first bit reader over a byte slice; reads past the end return zero bits (validation
-/// guarantees decoding never gets there).
-#[derive(Debug, Clone)]
-pub(crate) struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    pub(crate) fn new(data: &'a [u8], pos: usize) -> Self {
-        BitReader { data, pos }
-    }
-    #[inline(always)]
-    pub(crate) fn bit(&mut self) -> u32 {
-        let b = self.data.get(self.pos >> 3).copied().unwrap_or(0);
-        let v = (b >> (self.pos & 7)) & 1;
-        self.pos += 1;
-        v as u32
-    }
-    #[inline(always)]
-    pub(crate) fn bits(&mut self, n: u32) -> u32 {
-        // Fast path: gather up to 4 bytes.
-        let byte = self.pos >> 3;
-        let off = (self.pos & 7) as u32;
-        let mut w: u64 = 0;
-        for i in 0..4 {
-            w |= (self.data.get(byte + i).copied().unwrap_or(0) as u64) << (8 * i);
-        }
-        self.pos += n as usize;
-        ((w >> off) as u32) & ((1u32 << n) - 1)
-    }
-    pub(crate) fn pos(&self) -> usize {
-        self.pos
     }
 }
 
@@ -212,24 +167,6 @@ impl Huffman {
             }
         }
         Ok(Huffman { counts, symbols })
-    }
-
-    /// Decodes one symbol; `None` on a code that is not in the table.
-    #[inline]
-    pub(crate) fn decode(&self, r: &mut BitReader<'_>) -> Option<u32> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..=MAX_CODE_LEN {
-            code |= r.bit() as i32;
-            let count = self.counts[len] as i32;
-            if code - count < first {
-                return Some(self.symbols[(index + code - first) as usize] as u32);
-            }
-            index += count;
-            first += count;
-            first <<= 1;
-            code <<= 1;
-        }
-        None
     }
 }
 
@@ -435,91 +372,29 @@ impl<'a> RowDecoder<'a> {
     /// Decodes row `r` into `out[..k]` (`out.len() >= k`). Returns `Err` only for malformed
     /// data, which [`crate::Model::from_bytes`] rules out by decoding every row once.
     pub fn decode_row(&self, r: usize, out: &mut [i8]) -> Result<(), Error> {
-        let k = self.k;
-        let out = out.get_mut(..k).ok_or(Error::BadWeights)?;
-        let lut = &self.lut;
-        match self.w {
-            WeightsDesc::Dense { data } => {
-                let row = data.get(r * k..(r + 1) * k).ok_or(Error::BadWeights)?;
-                for (o, &b) in out.iter_mut().zip(row) {
-                    *o = b as i8;
-                }
-            }
-            WeightsDesc::Codebook { bits, indices, .. } => {
-                let bits = (bits as u32).clamp(1, 8);
-                let mut rd = FastBits::new(indices, r * k * bits as usize);
-                for o in out.iter_mut() {
-                    *o = lut[rd.take(bits) as usize & 0xff];
-                }
-            }
-            WeightsDesc::Sparse {
-                values,
-                gap_bits,
-                row_ptr,
-                entries,
-            } => {
-                out.fill(0);
-                let (a, b) = (
-                    le_u32(row_ptr, r)? as usize,
-                    le_u32(row_ptr, r + 1)? as usize,
-                );
-                let (gb, vb) = ((gap_bits as u32).clamp(1, 8), values.bits().clamp(1, 8));
-                let mut rd = FastBits::new(entries, a * (gb + vb) as usize);
-                let mut pos = 0usize;
-                for _ in a..b.max(a) {
-                    pos += rd.take(gb) as usize;
-                    let v = lut[rd.take(vb) as usize & 0xff];
-                    *out.get_mut(pos).ok_or(Error::BadWeights)? = v;
-                    pos += 1;
-                }
-            }
-            WeightsDesc::HuffSparse {
-                row_ptr,
-                row_bits,
-                stream,
-                ..
-            } => {
-                out.fill(0);
-                let (hg, hv) = match (&self.h1, &self.h2) {
-                    (Some(a), Some(b)) => (a, b),
-                    _ => return Err(Error::BadHuffman),
-                };
-                let (a, b) = (
-                    le_u32(row_ptr, r)? as usize,
-                    le_u32(row_ptr, r + 1)? as usize,
-                );
-                let s = le_u32(row_bits, r)? as usize;
-                let mut rd = FastBits::new(stream, s);
-                let mut pos = 0usize;
-                for _ in a..b.max(a) {
-                    pos += rd.huff(&self.t1, hg).ok_or(Error::BadHuffman)? as usize;
-                    let sym = rd.huff(&self.t2, hv).ok_or(Error::BadHuffman)?;
-                    *out.get_mut(pos).ok_or(Error::BadWeights)? = lut[sym as usize & 0xff];
-                    pos += 1;
-                }
-            }
-            WeightsDesc::HuffCodebook {
-                row_bits, stream, ..
-            } => {
-                let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
-                let s = le_u32(row_bits, r)? as usize;
-                let mut rd = FastBits::new(stream, s);
-                for o in out.iter_mut() {
-                    *o = lut[rd.huff(&self.t1, h).ok_or(Error::BadHuffman)? as usize & 0xff];
-                }
-            }
+        let out = out.get_mut(..self.k).ok_or(Error::BadWeights)?;
+        if matches!(
+            self.w,
+            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
+        ) {
+            out.fill(0);
         }
-        Ok(())
+        // `walk` only calls back with `pos < k == out.len()`.
+        self.walk(r, |pos, v| out[pos] = v)
     }
 
-    /// Decodes row `r` without storing it (validation).
+    /// Decodes row `r` without storing it (validation): the same code path as
+    /// [`RowDecoder::decode_row`].
     pub fn check_row(&self, r: usize) -> Result<(), Error> {
-        self.walk_row(r, &mut |_, _| {})
+        self.walk(r, |_, _| {})
     }
 
-    /// Calls `put(pos, value)` for every stored value of row `r`, `pos < k` guaranteed.
-    fn walk_row(&self, r: usize, put: &mut dyn FnMut(usize, i8)) -> Result<(), Error> {
+    /// Calls `put(pos, value)` for every stored value of row `r`, with `pos < k` guaranteed;
+    /// checks every index, position and stream bound on the way.
+    #[inline]
+    fn walk<F: FnMut(usize, i8)>(&self, r: usize, mut put: F) -> Result<(), Error> {
         let k = self.k;
+        let lut = &self.lut;
         match self.w {
             WeightsDesc::Dense { data } => {
                 let row = data.get(r * k..(r + 1) * k).ok_or(Error::BadWeights)?;
@@ -533,13 +408,17 @@ impl<'a> RowDecoder<'a> {
                 indices,
             } => {
                 let bits = bits as u32;
-                if (r + 1) * k * bits as usize > indices.len() * 8 {
+                if !(1..=8).contains(&bits) || (r + 1) * k * bits as usize > indices.len() * 8 {
                     return Err(Error::BadWeights);
                 }
-                let mut rd = BitReader::new(indices, r * k * bits as usize);
+                let n = centroids.len();
+                let mut rd = FastBits::new(indices, r * k * bits as usize);
                 for i in 0..k {
-                    let c = rd.bits(bits) as usize;
-                    put(i, *centroids.get(c).ok_or(Error::BadWeights)? as i8);
+                    let c = rd.take(bits) as usize;
+                    if c >= n {
+                        return Err(Error::BadWeights);
+                    }
+                    put(i, lut[c & 0xff]);
                 }
             }
             WeightsDesc::Sparse {
@@ -552,20 +431,25 @@ impl<'a> RowDecoder<'a> {
                     le_u32(row_ptr, r)? as usize,
                     le_u32(row_ptr, r + 1)? as usize,
                 );
-                let eb = gap_bits as usize + values.bits() as usize;
-                if b < a || b.checked_mul(eb).ok_or(Error::TooLarge)? > entries.len() * 8 {
+                let (gb, vb) = (gap_bits as u32, values.bits());
+                let eb = (gb + vb) as usize;
+                if !(1..=8).contains(&gb)
+                    || !(1..=8).contains(&vb)
+                    || b < a
+                    || b.checked_mul(eb).ok_or(Error::TooLarge)? > entries.len() * 8
+                {
                     return Err(Error::BadWeights);
                 }
-                let mut rd = BitReader::new(entries, a * eb);
+                let mut rd = FastBits::new(entries, a * eb);
                 let mut pos = 0usize;
                 for _ in a..b {
-                    pos += rd.bits(gap_bits as u32) as usize;
-                    let sym = rd.bits(values.bits());
+                    pos += rd.take(gb) as usize;
+                    let sym = rd.take(vb);
                     check_sym(&values, sym)?;
                     if pos >= k {
                         return Err(Error::BadWeights);
                     }
-                    put(pos, values.value(sym));
+                    put(pos, lut[sym as usize & 0xff]);
                     pos += 1;
                 }
             }
@@ -591,19 +475,19 @@ impl<'a> RowDecoder<'a> {
                 if b < a || e < s || e > stream.len() * 8 || b - a > k {
                     return Err(Error::BadWeights);
                 }
-                let mut rd = BitReader::new(stream, s);
+                let mut rd = FastBits::new(stream, s);
                 let mut pos = 0usize;
                 for _ in a..b {
-                    pos += hg.decode(&mut rd).ok_or(Error::BadHuffman)? as usize;
-                    let sym = hv.decode(&mut rd).ok_or(Error::BadHuffman)?;
+                    pos += rd.huff(&self.t1, hg).ok_or(Error::BadHuffman)? as usize;
+                    let sym = rd.huff(&self.t2, hv).ok_or(Error::BadHuffman)?;
                     check_sym(&values, sym)?;
-                    if pos >= k || rd.pos() > e {
+                    if pos >= k || rd.consumed > e {
                         return Err(Error::BadWeights);
                     }
-                    put(pos, values.value(sym));
+                    put(pos, lut[sym as usize & 0xff]);
                     pos += 1;
                 }
-                if rd.pos() != e {
+                if rd.consumed != e {
                     return Err(Error::BadHuffman);
                 }
             }
@@ -621,15 +505,16 @@ impl<'a> RowDecoder<'a> {
                 if e < s || e > stream.len() * 8 {
                     return Err(Error::BadWeights);
                 }
-                let mut rd = BitReader::new(stream, s);
+                let n = centroids.len();
+                let mut rd = FastBits::new(stream, s);
                 for i in 0..k {
-                    let c = h.decode(&mut rd).ok_or(Error::BadHuffman)? as usize;
-                    if rd.pos() > e {
+                    let c = rd.huff(&self.t1, h).ok_or(Error::BadHuffman)? as usize;
+                    if c >= n || rd.consumed > e {
                         return Err(Error::BadHuffman);
                     }
-                    put(i, *centroids.get(c).ok_or(Error::BadWeights)? as i8);
+                    put(i, lut[c & 0xff]);
                 }
-                if rd.pos() != e {
+                if rd.consumed != e {
                     return Err(Error::BadHuffman);
                 }
             }

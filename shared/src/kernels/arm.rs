@@ -1,6 +1,6 @@
 //! Cortex-M4 DSP path (`SXTB16` + `SMLAD` via `asm!`), compiled on `thumbv7em` (cfg `sqz_dsp`).
 
-use crate::kernels::dot::{DotKernel, pack_portable, requant_row_portable};
+use crate::kernels::dot::{DotKernel, dot_row_portable, pack_portable, requant_row_portable};
 use crate::quant::Requant;
 
 /// One quad of the 2x2 block: 4 activation words, 2 x 2 weight words, 8 `SMLAD`.
@@ -236,26 +236,84 @@ impl DotKernel for ArmDot {
 
     #[inline]
     fn pack(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
+        pack_arm(row, k, slot, dst, 0)
+    }
+
+    #[inline]
+    fn pack_acts(row: &[i8], k: usize, slot: usize, zp: i8, dst: &mut [u32]) {
+        pack_arm(row, k, slot, dst, zp)
+    }
+
+    #[inline]
+    fn dot_row(acts: &[u32], row: &[i8], k: usize) -> i32 {
         let full = k / 4;
-        let (row, dst) = (&row[..k], &mut dst[..4 * k.div_ceil(4)]);
-        for q in 0..full {
-            let b = &row[q * 4..q * 4 + 4];
-            let w = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
-            let (e, o): (u32, u32);
-            // SAFETY: register-only DSP instructions.
+        let (acts, row) = (&acts[..4 * k.div_ceil(4)], &row[..k]);
+        let mut acc = 0i32;
+        if full > 0 {
+            // SAFETY: reads `full` words of `row` (unaligned LDR is allowed on the Cortex-M4) and
+            // `4 * full` words of `acts` (word aligned, LDRD skips the second pixel slot); all
+            // within the slices above. No memory is written.
             unsafe {
                 core::arch::asm!(
-                    "sxtb16 {e}, {w}",
-                    "sxtb16 {o}, {w}, ror #8",
-                    w = in(reg) w, e = out(reg) e, o = out(reg) o,
-                    options(pure, nomem, nostack, preserves_flags),
+                    "2:",
+                    "ldr {w}, [{pw}], #4",
+                    "ldrd {e}, {o}, [{pa}], #16",
+                    "sxtb16 {x}, {w}",
+                    "sxtb16 {w}, {w}, ror #8",
+                    "smlad {acc}, {e}, {x}, {acc}",
+                    "smlad {acc}, {o}, {w}, {acc}",
+                    "cmp {pw}, {end}",
+                    "bne 2b",
+                    pw = inout(reg) row.as_ptr() => _,
+                    pa = inout(reg) acts.as_ptr() => _,
+                    end = in(reg) row.as_ptr().add(4 * full),
+                    acc = inout(reg) acc,
+                    w = out(reg) _, x = out(reg) _, e = out(reg) _, o = out(reg) _,
+                    options(readonly, nostack),
                 );
             }
-            dst[4 * q + 2 * slot] = e;
-            dst[4 * q + 2 * slot + 1] = o;
         }
         if full * 4 < k {
-            pack_portable(row, k, slot, dst);
+            let tail = dot_row_portable(&acts[4 * full..], &row[4 * full..], k - 4 * full);
+            acc = acc.wrapping_add(tail);
         }
+        acc
+    }
+}
+
+/// `SXTB16`-based packing of `row[..k] - zp` (`SSUB16` subtracts the zero point from both
+/// halves); the tail quad goes through the portable packer.
+#[inline]
+fn pack_arm(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
+    let full = k / 4;
+    let kq = k.div_ceil(4);
+    let (row, dst) = (&row[..k], &mut dst[..4 * kq]);
+    let zz = (zp as i16 as u16 as u32) * 0x0001_0001;
+    for q in 0..full {
+        let b = &row[q * 4..q * 4 + 4];
+        let w = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+        let (e, o): (u32, u32);
+        // SAFETY: register-only DSP instructions.
+        unsafe {
+            core::arch::asm!(
+                "sxtb16 {e}, {w}",
+                "sxtb16 {o}, {w}, ror #8",
+                "ssub16 {e}, {e}, {zz}",
+                "ssub16 {o}, {o}, {zz}",
+                w = in(reg) w, zz = in(reg) zz, e = out(reg) e, o = out(reg) o,
+                options(pure, nomem, nostack),
+            );
+        }
+        dst[4 * q + 2 * slot] = e;
+        dst[4 * q + 2 * slot + 1] = o;
+    }
+    if full < kq {
+        pack_portable(
+            &row[4 * full..],
+            k - 4 * full,
+            slot,
+            &mut dst[4 * full..],
+            zp,
+        );
     }
 }

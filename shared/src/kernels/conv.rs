@@ -142,7 +142,8 @@ fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut 
 /// * `w`: `cout` rows of `k = kh * kw * cin` (OHWI), dense or compressed; rows are decoded and
 ///   packed per block of [`block_channels`] output channels.
 /// * `acc = bias[c] + sum((x - in_zp) * w)` (padded taps hold `in_zp`), computed as
-///   `bias - in_zp * sum(w) + sum(x * w)`, then [`requantize`] (fused ReLU).
+///   `bias + sum((x - in_zp) * w)` with the zero point subtracted while packing the pixels,
+///   then [`requantize`] (fused ReLU).
 /// * `scratch.len() >= conv_scratch_len(p, w.is_dense())`.
 ///
 /// Preconditions (checked by `Model::from_bytes`, only `debug_assert`ed here): consistent dims,
@@ -167,8 +168,30 @@ pub fn conv_s8<K: DotKernel>(
     let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);
     let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
     let ow = p.output.w as usize;
-    let zp = q.in_zp as i32;
     let rq = q.requant();
+    if npix == 1 {
+        // One output pixel (the deepest fires at small inputs): no weight packing, raw rows
+        // against the packed pixel.
+        if direct {
+            K::pack_acts(input, k, 0, q.in_zp, acts);
+        } else {
+            let c0 = &mut cols[..k];
+            im2col(p, input, 0, 0, q.in_zp, c0);
+            K::pack_acts(c0, k, 0, q.in_zp, acts);
+        }
+        for oc in 0..cout {
+            let r: &[i8] = match w.dense_row(oc) {
+                Some(r) => as_i8(r),
+                None => {
+                    let _ = w.decode_row(oc, row);
+                    &row[..k]
+                }
+            };
+            let acc = le_i32_at(q.bias, oc).wrapping_add(K::dot_row(acts, r, k));
+            out[p.out_channel_offset + oc] = requantize(acc, le_f32_at(q.multipliers, oc), &rq);
+        }
+        return;
+    }
     let mut acc = [0i32; 2 * ROW_BLOCK];
     let mut ob = 0;
     while ob < cout {
@@ -193,26 +216,25 @@ pub fn conv_s8<K: DotKernel>(
                 }
             };
             K::pack(r, k, j % 2, pair);
-            let s: i32 = r.iter().map(|&v| v as i32).sum();
-            beff[j] = le_i32_at(q.bias, ob + j).wrapping_sub(zp.wrapping_mul(s));
+            beff[j] = le_i32_at(q.bias, ob + j);
             mults[j] = le_f32_at(q.multipliers, ob + j);
         }
         let mut px = 0;
         while px < npix {
             let two = px + 1 < npix;
             if direct {
-                K::pack(&input[px * k..], k, 0, acts);
+                K::pack_acts(&input[px * k..], k, 0, q.in_zp, acts);
                 let a1 = if two { px + 1 } else { px };
-                K::pack(&input[a1 * k..], k, 1, acts);
+                K::pack_acts(&input[a1 * k..], k, 1, q.in_zp, acts);
             } else {
                 let (c0, c1) = cols.split_at_mut(k);
                 im2col(p, input, px / ow, px % ow, q.in_zp, c0);
-                K::pack(c0, k, 0, acts);
+                K::pack_acts(c0, k, 0, q.in_zp, acts);
                 if two {
                     im2col(p, input, (px + 1) / ow, (px + 1) % ow, q.in_zp, c1);
-                    K::pack(c1, k, 1, acts);
+                    K::pack_acts(c1, k, 1, q.in_zp, acts);
                 } else {
-                    K::pack(c0, k, 1, acts);
+                    K::pack_acts(c0, k, 1, q.in_zp, acts);
                 }
             }
             let npairs = n.div_ceil(2);

@@ -50,8 +50,39 @@ pub trait DotKernel {
     /// `dst` (`4 * kq` words).
     #[inline]
     fn pack(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
-        pack_portable(row, k, slot, dst)
+        pack_portable(row, k, slot, dst, 0)
     }
+
+    /// Packs activations like [`DotKernel::pack`] with the input zero point subtracted
+    /// (`x - zp`, in `-255..=255`), padding values 0, so that dot products need no weight sums.
+    #[inline]
+    fn pack_acts(row: &[i8], k: usize, slot: usize, zp: i8, dst: &mut [u32]) {
+        pack_portable(row, k, slot, dst, zp)
+    }
+
+    /// Single-pixel dot product: `sum((x - zp) * row)` over `k` values where `acts` is packed by
+    /// [`DotKernel::pack_acts`] in slot 0 and `row` holds raw int8 weights (`row.len() >= k`).
+    #[inline]
+    fn dot_row(acts: &[u32], row: &[i8], k: usize) -> i32 {
+        dot_row_portable(acts, row, k)
+    }
+}
+
+/// Portable [`DotKernel::dot_row`].
+#[inline]
+pub fn dot_row_portable(acts: &[u32], row: &[i8], k: usize) -> i32 {
+    let row = &row[..k];
+    let mut acc = 0i32;
+    for (i, &w) in row.iter().enumerate() {
+        let word = acts[4 * (i / 4) + (i & 1)];
+        let x = if i % 4 < 2 {
+            word as i16 as i32
+        } else {
+            (word >> 16) as i16 as i32
+        };
+        acc = acc.wrapping_add(x * w as i32);
+    }
+    acc
 }
 
 /// Portable [`DotKernel::requant_row`] (branch on the path hoisted out of the loop).
@@ -75,25 +106,29 @@ pub fn requant_row_portable(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut 
 }
 
 #[inline(always)]
-fn pk(lo: i8, hi: i8) -> u32 {
-    (lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)
+fn pk(lo: i16, hi: i16) -> u32 {
+    (lo as u16 as u32) | ((hi as u16 as u32) << 16)
 }
 
-/// Portable packing (see the module docs).
+/// Portable packing (see the module docs) of `row[..k] - zp`; padding values are 0.
 #[inline]
-pub fn pack_portable(row: &[i8], k: usize, slot: usize, dst: &mut [u32]) {
+pub fn pack_portable(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
     let kq = k.div_ceil(4);
     let full = k / 4;
     let row = &row[..k];
     let dst = &mut dst[..4 * kq];
+    let z = zp as i16;
+    let v = |x: i8| x as i16 - z;
     for q in 0..full {
         let b = &row[q * 4..q * 4 + 4];
-        dst[4 * q + 2 * slot] = pk(b[0], b[2]);
-        dst[4 * q + 2 * slot + 1] = pk(b[1], b[3]);
+        dst[4 * q + 2 * slot] = pk(v(b[0]), v(b[2]));
+        dst[4 * q + 2 * slot + 1] = pk(v(b[1]), v(b[3]));
     }
     if full < kq {
-        let mut b = [0i8; 4];
-        b[..k - full * 4].copy_from_slice(&row[full * 4..]);
+        let mut b = [0i16; 4];
+        for (d, &x) in b.iter_mut().zip(&row[full * 4..]) {
+            *d = v(x);
+        }
         dst[4 * full + 2 * slot] = pk(b[0], b[2]);
         dst[4 * full + 2 * slot + 1] = pk(b[1], b[3]);
     }

@@ -138,5 +138,87 @@ fn main() -> ! {
             );
         }
     }
+    network(ipt);
     exit(true)
+}
+
+static NETS: [(&str, &[u8]); 2] = [
+    (
+        "dense",
+        include_bytes!(concat!(env!("OUT_DIR"), "/squeezenet_dense.blob")),
+    ),
+    (
+        "huffman-sparse-codebook4 45%",
+        include_bytes!(concat!(env!("OUT_DIR"), "/squeezenet_hsc.blob")),
+    ),
+];
+static mut ARENA: [u8; 96 * 1024] = [0; 96 * 1024];
+
+/// Whole SqueezeNet v1.1 (28x28x1, 10 classes, random weights) per inference.
+#[allow(static_mut_refs)]
+fn network(ipt: f32) {
+    hprintln!("");
+    hprintln!(
+        "| network | weights | blob bytes | arena bytes | MACs | instructions | MACs/instruction |"
+    );
+    hprintln!("|---|---|---:|---:|---:|---:|---:|");
+    for (name, blob) in NETS.iter() {
+        let t0 = ticks();
+        let m = shared::Model::from_bytes(blob).unwrap();
+        let t1 = ticks();
+        let validate = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
+        let mut macs = 0usize;
+        for l in m.layers() {
+            let conv_macs = |c: &shared::format::ConvDesc<'_>, i: Dims| {
+                let o = (i.h as usize + c.pad[0] as usize + c.pad[2] as usize
+                    - c.kernel[0] as usize)
+                    / c.stride[0] as usize
+                    + 1;
+                let ow = (i.w as usize + c.pad[1] as usize + c.pad[3] as usize
+                    - c.kernel[1] as usize)
+                    / c.stride[1] as usize
+                    + 1;
+                o * ow
+                    * c.out_channels as usize
+                    * c.kernel[0] as usize
+                    * c.kernel[1] as usize
+                    * i.c as usize
+            };
+            match &l.desc {
+                shared::format::LayerDesc::Conv(c) => macs += conv_macs(c, l.input),
+                shared::format::LayerDesc::Fire(f) => {
+                    macs += conv_macs(&f.squeeze, l.input);
+                    let s = Dims {
+                        h: l.input.h,
+                        w: l.input.w,
+                        c: f.squeeze.out_channels,
+                    };
+                    macs += conv_macs(&f.expand1, s) + conv_macs(&f.expand3, s);
+                }
+                _ => {}
+            }
+        }
+        let input = [7i8; 784];
+        let mut logits = [0i8; 10];
+        // SAFETY: single-threaded benchmark program.
+        let arena = unsafe { &mut ARENA[..m.arena_len()] };
+        let t0 = ticks();
+        shared::run(&m, &input, arena, &mut logits);
+        let t1 = ticks();
+        let ins = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
+        hprintln!(
+            "| SqueezeNet v1.1 28x28 | {} | {} | {} | {} | {} | {} |",
+            name,
+            blob.len(),
+            m.arena_len(),
+            macs,
+            ins,
+            (macs as f32 / ins as f32 * 100.0) as u32 as f32 / 100.0
+        );
+        hprintln!(
+            "  (from_bytes: {} instructions; logits {:?})",
+            validate,
+            core::hint::black_box(logits)
+        );
+    }
 }
