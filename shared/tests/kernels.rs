@@ -300,3 +300,50 @@ proptest! {
         prop_assert_eq!(want, got);
     }
 }
+
+macro_rules! dot_suite {
+    ($name:ident, $k:ty) => {
+        mod $name {
+            use super::*;
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(300))]
+                #[test]
+                fn micro_kernels_match_ref(k in 1usize..70, npairs in 1usize..(ROW_BLOCK / 2 + 1), zp in any::<i8>(), seed in any::<u64>()) {
+                    let mut rng = Rng(seed | 1);
+                    let kq = k.div_ceil(4);
+                    let a0: Vec<i8> = (0..k).map(|_| rng.next_u32() as i8).collect();
+                    let a1: Vec<i8> = (0..k).map(|_| rng.next_u32() as i8).collect();
+                    let mut acts = vec![0u32; 4 * kq];
+                    <$k>::pack_acts(&a0, k, 0, zp, &mut acts);
+                    <$k>::pack_acts(&a1, k, 1, zp, &mut acts);
+                    let mut racts = vec![0u32; 4 * kq];
+                    RefDot::pack_acts(&a0, k, 0, zp, &mut racts);
+                    RefDot::pack_acts(&a1, k, 1, zp, &mut racts);
+                    prop_assert_eq!(&acts, &racts);
+                    let rows: Vec<Vec<i8>> = (0..2 * npairs).map(|_| (0..k).map(|_| rng.next_u32() as i8).collect()).collect();
+                    let mut wts = vec![0u32; 4 * kq * npairs];
+                    for (j, r) in rows.iter().enumerate() {
+                        <$k>::pack(r, k, j % 2, &mut wts[(j / 2) * 4 * kq..]);
+                    }
+                    let beff: Vec<i32> = (0..2 * npairs).map(|_| rng.next_u32() as i32 >> 8).collect();
+                    let mut acc = vec![0i32; 2 * ROW_BLOCK];
+                    <$k>::dot_block(&acts, &wts, kq, npairs, &beff, &mut acc);
+                    for j in 0..2 * npairs {
+                        let d = |a: &[i8]| a.iter().zip(&rows[j]).map(|(&x, &w)| (x as i32 - zp as i32) * w as i32).sum::<i32>();
+                        prop_assert_eq!(acc[j], beff[j] + d(&a0));
+                        prop_assert_eq!(acc[ROW_BLOCK + j], beff[j] + d(&a1));
+                        if j % 2 == 0 {
+                            let r = <$k>::dot_2x2(&acts, &wts[(j / 2) * 4 * kq..], kq);
+                            prop_assert_eq!(r, RefDot::dot_2x2(&acts, &wts[(j / 2) * 4 * kq..], kq));
+                        }
+                    }
+                    prop_assert_eq!(<$k>::dot_row(&acts, &rows[0], k), acc[0] - beff[0]);
+                }
+            }
+        }
+    };
+}
+
+dot_suite!(dot_ref, RefDot);
+dot_suite!(dot_portable, PortableDot);
+dot_suite!(dot_best, BestDot);

@@ -205,6 +205,52 @@ fn blob_case<K: DotKernel>(i: usize) -> bool {
     ok && n * 4 == expect.len()
 }
 
+/// Micro-kernels of `K` against `RefDot` on random packed data.
+fn micro_case<K: DotKernel>(rng: &mut Rng) -> bool {
+    use shared::kernels::ROW_BLOCK;
+    let k = rng.range(1, 70) as usize;
+    let npairs = rng.range(1, (ROW_BLOCK / 2) as u32) as usize;
+    let zp = rng.next() as i8;
+    let kq = k.div_ceil(4);
+    let mut a = [[0i8; 70]; 2];
+    for v in a.iter_mut().flat_map(|r| r.iter_mut()) {
+        *v = rng.next() as i8;
+    }
+    let (mut acts, mut racts) = ([0u32; 72], [0u32; 72]);
+    for slot in 0..2 {
+        K::pack_acts(&a[slot][..k], k, slot, zp, &mut acts);
+        RefDot::pack_acts(&a[slot][..k], k, slot, zp, &mut racts);
+    }
+    if acts[..4 * kq] != racts[..4 * kq] {
+        hprintln!("pack_acts differs (k {})", k);
+        return false;
+    }
+    let mut rows = [[0i8; 70]; ROW_BLOCK];
+    for v in rows.iter_mut().flat_map(|r| r.iter_mut()) {
+        *v = rng.next() as i8;
+    }
+    let (mut w, mut rw) = ([0u32; 72 * ROW_BLOCK / 2], [0u32; 72 * ROW_BLOCK / 2]);
+    for j in 0..2 * npairs {
+        K::pack(&rows[j][..k], k, j % 2, &mut w[(j / 2) * 4 * kq..]);
+        RefDot::pack(&rows[j][..k], k, j % 2, &mut rw[(j / 2) * 4 * kq..]);
+    }
+    let mut beff = [0i32; ROW_BLOCK];
+    for b in beff.iter_mut() {
+        *b = rng.next() as i32 >> 8;
+    }
+    let (mut acc, mut racc) = ([0i32; 2 * ROW_BLOCK], [0i32; 2 * ROW_BLOCK]);
+    K::dot_block(&acts, &w, kq, npairs, &beff, &mut acc);
+    RefDot::dot_block(&acts, &rw, kq, npairs, &beff, &mut racc);
+    let ok = w[..4 * kq * npairs] == rw[..4 * kq * npairs]
+        && acc == racc
+        && K::dot_2x2(&acts, &w, kq) == RefDot::dot_2x2(&acts, &w, kq)
+        && K::dot_row(&acts, &rows[0][..k], k) == RefDot::dot_row(&acts, &rows[0][..k], k);
+    if !ok {
+        hprintln!("micro-kernels differ (k {}, npairs {})", k, npairs);
+    }
+    ok
+}
+
 #[entry]
 fn main() -> ! {
     let mut rng = Rng(0x1234_5678_9abc);
@@ -233,6 +279,15 @@ fn main() -> ! {
         cases += 1;
     }
     hprintln!("conv: {} cases {}", cases, if ok { "ok" } else { "FAILED" });
+    let mut micro = true;
+    for _ in 0..500 {
+        micro &= micro_case::<ArmDot>(&mut rng);
+    }
+    hprintln!(
+        "micro-kernels (pack, pack_acts, dot_2x2, dot_block, dot_row): 500 cases {}",
+        if micro { "ok" } else { "FAILED" }
+    );
+    ok &= micro;
     for i in 0..BLOBS.len() {
         let a = blob_case::<ArmDot>(i);
         let b = blob_case::<RefDot>(i);
