@@ -3,6 +3,9 @@
 //! UART0 (CMSDK, 0x4000_4000) is the host link (`-serial` #0). Cost: the FPGAIO free-running
 //! counter (0x4002_8018, 25 MHz); with `-icount shift=0` one instruction takes one virtual ns,
 //! so instructions = ticks * 40.
+//!
+//! Orphan guard: once a host has sent something, [`IDLE_EXIT_S`] virtual seconds without input
+//! end the emulator (exit 1), so a QEMU whose host was killed does not spin forever.
 
 use shared::protocol::CostUnit;
 
@@ -12,8 +15,8 @@ use crate::cmsdk_uart::CmsdkUart;
 pub const NAME: &str = "mps2-an386";
 /// What [`cost_since`] counts.
 pub const COST_UNIT: CostUnit = CostUnit::Instructions;
-/// The host link.
-pub type Port = CmsdkUart;
+/// Virtual seconds without input, after the first byte, before the emulator exits.
+pub const IDLE_EXIT_S: u32 = 60;
 
 const UART0: usize = 0x4000_4000;
 const FPGAIO_COUNTER: usize = 0x4002_8018;
@@ -21,10 +24,67 @@ const SYSCLK_HZ: u32 = 25_000_000;
 /// Virtual ns per counter tick = instructions per tick under `-icount shift=0`.
 const INSTRUCTIONS_PER_TICK: u32 = 40;
 
+/// The host link: UART0 with the orphan guard.
+#[derive(Debug)]
+pub struct Port {
+    uart: CmsdkUart,
+    spoken: bool,
+}
+
+impl embedded_io::ErrorType for Port {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io::Read for Port {
+    /// Blocks for the first byte (or exits, see the module docs), then takes what is waiting.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let start = cost_counter();
+        let first = loop {
+            if let Some(b) = self.uart.try_read_byte() {
+                break b;
+            }
+            if self.spoken && cost_counter().wrapping_sub(start) > IDLE_EXIT_S * SYSCLK_HZ {
+                log(format_args!(
+                    "sqz-firmware: no input for {IDLE_EXIT_S} s, host gone: exiting\n"
+                ));
+                stop(1);
+            }
+        };
+        self.spoken = true;
+        buf[0] = first;
+        let mut n = 1;
+        while n < buf.len() {
+            match self.uart.try_read_byte() {
+                Some(b) => buf[n] = b,
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl embedded_io::Write for Port {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.uart.write(buf)
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.uart.flush()
+    }
+}
+
 /// Brings up the host UART at 115200 Bd.
 pub fn init() -> Port {
     // SAFETY: UART0 is used only through this value (and by the fault handler after a stop).
-    unsafe { CmsdkUart::new(UART0, SYSCLK_HZ, 115_200) }
+    let uart = unsafe { CmsdkUart::new(UART0, SYSCLK_HZ, 115_200) };
+    Port {
+        uart,
+        spoken: false,
+    }
 }
 
 /// Current counter value.
