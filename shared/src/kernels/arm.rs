@@ -43,7 +43,7 @@ macro_rules! dot_block_asm {
             $($quad,)+
             "cmp r0, r2",
             "bne 2b",
-            "strd r5, lr, [r7, #128]",
+            "strd r5, lr, [r7, #256]",
             "strd r3, r4, [r7], #8",
             "ldr r0, [sp, #8]",
             "subs r0, #1",
@@ -121,6 +121,7 @@ impl DotKernel for ArmDot {
         acc: &mut [i32],
     ) {
         const B: usize = crate::kernels::conv::ROW_BLOCK;
+        const _: () = assert!(4 * crate::kernels::conv::ROW_BLOCK == 256, "asm offset");
         let (acts, wts) = (&acts[..4 * kq], &wts[..4 * kq * npairs]);
         let (beff, acc) = (&beff[..2 * npairs], &mut acc[..2 * B]);
         if kq == 0 || npairs == 0 || npairs > B / 2 {
@@ -128,7 +129,7 @@ impl DotKernel for ArmDot {
         }
         // SAFETY: reads `4 * kq` words of `acts` per pair, `4 * kq * npairs` words of `wts` and
         // `2 * npairs` of `beff`; writes `acc[..2 * npairs]` and `acc[B..B + 2 * npairs]` (the
-        // immediate 128 is `4 * B`); all bounds checked by the slicing above, all word aligned.
+        // immediate 256 is `4 * B`); all bounds checked by the slicing above, all word aligned.
         // Every operand is pinned to a named register; r6/r7 (not nameable) are saved and
         // restored, and the four spilled parameters are popped before the block ends. The even
         // variant runs two quads per iteration (`kq` even, so `end` is hit exactly).

@@ -7,7 +7,7 @@ use crate::quant::{Requant, requantize};
 use crate::weights::RowDecoder;
 
 /// Most output channels packed per block.
-pub const ROW_BLOCK: usize = 32;
+pub const ROW_BLOCK: usize = 64;
 
 /// Bytes of packed weights a block may use (the block shrinks for long rows, to >= 2 channels).
 pub const WEIGHT_BUDGET: usize = 16384;
