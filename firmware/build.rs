@@ -43,6 +43,16 @@ fn main() {
     println!("cargo:rerun-if-changed={}", memory.display());
     println!("cargo:rustc-link-search={}", out.display());
 
+    // flip-link is the configured linker (.cargo/config.toml) unless overridden: say so clearly.
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER");
+    if env::var_os("CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER").is_none() && !on_path("flip-link") {
+        fail(
+            "flip-link not found: `cargo install flip-link` (it links the stack below the statics so an overflow \
+             faults instead of corrupting memory). To build without that protection: \
+             CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=rust-lld cargo build ...",
+        );
+    }
+
     // The blob.
     println!("cargo:rerun-if-env-changed=SQZ_BLOB");
     let blob_path = match env::var("SQZ_BLOB") {
@@ -94,6 +104,11 @@ fn main() {
         blob.len(),
         model.arena_len()
     );
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn fail(msg: &str) -> ! {

@@ -71,6 +71,13 @@ qemu() { # elf, serial -> QEMU exit status
     -serial "$2" -kernel "$1"
 }
 
+say "no allocator linked"
+NM=$(dirname "$SIZE")/llvm-nm
+for elf in serve nucleo-f411re; do
+  if "$NM" "$OUT/$elf.elf" | grep -qE '__rust_alloc|__rg_alloc|__rust_no_alloc_shim'; then fail "$elf links an allocator"; fi
+done
+echo "ok: no __rust_alloc in serve.elf or nucleo-f411re.elf"
+
 say "smoke (QEMU): boot, validate, one inference, semihosting exit 0"
 qemu "$OUT/smoke.elf" null 2>&1 | tee "$OUT/smoke.txt"
 grep -q '^smoke: ok' "$OUT/smoke.txt" || fail "smoke did not report ok"
