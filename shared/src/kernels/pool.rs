@@ -19,6 +19,11 @@ pub struct PoolParams {
     pub pad: Pad,
 }
 
+/// Scratch bytes the pools need: none (all three work in place on their output).
+pub fn pool_scratch_len(_p: &PoolParams) -> usize {
+    0
+}
+
 /// Clipped window `[a, b)` along one axis.
 #[inline(always)]
 fn window(o: usize, s: u8, pad: u8, k: u8, n: u16) -> (usize, usize) {
