@@ -53,7 +53,7 @@ pub enum Error {
     BadOutput,
     /// A size computation overflowed.
     TooLarge,
-    /// The stored arena size differs from the plan's.
+    /// The stored arena size is below the plan's (blob from an incompatible exporter).
     BadArena,
 }
 
@@ -75,7 +75,7 @@ impl fmt::Display for Error {
             Error::BadLayerWeights(l) => write!(f, "layer {l}: malformed weights"),
             Error::BadOutput => write!(f, "network output is not 1x1xnum_classes"),
             Error::TooLarge => write!(f, "size overflow"),
-            Error::BadArena => write!(f, "stored arena size does not match the plan"),
+            Error::BadArena => write!(f, "stored arena size is below the plan of this build"),
         }
     }
 }
@@ -284,7 +284,7 @@ pub struct ModelHead {
     pub num_classes: u16,
     /// Number of [`LayerDesc`] values following.
     pub num_layers: u16,
-    /// Arena bytes the plan needs (checked against the computed value).
+    /// Arena bytes of the exporter's plan (must be >= this build's plan).
     pub arena_len: u32,
 }
 
