@@ -100,6 +100,12 @@ timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
 say "eval: $N_EVAL test images over the serial link, logits bit-exact vs host kernels"
 timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval.txt"
 
+say "full-size shape: shared's SqueezeNet v1.1 28x28 (random Huffman-sparse weights, ~300 KB blob)"
+"$TOOLS" blob-v11 "$OUT/v11.blob" 3
+SQZ_BLOB=$OUT/v11.blob cargo build --release --quiet
+cp target/thumbv7em-none-eabihf/release/sqz-firmware "$OUT/v11.elf"
+timeout 600 "$TOOLS" eval "$OUT/v11.elf" "$OUT/v11.blob" "$N_EVAL" $DATA | tee "$OUT/eval-v11.txt"
+
 say "serial-port path (DeviceLink::serial, as for a real board): QEMU UART on a pty, 20 images"
 timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \
   -semihosting-config enable=on,target=native -serial pty -kernel "$OUT/serve.elf" >"$OUT/pty.txt" 2>&1 &

@@ -4,6 +4,8 @@
 //! ```text
 //! sqz-fw-tools blob OUT [SEED]                       write shared's example blob (16x16x1)
 //! sqz-fw-tools blob28 OUT [SEED]                     the same network for 28x28x1 input
+//! sqz-fw-tools blob-v11 OUT [SEED]                   shared's SqueezeNet v1.1 28x28 shape, random
+//!                                                    Huffman-sparse-codebook weights (~300 KB)
 //! sqz-fw-tools eval ELF BLOB [N] [DATA_DIR]          N test images through QEMU vs host kernels:
 //!                                                    Fashion-MNIST from DATA_DIR when the model
 //!                                                    takes 28x28x1, else synthetic images
@@ -63,6 +65,15 @@ fn run() -> Result<bool> {
         Some("blob28") => {
             need(2)?;
             let blob = example_28(arg(&args, 2, 1u64)?)?;
+            std::fs::write(&args[1], &blob)
+                .with_context(|| format!("while writing {}", args[1]))?;
+            println!("wrote {} ({} B)", args[1], blob.len());
+            Ok(true)
+        }
+        Some("blob-v11") => {
+            need(2)?;
+            let enc = shared::encode::example::Enc::HuffSparseCodebook;
+            let blob = shared::encode::squeezenet::blob(arg(&args, 2, 1u64)?, 10, enc);
             std::fs::write(&args[1], &blob)
                 .with_context(|| format!("while writing {}", args[1]))?;
             println!("wrote {} ({} B)", args[1], blob.len());
