@@ -23,4 +23,10 @@ step "shared is no_std: thumbv7em-none-eabihf and thumbv6m-none-eabi"
 cargo build --release -p sqz-shared --target thumbv7em-none-eabihf
 cargo build --release -p sqz-shared --target thumbv6m-none-eabi
 
+step "shared kernels on the Cortex-M4 in QEMU: every implementation against the reference"
+bash shared/qemu/run-tests.sh
+
+step "firmware: both boards built, booted in QEMU, images classified over the serial link"
+bash firmware/ci.sh
+
 step "all checks passed in $(( $(date +%s) - t0 )) s"

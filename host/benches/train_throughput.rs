@@ -58,9 +58,7 @@ fn parse_args() -> Result<Args, String> {
         if flag == "--bench" {
             continue;
         }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |v: &str| {
             v.parse::<usize>()
                 .map_err(|_| format!("{flag} needs a whole number, got {v:?}"))
@@ -121,7 +119,9 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let batches: Vec<(Vec<f32>, Vec<i64>)> = (0..POOL)
         .map(|_| {
-            let x = (0..args.batch * PIXELS).map(|_| rng.random::<f32>()).collect();
+            let x = (0..args.batch * PIXELS)
+                .map(|_| rng.random::<f32>())
+                .collect();
             let y = (0..args.batch)
                 .map(|_| rng.random_range(0..CLASSES as i64))
                 .collect();
@@ -207,7 +207,10 @@ fn main() {
             .open(path)
             .and_then(|mut f| writeln!(f, "{json}"));
         if let Err(e) = written {
-            eprintln!("train_throughput: while appending to {}: {e}", path.display());
+            eprintln!(
+                "train_throughput: while appending to {}: {e}",
+                path.display()
+            );
             std::process::exit(1);
         }
     }

@@ -31,7 +31,12 @@ pub struct DataArgs {
 impl DataArgs {
     fn load(&self) -> Result<FashionMnist> {
         let d = FashionMnist::load(self.data.as_deref())?;
-        eprintln!("data: {} ({} train, {} test)", d.dir.display(), d.train.len(), d.test.len());
+        eprintln!(
+            "data: {} ({} train, {} test)",
+            d.dir.display(),
+            d.train.len(),
+            d.test.len()
+        );
         Ok(d)
     }
 }
@@ -45,6 +50,210 @@ pub enum Command {
     Train(TrainArgs),
     /// The paper's SR / pct_3x3 design-space sweep on a reduced budget.
     Sweep(SweepArgs),
+    /// Compress a trained run into a blob (stages evaluated), and export ONNX files.
+    Compress(CompressArgs),
+    /// Check a blob against tract: per layer (bit-exact), whole network, and float.
+    Verify(VerifyArgs),
+    /// Talk to the firmware on a board's serial port or in QEMU: eval, soak.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+/// `sqz device ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Stream test images through the device: accuracy, cost per inference, and logits checked
+    /// bit for bit against the host's `shared` kernels.
+    Eval(DeviceEvalArgs),
+    /// Frames with 1 % corrupted at random: good frames answered right, bad ones refused, no hang.
+    Soak(DeviceSoakArgs),
+}
+
+/// Which device: `--qemu ELF` or `--port TTY`.
+#[derive(Debug, Args)]
+pub struct DeviceTarget {
+    /// Firmware ELF (mps2-an386 build) to boot in QEMU with its UART on a loopback port.
+    #[arg(
+        long,
+        value_name = "ELF",
+        conflicts_with = "port",
+        required_unless_present = "port"
+    )]
+    qemu: Option<PathBuf>,
+    /// Serial port of a flashed board (e.g. /dev/ttyACM0 for a Nucleo-F411RE).
+    #[arg(long, value_name = "TTY")]
+    port: Option<PathBuf>,
+    /// Baud rate of --port.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// Seconds to wait for any one reply.
+    #[arg(long, default_value_t = 20)]
+    timeout: u64,
+}
+
+impl DeviceTarget {
+    fn connect(&self) -> Result<crate::device::DeviceLink> {
+        let timeout = std::time::Duration::from_secs(self.timeout);
+        crate::device::connect(
+            self.qemu.as_deref(),
+            self.port.as_deref(),
+            self.baud,
+            timeout,
+        )
+    }
+}
+
+/// `sqz device eval`.
+#[derive(Debug, Args)]
+pub struct DeviceEvalArgs {
+    #[command(flatten)]
+    device: DeviceTarget,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The blob the firmware embeds (the host computes its reference logits from it).
+    #[arg(long, default_value = "models/shipped.blob")]
+    blob: PathBuf,
+    /// How many test images (the first N of the test split).
+    #[arg(short, long, default_value_t = 200)]
+    n: usize,
+}
+
+/// `sqz device soak`.
+#[derive(Debug, Args)]
+pub struct DeviceSoakArgs {
+    #[command(flatten)]
+    device: DeviceTarget,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The blob the firmware embeds.
+    #[arg(long, default_value = "models/shipped.blob")]
+    blob: PathBuf,
+    /// Frames to send.
+    #[arg(long, default_value_t = 2000)]
+    frames: usize,
+    /// Corrupted or truncated frames per thousand.
+    #[arg(long, default_value_t = 10)]
+    corrupt_per_mille: u32,
+    /// Seed of the corruption schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn read_blob(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "while reading the model blob {} (the one the firmware was built with)",
+            path.display()
+        )
+    })
+}
+
+/// `sqz device ...` (call from `run`: `Command::Device(cmd) => device(cmd)?,`).
+fn device(cmd: DeviceCommand) -> Result<()> {
+    use crate::device::{check_same_model, eval, host_reference, soak};
+    match cmd {
+        DeviceCommand::Eval(args) => {
+            let blob = read_blob(&args.blob)?;
+            let data = args.data.load()?;
+            let n = args.n.min(data.test.len());
+            let mut link = args.device.connect()?;
+            let info = link.info()?;
+            check_same_model(&info, &blob)?;
+            eprintln!(
+                "device: {} ({}), model {:#x}",
+                info.board,
+                link.name(),
+                info.model_id
+            );
+            let bar = crate::progress::items_bar(n as u64, "device eval");
+            let images = (0..n).map(|i| data.test.image(i));
+            let labels = Some(&data.test.labels[..n]);
+            let report = eval(&mut link, images, labels, host_reference(&blob)?, |i| {
+                bar.set_position(i as u64)
+            })?;
+            bar.finish_and_clear();
+            println!("device eval: {report}");
+            anyhow::ensure!(
+                report.logits_match == report.images,
+                "device logits differ from the host kernels on {} of {} images",
+                report.images - report.logits_match,
+                report.images
+            );
+        }
+        DeviceCommand::Soak(args) => {
+            let blob = read_blob(&args.blob)?;
+            let data = args.data.load()?;
+            let images: Vec<&[u8]> = (0..data.test.len().min(16))
+                .map(|i| data.test.image(i))
+                .collect();
+            let mut link = args.device.connect()?;
+            check_same_model(&link.info()?, &blob)?;
+            let bar = crate::progress::items_bar(args.frames as u64, "device soak");
+            let report = soak(
+                &mut link,
+                &images,
+                args.frames,
+                args.corrupt_per_mille,
+                args.seed,
+                host_reference(&blob)?,
+                |i| bar.set_position(i as u64),
+            )?;
+            bar.finish_and_clear();
+            println!("device soak: {report:?}");
+            anyhow::ensure!(
+                report.passed(),
+                "soak failed: {}",
+                report.first_problem.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `sqz verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The blob to check.
+    blob: PathBuf,
+    /// The training run the blob came from (enables the float check: burn vs tract).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Test images for the per-layer check.
+    #[arg(long, default_value_t = 20)]
+    layer_images: usize,
+    /// Test images for the whole-network check (default: all 10,000).
+    #[arg(long)]
+    images: Option<usize>,
+    /// Test images for the float check.
+    #[arg(long, default_value_t = 200)]
+    float_images: usize,
+    /// Write the report (Markdown) here too.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+/// `sqz compress`.
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The training run directory (config.json, best.bpk).
+    #[arg(long, default_value = "runs/train")]
+    run: PathBuf,
+    /// Output directory for NAME.blob, NAME.float.onnx, NAME.int8.onnx, the report and chart.
+    #[arg(long, default_value = "runs/compressed")]
+    out: PathBuf,
+    /// Base name of the output files.
+    #[arg(long, default_value = "squeezenet")]
+    name: String,
+    /// Training images used to calibrate activation ranges.
+    #[arg(long, default_value_t = 2000)]
+    calib_images: usize,
+    /// Model id written into the blob header.
+    #[arg(long, default_value_t = 1)]
+    model_id: u64,
 }
 
 /// `sqz train`.
@@ -185,8 +394,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 stop_after: args.stop_after,
                 skip_final: false,
             };
-            let (_, state, result) = crate::train::train(&cfg, &train_split, &val, &d.test, &args.out, &opts)
-                .with_context(|| format!("training into {}", args.out.display()))?;
+            let (_, state, result) =
+                crate::train::train(&cfg, &train_split, &val, &d.test, &args.out, &opts)
+                    .with_context(|| format!("training into {}", args.out.display()))?;
             match result {
                 Some(r) => println!(
                     "best validation {:.2} % (epoch {}), test {:.2} %, {} parameters, {:.0} s training; reports in {}",
@@ -204,6 +414,42 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Compress(args) => {
+            anyhow::ensure!(args.calib_images > 0, "--calib-images must be at least 1");
+            let d = args.data.load()?;
+            let cfg = crate::compress::CompressConfig {
+                calib_images: args.calib_images,
+                model_id: args.model_id,
+            };
+            let c = crate::compress::compress(&args.run, &d, &cfg)
+                .with_context(|| format!("compressing {}", args.run.display()))?;
+            let files = crate::compress::write_outputs(&args.out, &c, &args.name)?;
+            let correct = (c.report.test_acc * d.test.len() as f64).round() as usize;
+            crate::compress::write_manifest(&args.out, &args.run, &args.name, &c, correct)?;
+            println!("{}", c.report.markdown());
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        Command::Verify(args) => {
+            let d = args.data.load()?;
+            let report = crate::verify::run_all(
+                &args.blob,
+                args.run.as_deref(),
+                &d,
+                args.layer_images,
+                args.images.unwrap_or(d.test.len()),
+                args.float_images,
+            )?;
+            println!("{}", report.markdown);
+            if let Some(p) = &args.report {
+                crate::train::write_atomic(p, report.markdown.as_bytes())?;
+            }
+            anyhow::ensure!(report.passed, "parity check failed (see the report above)");
+            Ok(())
+        }
+        Command::Device(cmd) => device(cmd),
         Command::Sweep(args) => {
             let mut cfg = TrainConfig::preset(Preset::Default);
             cfg.epochs = args.epochs;
@@ -211,7 +457,8 @@ pub fn run(cli: Cli) -> Result<()> {
             cfg.seed = args.seed;
             let d = args.data.load()?;
             let (train_split, val) = d.train_val(cfg.val_count);
-            let points = crate::sweep::sweep(&cfg, &train_split, &val, &args.out, &crate::sweep::grid())?;
+            let points =
+                crate::sweep::sweep(&cfg, &train_split, &val, &args.out, &crate::sweep::grid())?;
             for p in points {
                 println!(
                     "SR {:<5} pct_3x3 {:<4} params {:>9} val {:.2} %",

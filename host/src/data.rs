@@ -184,7 +184,9 @@ pub enum DataError {
         label: u8,
     },
     /// The file's SHA-256 is not the expected one.
-    #[error("{path}: SHA-256 mismatch: expected {expected}, found {found} (corrupt or not the official file)")]
+    #[error(
+        "{path}: SHA-256 mismatch: expected {expected}, found {found} (corrupt or not the official file)"
+    )]
     DigestMismatch {
         /// The file.
         path: PathBuf,
@@ -263,7 +265,9 @@ pub struct FashionMnist {
 }
 
 /// How pixels become network inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 pub enum Normalization {
     /// `pixel / 255`, in [0, 1]. Quantises exactly to int8 as `pixel - 128`.
     Unit,
@@ -738,7 +742,14 @@ mod tests {
             std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx_labels(&[1; 9])).unwrap()
         });
         assert!(
-            matches!(err, DataError::CountMismatch { images: 10, labels: 9, .. }),
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    images: 10,
+                    labels: 9,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -751,7 +762,14 @@ mod tests {
             std::fs::write(d.join("train-labels-idx1-ubyte"), idx_labels(&l)).unwrap()
         });
         assert!(
-            matches!(err, DataError::LabelOutOfRange { index: 7, label: 10, .. }),
+            matches!(
+                err,
+                DataError::LabelOutOfRange {
+                    index: 7,
+                    label: 10,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -766,7 +784,14 @@ mod tests {
             .unwrap()
         });
         assert!(
-            matches!(err, DataError::WrongShape { rows: 32, cols: 32, .. }),
+            matches!(
+                err,
+                DataError::WrongShape {
+                    rows: 32,
+                    cols: 32,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

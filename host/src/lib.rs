@@ -2,9 +2,15 @@
 //! training, reports. The `sqz` binary is a thin CLI over this library (see `cli`).
 
 pub mod cli;
+pub mod compress;
 pub mod data;
+pub mod device;
+pub mod fold;
 pub mod model;
+pub mod onnx;
 pub mod progress;
+pub mod quantize;
 pub mod report;
 pub mod sweep;
 pub mod train;
+pub mod verify;

@@ -273,7 +273,15 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bn: bool, device: &Device) -> Self {
+    fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bn: bool,
+        device: &Device,
+    ) -> Self {
         let conv = Conv2dConfig::new([cin, cout], [k, k])
             .with_stride([stride, stride])
             .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
@@ -364,7 +372,9 @@ pub struct SqueezeNet {
 pub fn max_pool_3x3s2(x: Tensor<4>) -> Tensor<4> {
     max_pool2d(
         x,
-        MaxPoolOptions::new([3, 3], [2, 2], [0, 0], [1, 1]).with_ceil_mode(true),
+        MaxPoolOptions::new([3, 3])
+            .with_stride([2, 2])
+            .with_ceil_mode(true),
     )
 }
 
@@ -407,8 +417,7 @@ impl SqueezeNet {
         }
         let x = relu(self.classifier.forward(self.dropout.forward(x)));
         let [b, c, h, w] = x.dims();
-        avg_pool2d(x, AvgPoolOptions::new([h, w], [h, w], [0, 0], true))
-            .reshape([b, c])
+        avg_pool2d(x, AvgPoolOptions::new([h, w])).reshape([b, c])
     }
 }
 
@@ -420,7 +429,8 @@ pub fn macs(cfg: &SqueezeNetConfig) -> u64 {
     size = pool_out(size);
     for (i, w) in cfg.fires().iter().enumerate() {
         let px = (size * size) as u64;
-        total += px * (w.input * w.squeeze + w.squeeze * w.expand1 + 9 * w.squeeze * w.expand3) as u64;
+        total +=
+            px * (w.input * w.squeeze + w.squeeze * w.expand1 + 9 * w.squeeze * w.expand3) as u64;
         if cfg.fire_bypass(w) == FireBypass::Conv {
             total += px * (w.input * w.output()) as u64;
         }
@@ -443,8 +453,14 @@ mod tests {
     /// The reference Caffe/torchvision models: 1,248,424 (v1.0) and 1,235,496 (v1.1) parameters.
     #[test]
     fn imagenet_parameter_counts_match_the_reference_models() {
-        assert_eq!(params(&SqueezeNetConfig::imagenet(Version::V1_0)), 1_248_424);
-        assert_eq!(params(&SqueezeNetConfig::imagenet(Version::V1_1)), 1_235_496);
+        assert_eq!(
+            params(&SqueezeNetConfig::imagenet(Version::V1_0)),
+            1_248_424
+        );
+        assert_eq!(
+            params(&SqueezeNetConfig::imagenet(Version::V1_1)),
+            1_235_496
+        );
     }
 
     #[test]
@@ -462,17 +478,31 @@ mod tests {
         cfg.bypass = Bypass::Complex;
         let kinds: Vec<_> = cfg.fires().iter().map(|w| cfg.fire_bypass(w)).collect();
         use FireBypass::*;
-        assert_eq!(kinds, [Conv, Identity, Conv, Identity, Conv, Identity, Conv, Identity]);
+        assert_eq!(
+            kinds,
+            [
+                Conv, Identity, Conv, Identity, Conv, Identity, Conv, Identity
+            ]
+        );
         cfg.bypass = Bypass::Simple;
-        let n = cfg.fires().iter().filter(|w| cfg.fire_bypass(w) == Identity).count();
+        let n = cfg
+            .fires()
+            .iter()
+            .filter(|w| cfg.fire_bypass(w) == Identity)
+            .count();
         assert_eq!(n, 4);
         // Simple bypass adds no parameters; complex adds the 1x1 convs.
         let base = params(&SqueezeNetConfig::imagenet(Version::V1_0));
         assert_eq!(params(&cfg), base);
         cfg.bypass = Bypass::Complex;
-        let extra: usize = [96 * 128 + 128, 128 * 256 + 256, 256 * 384 + 384, 384 * 512 + 512]
-            .iter()
-            .sum();
+        let extra: usize = [
+            96 * 128 + 128,
+            128 * 256 + 256,
+            256 * 384 + 384,
+            384 * 512 + 512,
+        ]
+        .iter()
+        .sum();
         assert_eq!(params(&cfg), base + extra);
     }
 
@@ -496,7 +526,10 @@ mod tests {
         ] {
             cfg.validate().unwrap();
             let net = SqueezeNet::new(&cfg, &device);
-            let x = Tensor::<4>::zeros([b, cfg.in_channels, cfg.input_size, cfg.input_size], &device);
+            let x = Tensor::<4>::zeros(
+                [b, cfg.in_channels, cfg.input_size, cfg.input_size],
+                &device,
+            );
             assert_eq!(net.forward(x).dims(), [b, cfg.num_classes]);
         }
     }

@@ -74,8 +74,20 @@ pub fn curves_png(path: &Path, history: &[EpochMetrics]) -> Result<()> {
             "loss",
             0.0..max_loss * 1.05,
             [
-                ("train", history.iter().map(|m| (m.epoch as f64, m.train_loss)).collect::<Vec<_>>()),
-                ("validation", history.iter().map(|m| (m.epoch as f64, m.val_loss)).collect()),
+                (
+                    "train",
+                    history
+                        .iter()
+                        .map(|m| (m.epoch as f64, m.train_loss))
+                        .collect::<Vec<_>>(),
+                ),
+                (
+                    "validation",
+                    history
+                        .iter()
+                        .map(|m| (m.epoch as f64, m.val_loss))
+                        .collect(),
+                ),
             ],
         ),
         (
@@ -83,15 +95,29 @@ pub fn curves_png(path: &Path, history: &[EpochMetrics]) -> Result<()> {
             "accuracy",
             (min_acc - 0.01).max(0.0)..1.0,
             [
-                ("train", history.iter().map(|m| (m.epoch as f64, m.train_acc)).collect()),
-                ("validation", history.iter().map(|m| (m.epoch as f64, m.val_acc)).collect()),
+                (
+                    "train",
+                    history
+                        .iter()
+                        .map(|m| (m.epoch as f64, m.train_acc))
+                        .collect(),
+                ),
+                (
+                    "validation",
+                    history
+                        .iter()
+                        .map(|m| (m.epoch as f64, m.val_acc))
+                        .collect(),
+                ),
             ],
         ),
     ] {
         let mut b = ChartBuilder::on(area);
         b.margin(12);
         if text {
-            b.caption(title, ("sans-serif", 20)).x_label_area_size(30).y_label_area_size(50);
+            b.caption(title, ("sans-serif", 20))
+                .x_label_area_size(30)
+                .y_label_area_size(50);
         }
         let mut chart = b.build_cartesian_2d(1.0..n, range)?;
         if text {
@@ -114,7 +140,8 @@ pub fn curves_png(path: &Path, history: &[EpochMetrics]) -> Result<()> {
                 .draw()?;
         }
     }
-    root.present().with_context(|| format!("while writing {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("while writing {}", path.display()))?;
     Ok(())
 }
 
@@ -124,7 +151,10 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
     let n = confusion.len();
     let cell = 56i32;
     let margin = if text { 130 } else { 10 };
-    let size = (margin as u32 + cell as u32 * n as u32 + 20, margin as u32 + cell as u32 * n as u32 + 40);
+    let size = (
+        margin as u32 + cell as u32 * n as u32 + 20,
+        margin as u32 + cell as u32 * n as u32 + 40,
+    );
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE)?;
     if text {
@@ -148,10 +178,21 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
             let x0 = margin + c as i32 * cell;
             let y0 = margin + r as i32 * cell;
             let shade = (255.0 * (1.0 - share)) as u8;
-            let color = if r == c { RGBColor(shade, 255, shade) } else { RGBColor(255, shade, shade) };
-            root.draw(&Rectangle::new([(x0, y0), (x0 + cell - 2, y0 + cell - 2)], color.filled()))?;
+            let color = if r == c {
+                RGBColor(shade, 255, shade)
+            } else {
+                RGBColor(255, shade, shade)
+            };
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cell - 2, y0 + cell - 2)],
+                color.filled(),
+            ))?;
             if text {
-                root.draw(&Text::new(format!("{v}"), (x0 + 6, y0 + cell / 2 - 6), ("sans-serif", 13)))?;
+                root.draw(&Text::new(
+                    format!("{v}"),
+                    (x0 + 6, y0 + cell / 2 - 6),
+                    ("sans-serif", 13),
+                ))?;
             }
         }
     }
@@ -159,10 +200,15 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
         for c in 0..n {
             let name = CLASS_NAMES.get(c).copied().unwrap_or("?");
             let short: String = name.chars().take(7).collect();
-            root.draw(&Text::new(short, (margin + c as i32 * cell + 2, margin - 18), ("sans-serif", 12)))?;
+            root.draw(&Text::new(
+                short,
+                (margin + c as i32 * cell + 2, margin - 18),
+                ("sans-serif", 12),
+            ))?;
         }
     }
-    root.present().with_context(|| format!("while writing {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("while writing {}", path.display()))?;
     Ok(())
 }
 
@@ -178,26 +224,41 @@ pub fn scatter_png(
     let text = font_ready();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (xmin, xmax) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (ymin, ymax) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
+    let (xmin, xmax) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (ymin, ymax) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
     let pad_y = ((ymax - ymin) * 0.1).max(0.005);
     let mut b = ChartBuilder::on(&root);
     b.margin(16);
     if text {
-        b.caption(title, ("sans-serif", 20)).x_label_area_size(40).y_label_area_size(60);
+        b.caption(title, ("sans-serif", 20))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
     }
     let y_range = (ymin - pad_y)..(ymax + pad_y);
     if log_x {
         let mut chart = b.build_cartesian_2d((xmin * 0.8..xmax * 1.25).log_scale(), y_range)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()?;
         draw_points(&mut chart, points, text)?;
     } else {
         let pad_x = ((xmax - xmin) * 0.1).max(1.0);
         let mut chart = b.build_cartesian_2d((xmin - pad_x)..(xmax + pad_x), y_range)?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()?;
         draw_points(&mut chart, points, text)?;
     }
-    root.present().with_context(|| format!("while writing {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("while writing {}", path.display()))?;
     Ok(())
 }
 
@@ -210,11 +271,19 @@ where
     DB::ErrorType: 'static,
 {
     chart
-        .draw_series(points.iter().map(|p| Circle::new((p.1, p.2), 5, BLUE.filled())))
+        .draw_series(
+            points
+                .iter()
+                .map(|p| Circle::new((p.1, p.2), 5, BLUE.filled())),
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if text {
         chart
-            .draw_series(points.iter().map(|p| Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 13))))
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 13))),
+            )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(())

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Split;
 use crate::model::SqueezeNet;
-use burn::module::Module;
 use crate::train::{RunOptions, TrainConfig, train};
+use burn::module::Module;
 
 /// One point of the sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,13 +31,22 @@ pub struct SweepPoint {
 
 /// The grid: SR in {1/8, 1/4, 1/2, 3/4, 1} at pct 0.5; pct in {0.01, 0.25, 0.75, 0.99} at SR 1/8.
 pub fn grid() -> Vec<(f64, f64)> {
-    let mut g: Vec<(f64, f64)> = [0.125, 0.25, 0.5, 0.75, 1.0].iter().map(|&sr| (sr, 0.5)).collect();
+    let mut g: Vec<(f64, f64)> = [0.125, 0.25, 0.5, 0.75, 1.0]
+        .iter()
+        .map(|&sr| (sr, 0.5))
+        .collect();
     g.extend([0.01, 0.25, 0.75, 0.99].iter().map(|&p| (0.125, p)));
     g
 }
 
 /// Runs every grid point with `base` (its epochs and train_limit set the budget) into `dir`.
-pub fn sweep(base: &TrainConfig, train_split: &Split, val: &Split, dir: &Path, points: &[(f64, f64)]) -> Result<Vec<SweepPoint>> {
+pub fn sweep(
+    base: &TrainConfig,
+    train_split: &Split,
+    val: &Split,
+    dir: &Path,
+    points: &[(f64, f64)],
+) -> Result<Vec<SweepPoint>> {
     let mut out = Vec::new();
     for (i, &(sr, pct)) in points.iter().enumerate() {
         let mut cfg = base.clone();
@@ -45,9 +54,14 @@ pub fn sweep(base: &TrainConfig, train_split: &Split, val: &Split, dir: &Path, p
         cfg.model.meta.pct_3x3 = pct;
         let run_dir = dir.join(format!("sr{sr}_pct{pct}"));
         if run_dir.exists() {
-            std::fs::remove_dir_all(&run_dir).with_context(|| format!("while clearing {}", run_dir.display()))?;
+            std::fs::remove_dir_all(&run_dir)
+                .with_context(|| format!("while clearing {}", run_dir.display()))?;
         }
-        eprintln!("sweep point {}/{}: SR {sr}, pct_3x3 {pct}", i + 1, points.len());
+        eprintln!(
+            "sweep point {}/{}: SR {sr}, pct_3x3 {pct}",
+            i + 1,
+            points.len()
+        );
         let started = std::time::Instant::now();
         let (_, state, _) = train(
             &cfg,
@@ -55,7 +69,10 @@ pub fn sweep(base: &TrainConfig, train_split: &Split, val: &Split, dir: &Path, p
             val,
             val,
             &run_dir,
-            &RunOptions { skip_final: true, ..Default::default() },
+            &RunOptions {
+                skip_final: true,
+                ..Default::default()
+            },
         )?;
         let params = SqueezeNet::new(&cfg.model, &burn::tensor::Device::flex()).num_params();
         out.push(SweepPoint {
@@ -67,18 +84,34 @@ pub fn sweep(base: &TrainConfig, train_split: &Split, val: &Split, dir: &Path, p
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let mut md = String::from("| SR | pct_3x3 | parameters | MACs | val acc | seconds |\n|---|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| SR | pct_3x3 | parameters | MACs | val acc | seconds |\n|---|---|---|---|---|---|\n",
+    );
     for p in &out {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {:.2} % | {:.0} |\n",
-            p.sr, p.pct_3x3, p.params, p.macs, 100.0 * p.val_acc, p.seconds
+            p.sr,
+            p.pct_3x3,
+            p.params,
+            p.macs,
+            100.0 * p.val_acc,
+            p.seconds
         ));
     }
     crate::train::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
-    crate::train::write_atomic(&dir.join("sweep.json"), serde_json::to_string_pretty(&out)?.as_bytes())?;
+    crate::train::write_atomic(
+        &dir.join("sweep.json"),
+        serde_json::to_string_pretty(&out)?.as_bytes(),
+    )?;
     let pts: Vec<(String, f64, f64)> = out
         .iter()
-        .map(|p| (format!("SR {} / 3x3 {}", p.sr, p.pct_3x3), p.params as f64, 100.0 * p.val_acc))
+        .map(|p| {
+            (
+                format!("SR {} / 3x3 {}", p.sr, p.pct_3x3),
+                p.params as f64,
+                100.0 * p.val_acc,
+            )
+        })
         .collect();
     crate::report::scatter_png(
         &dir.join("sweep.png"),

@@ -267,13 +267,18 @@ pub fn make_batch(
                 // Random crop of the 2-pixel zero-padded image, then a coin-flip mirror.
                 let (dy, dx) = (rng.random_range(-2i32..=2), rng.random_range(-2i32..=2));
                 let flip = rng.random_bool(0.5);
-                let pad = if norm == Normalization::Unit { 0.0 } else { img.iter().cloned().fold(f32::INFINITY, f32::min) };
+                let pad = if norm == Normalization::Unit {
+                    0.0
+                } else {
+                    img.iter().cloned().fold(f32::INFINITY, f32::min)
+                };
                 for y in 0..SIDE as i32 {
                     for xx in 0..SIDE as i32 {
                         let sy = y + dy;
                         let sx0 = xx + dx;
                         let sx = if flip { SIDE as i32 - 1 - sx0 } else { sx0 };
-                        let v = if (0..SIDE as i32).contains(&sy) && (0..SIDE as i32).contains(&sx) {
+                        let v = if (0..SIDE as i32).contains(&sy) && (0..SIDE as i32).contains(&sx)
+                        {
                             img[(sy as usize) * SIDE + sx as usize]
                         } else {
                             pad
@@ -284,7 +289,10 @@ pub fn make_batch(
             }
         }
     }
-    let labels: Vec<i64> = indices.iter().map(|&i| i64::from(split.labels[i])).collect();
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&i| i64::from(split.labels[i]))
+        .collect();
     (
         Tensor::from_data(TensorData::new(x, [indices.len(), 1, SIDE, SIDE]), device),
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
@@ -305,7 +313,12 @@ pub struct Evaluation {
 }
 
 /// Evaluates without autodiff, in batches of 256.
-pub fn evaluate(model: &SqueezeNet, split: &Split, norm: Normalization, device: &Device) -> Evaluation {
+pub fn evaluate(
+    model: &SqueezeNet,
+    split: &Split,
+    norm: Normalization,
+    device: &Device,
+) -> Evaluation {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut confusion = vec![vec![0usize; CLASSES]; CLASSES];
@@ -315,7 +328,8 @@ pub fn evaluate(model: &SqueezeNet, split: &Split, norm: Normalization, device: 
     for chunk in idx.chunks(256) {
         let (x, y) = make_batch(split, chunk, norm, None, device);
         let logits = model.forward(x);
-        loss_sum += f64::from(loss_fn.forward(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
+        loss_sum +=
+            f64::from(loss_fn.forward(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();
         for (&i, p) in chunk.iter().zip(pred.iter::<i64>()) {
             confusion[split.labels[i] as usize][p as usize] += 1;
@@ -329,6 +343,25 @@ pub fn evaluate(model: &SqueezeNet, split: &Split, norm: Normalization, device: 
         confusion,
         predictions,
     }
+}
+
+/// Float logits of every image of `split` (no autodiff, batches of 256).
+pub fn logits(
+    model: &SqueezeNet,
+    split: &Split,
+    norm: Normalization,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let model = model.valid();
+    let idx: Vec<usize> = (0..split.len()).collect();
+    let mut out = Vec::with_capacity(split.len());
+    for chunk in idx.chunks(256) {
+        let (x, _) = make_batch(split, chunk, norm, None, device);
+        let data: Vec<f32> = model.forward(x).into_data().iter::<f32>().collect();
+        let classes = data.len() / chunk.len();
+        out.extend(data.chunks(classes).map(|c| c.to_vec()));
+    }
+    out
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -375,7 +408,9 @@ fn new_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
         OptimizerKind::Adam => {
             let mut c = AdamConfig::new().with_epsilon(1e-7);
             if cfg.weight_decay > 0.0 {
-                c = c.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(cfg.weight_decay as f32)));
+                c = c.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
+                    cfg.weight_decay as f32,
+                )));
             }
             c.init()
         }
@@ -416,10 +451,14 @@ pub fn train(
         None => train_split.clone(),
     };
     let (mut model, mut optim, mut state) = if opts.resume {
-        let saved: TrainConfig = serde_json::from_slice(
-            &std::fs::read(run.config()).with_context(|| format!("--resume: no run to resume in {} (reading config.json)", dir.display()))?,
-        )
-        .with_context(|| format!("while parsing {}", run.config().display()))?;
+        let saved: TrainConfig =
+            serde_json::from_slice(&std::fs::read(run.config()).with_context(|| {
+                format!(
+                    "--resume: no run to resume in {} (reading config.json)",
+                    dir.display()
+                )
+            })?)
+            .with_context(|| format!("while parsing {}", run.config().display()))?;
         if &saved != cfg {
             bail!(
                 "--resume: the run in {} was made with a different configuration; resume with the same flags (see its config.json)",
@@ -428,7 +467,8 @@ pub fn train(
         }
         let ck = run.checkpoint();
         let state: TrainState = serde_json::from_slice(
-            &std::fs::read(ck.join("state.json")).with_context(|| format!("while reading {}", ck.join("state.json").display()))?,
+            &std::fs::read(ck.join("state.json"))
+                .with_context(|| format!("while reading {}", ck.join("state.json").display()))?,
         )?;
         let model = load_weights(&cfg.model, &ck.join("model.bpk"), &device)?;
         let optim = new_optimizer(cfg)
@@ -444,8 +484,17 @@ pub fn train(
             );
         }
         write_atomic(&run.config(), serde_json::to_string_pretty(cfg)?.as_bytes())?;
+        let argv: Vec<String> = std::env::args().collect();
+        write_atomic(
+            &dir.join("command.txt"),
+            format!("{}\n", argv.join(" ")).as_bytes(),
+        )?;
         device.seed(cfg.seed);
-        (SqueezeNet::new(&cfg.model, &device), new_optimizer(cfg), TrainState::default())
+        (
+            SqueezeNet::new(&cfg.model, &device),
+            new_optimizer(cfg),
+            TrainState::default(),
+        )
     };
 
     let loss_fn = CrossEntropyLossConfig::new()
@@ -471,14 +520,23 @@ pub fn train(
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = cfg.lr;
         for batch in order.chunks(cfg.batch_size) {
-            let (x, y) = make_batch(&train_split, batch, cfg.normalization, cfg.augment.then_some(&mut rng), &device);
+            let (x, y) = make_batch(
+                &train_split,
+                batch,
+                cfg.normalization,
+                cfg.augment.then_some(&mut rng),
+                &device,
+            );
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             let pred = logits.argmax(1).reshape([batch.len()]);
             correct += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
             if !loss_value.is_finite() {
-                bail!("training diverged at epoch {} (loss = {loss_value}); lower --lr", epoch + 1);
+                bail!(
+                    "training diverged at epoch {} (loss = {loss_value}); lower --lr",
+                    epoch + 1
+                );
             }
             loss_sum += loss_value * batch.len() as f64;
             seen += batch.len();
@@ -487,10 +545,19 @@ pub fn train(
             model = optim.step(lr, model, grads);
             state.steps += 1;
             bar.inc(batch.len() as u64);
-            bar.set_message(format!("loss {:.4} acc {:.2}%", loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}%",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64
+            ));
         }
         bar.finish_and_clear();
-        let val = evaluate(&model, val_split, cfg.normalization, &device.clone().without_autodiff());
+        let val = evaluate(
+            &model,
+            val_split,
+            cfg.normalization,
+            &device.clone().without_autodiff(),
+        );
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -537,14 +604,26 @@ pub fn train(
         train_seconds: state.history.iter().map(|m| m.seconds).sum(),
         params: best.num_params(),
     };
-    write_atomic(&run.result(), serde_json::to_string_pretty(&result)?.as_bytes())?;
-    crate::report::confusion_png(&dir.join("confusion.png"), &test.confusion, "test set, best weights")?;
+    write_atomic(
+        &run.result(),
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    crate::report::confusion_png(
+        &dir.join("confusion.png"),
+        &test.confusion,
+        "test set, best weights",
+    )?;
     Ok((model, state, Some(result)))
 }
 
 /// Writes model, optimiser and state into a fresh directory, then swaps it in, so a kill at
 /// any moment leaves either the previous or the new checkpoint whole.
-fn write_checkpoint(run: &RunDir, model: &SqueezeNet, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+fn write_checkpoint(
+    run: &RunDir,
+    model: &SqueezeNet,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
     let ck = run.checkpoint();
     let tmp = run.0.join("checkpoint.tmp");
     let old = run.0.join("checkpoint.old");

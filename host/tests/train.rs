@@ -26,18 +26,50 @@ fn a_tiny_run_learns() {
     let val = val.slice(0..1_000);
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(3_000, 2);
-    let (_, state, result) = train(&cfg, &train_split, &val, &d.test.slice(0..1_000), dir.path(), &RunOptions::default()).unwrap();
+    let (_, state, result) = train(
+        &cfg,
+        &train_split,
+        &val,
+        &d.test.slice(0..1_000),
+        dir.path(),
+        &RunOptions::default(),
+    )
+    .unwrap();
     let h = &state.history;
     assert_eq!(h.len(), 2);
-    assert!(h[1].train_loss < h[0].train_loss, "loss did not fall: {h:?}");
+    assert!(
+        h[1].train_loss < h[0].train_loss,
+        "loss did not fall: {h:?}"
+    );
     // Chance is 10 %; a working net on 3k images is far above it after two epochs.
-    assert!(h[1].val_acc > 0.55, "validation accuracy {:.3} is too close to chance", h[1].val_acc);
+    assert!(
+        h[1].val_acc > 0.55,
+        "validation accuracy {:.3} is too close to chance",
+        h[1].val_acc
+    );
     let r = result.unwrap();
     assert!(r.test_acc > 0.55, "test accuracy {}", r.test_acc);
-    for f in ["config.json", "best.bpk", "metrics.csv", "metrics.json", "curves.png", "confusion.png", "result.json", "checkpoint/model.bpk", "checkpoint/optim.bpk", "checkpoint/state.json"] {
+    for f in [
+        "config.json",
+        "best.bpk",
+        "metrics.csv",
+        "metrics.json",
+        "curves.png",
+        "confusion.png",
+        "result.json",
+        "checkpoint/model.bpk",
+        "checkpoint/optim.bpk",
+        "checkpoint/state.json",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
-    assert_eq!(std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap().lines().count(), 3);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -47,34 +79,84 @@ fn resume_after_a_stop_gives_the_same_weights() {
     let val = val.slice(0..200);
     let cfg = small_config(640, 2);
     let straight = tempfile::tempdir().unwrap();
-    let opts = RunOptions { skip_final: true, ..Default::default() };
+    let opts = RunOptions {
+        skip_final: true,
+        ..Default::default()
+    };
     train(&cfg, &train_split, &val, &val, straight.path(), &opts).unwrap();
 
     let split = tempfile::tempdir().unwrap();
-    let (_, s, _) = train(&cfg, &train_split, &val, &val, split.path(), &RunOptions { stop_after: Some(1), ..opts.clone() }).unwrap();
+    let (_, s, _) = train(
+        &cfg,
+        &train_split,
+        &val,
+        &val,
+        split.path(),
+        &RunOptions {
+            stop_after: Some(1),
+            ..opts.clone()
+        },
+    )
+    .unwrap();
     assert_eq!(s.epochs_done, 1);
     // Starting afresh over an existing run is refused; resuming with other settings too.
     assert!(train(&cfg, &train_split, &val, &val, split.path(), &opts).is_err());
     let mut other = cfg.clone();
     other.lr *= 2.0;
-    let err = train(&other, &train_split, &val, &val, split.path(), &RunOptions { resume: true, ..opts.clone() }).unwrap_err();
-    assert!(format!("{err:#}").contains("different configuration"), "{err:#}");
-    let (_, s, _) = train(&cfg, &train_split, &val, &val, split.path(), &RunOptions { resume: true, ..opts }).unwrap();
+    let err = train(
+        &other,
+        &train_split,
+        &val,
+        &val,
+        split.path(),
+        &RunOptions {
+            resume: true,
+            ..opts.clone()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("different configuration"),
+        "{err:#}"
+    );
+    let (_, s, _) = train(
+        &cfg,
+        &train_split,
+        &val,
+        &val,
+        split.path(),
+        &RunOptions {
+            resume: true,
+            ..opts
+        },
+    )
+    .unwrap();
     assert_eq!(s.epochs_done, 2);
 
     let a = std::fs::read(straight.path().join("checkpoint/model.bpk")).unwrap();
     let b = std::fs::read(split.path().join("checkpoint/model.bpk")).unwrap();
     assert!(a == b, "resumed weights differ from the uninterrupted run");
-    let sa: serde_json::Value = serde_json::from_slice(&std::fs::read(straight.path().join("checkpoint/state.json")).unwrap()).unwrap();
-    let sb: serde_json::Value = serde_json::from_slice(&std::fs::read(split.path().join("checkpoint/state.json")).unwrap()).unwrap();
+    let sa: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(straight.path().join("checkpoint/state.json")).unwrap(),
+    )
+    .unwrap();
+    let sb: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(split.path().join("checkpoint/state.json")).unwrap())
+            .unwrap();
     for k in ["train_loss", "val_acc"] {
         assert_eq!(sa["history"][1][k], sb["history"][1][k], "{k}");
     }
 }
 
 fn sqz(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sqz")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_sqz"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -82,11 +164,23 @@ fn bad_flags_get_clear_errors() {
     let (ok, err) = sqz(&["train", "--epochs", "0", "--out", "/nonexistent/never"]);
     assert!(!ok && err.contains("--epochs must be at least 1"), "{err}");
     let (ok, err) = sqz(&["train", "--lr", "-1", "--out", "/nonexistent/never"]);
-    assert!(!ok && err.contains("--lr must be a positive number"), "{err}");
+    assert!(
+        !ok && err.contains("--lr must be a positive number"),
+        "{err}"
+    );
     let (ok, err) = sqz(&["train", "--arch", "2.0"]);
     assert!(!ok && err.contains("invalid value '2.0'"), "{err}");
-    let (ok, err) = sqz(&["train", "--data", "/nonexistent/dir", "--out", "/nonexistent/never"]);
-    assert!(!ok && err.contains("Fashion-MNIST not found") && err.contains("/nonexistent/dir"), "{err}");
+    let (ok, err) = sqz(&[
+        "train",
+        "--data",
+        "/nonexistent/dir",
+        "--out",
+        "/nonexistent/never",
+    ]);
+    assert!(
+        !ok && err.contains("Fashion-MNIST not found") && err.contains("/nonexistent/dir"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (ok, err) = sqz(&["train", "--resume", "--out", dir.path().to_str().unwrap()]);
     assert!(!ok && err.contains("no run to resume"), "{err}");

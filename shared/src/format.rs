@@ -175,7 +175,7 @@ pub struct ConvDesc<'a> {
     /// `out_channels` f32 LE weight scales.
     #[serde(borrow)]
     pub w_scales: &'a [u8],
-    /// `out_channels` f32 LE multipliers `fl(fl(w_scale[c] * in_scale) / out_scale)`.
+    /// `out_channels` f32 LE multipliers `fl(fl(w_scale[c] * in_scale) * fl(1 / out_scale))`.
     #[serde(borrow)]
     pub multipliers: &'a [u8],
     /// Output quantisation.

@@ -174,11 +174,14 @@ fn clamp_i8(v: i32, lo: i32) -> i8 {
     v.max(lo).min(127) as i8
 }
 
-/// Derives a convolution channel's multiplier exactly as tract's `combine_scales` does:
-/// `fl(fl(w_scale * in_scale) / out_scale)`.
+/// Derives a convolution channel's multiplier exactly as tract executes `combine_scales`:
+/// `fl(fl(w_scale * in_scale) * fl(1 / out_scale))`. tract wires `ab_scale / c_scale`, but its
+/// float `Div` by a constant declutters into `Mul(Recip)` (`tract-core/src/ops/math/mod.rs`,
+/// `declutter_div`), so the division is a multiplication by the rounded reciprocal; a true
+/// division differs in the last bit for some scales (found by the host's per-layer parity check).
 #[inline]
 pub fn conv_multiplier(in_scale: f32, w_scale: f32, out_scale: f32) -> f32 {
-    (w_scale * in_scale) / out_scale
+    (w_scale * in_scale) * (1.0 / out_scale)
 }
 
 /// Multiplier of an average pool over `count` taps (exported to tract as a depthwise

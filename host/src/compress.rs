@@ -1,0 +1,339 @@
+//! `sqz compress`: from a trained run to a blob, one stage at a time, each evaluated.
+//!
+//! Stages, in the order of the Deep Compression paper as far as they exist today:
+//! 1. float: the trained network (best-by-validation weights);
+//! 2. BatchNorm folded into the convs (checked against stage 1);
+//! 3. int8: per-channel weight scales, activation ranges calibrated on training images, dense
+//!    weights, run on the `shared` kernels.
+//!
+//! Every stage reports bytes, ratio to float32, bits per weight and validation accuracy; the
+//! final blob is also scored on the test set. Nothing in `--out` is overwritten unless every
+//! stage succeeded.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{FashionMnist, Split};
+use crate::fold::FloatNet;
+use crate::quantize::{calibrate, dense_plan, evaluate_blob, quantize};
+use crate::train::{TrainConfig, evaluate, load_weights, write_atomic};
+
+/// Settings of a compression run (written as `compress.json` beside the blob).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompressConfig {
+    /// Training images used to calibrate activation ranges.
+    pub calib_images: usize,
+    /// Model id stored in the blob header.
+    pub model_id: u64,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        Self {
+            calib_images: 2_000,
+            model_id: 1,
+        }
+    }
+}
+
+/// One row of the size/accuracy report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageReport {
+    /// Stage name.
+    pub stage: String,
+    /// Bytes of the weights (and biases) as stored at this stage.
+    pub bytes: usize,
+    /// float32 bytes / `bytes`.
+    pub ratio: f64,
+    /// Stored bits per weight.
+    pub bits_per_weight: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+}
+
+/// What `compress` produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompressReport {
+    /// The settings.
+    pub config: CompressConfig,
+    /// Stage by stage.
+    pub stages: Vec<StageReport>,
+    /// Test accuracy of the final blob on the `shared` kernels.
+    pub test_acc: f64,
+    /// Test accuracy of the float network.
+    pub float_test_acc: f64,
+    /// Blob bytes (whole file).
+    pub blob_bytes: usize,
+    /// Weights in the network.
+    pub weights: usize,
+    /// Arena bytes for one inference.
+    pub arena_bytes: usize,
+}
+
+/// Reads a run directory's config and best weights, with errors that say what is wrong.
+pub fn load_run(run: &Path) -> Result<(TrainConfig, crate::model::SqueezeNet)> {
+    let cfg_path = run.join("config.json");
+    let cfg: TrainConfig = serde_json::from_slice(
+        &std::fs::read(&cfg_path)
+            .with_context(|| format!("{}: not a training run (no config.json)", run.display()))?,
+    )
+    .with_context(|| format!("{}: corrupt or not a training config", cfg_path.display()))?;
+    let weights = run.join("best.bpk");
+    let net = load_weights(&cfg.model, &weights, &burn::tensor::Device::flex())?;
+    Ok((cfg, net))
+}
+
+/// Outputs of a compression run.
+#[derive(Debug)]
+pub struct Compressed {
+    /// The report.
+    pub report: CompressReport,
+    /// The blob.
+    pub blob: Vec<u8>,
+    /// The folded float network.
+    pub float: FloatNet,
+}
+
+/// Runs every stage on a trained run.
+pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result<Compressed> {
+    let (tcfg, net) = load_run(run)?;
+    let (train_split, val) = data.train_val(tcfg.val_count);
+    if tcfg.normalization != crate::data::Normalization::Unit {
+        bail!(
+            "{}: the int8 pipeline needs [0,1] input scaling (normalization \"Unit\"); this run used {:?}",
+            run.display(),
+            tcfg.normalization
+        );
+    }
+    let device = burn::tensor::Device::flex();
+    let mut stages = Vec::new();
+    let float_eval = evaluate(&net, &val, tcfg.normalization, &device);
+    let float = FloatNet::from_burn(&net, &tcfg.model);
+    let weights = float.weight_count();
+    let f32_bytes = float.param_count() * 4;
+    stages.push(StageReport {
+        stage: "float32 (trained)".into(),
+        bytes: f32_bytes,
+        ratio: 1.0,
+        bits_per_weight: 32.0,
+        val_acc: float_eval.acc,
+    });
+    eprintln!("stage float: validation {:.2} %", 100.0 * float_eval.acc);
+
+    // int8, dense.
+    let calib = calib_subset(&train_split, cfg.calib_images);
+    let ranges = calibrate(&float, &calib, cfg.calib_images);
+    let q = quantize(&float, &ranges, &dense_plan)?;
+    let blob = q.blob(cfg.model_id)?;
+    let (val_acc, _) = evaluate_blob(&blob, &val)?;
+    let weight_bytes = weights + float.convs().iter().map(|c| c.cout * 8).sum::<usize>();
+    stages.push(StageReport {
+        stage: "int8 per-channel, dense".into(),
+        bytes: weight_bytes,
+        ratio: f32_bytes as f64 / weight_bytes as f64,
+        bits_per_weight: 8.0 * weight_bytes as f64 / weights as f64,
+        val_acc,
+    });
+    eprintln!(
+        "stage int8: validation {:.2} % on the shared kernels",
+        100.0 * val_acc
+    );
+
+    let (test_acc, _) = evaluate_blob(&blob, &data.test)?;
+    let float_test_acc = evaluate(&net, &data.test, tcfg.normalization, &device).acc;
+    let model = shared::Model::from_bytes(&blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Compressed {
+        report: CompressReport {
+            config: cfg.clone(),
+            stages,
+            test_acc,
+            float_test_acc,
+            blob_bytes: blob.len(),
+            weights,
+            arena_bytes: model.arena_len(),
+        },
+        blob,
+        float,
+    })
+}
+
+/// Every `len / n`-th training image: a deterministic calibration subset covering all classes.
+fn calib_subset(split: &Split, n: usize) -> Split {
+    let step = (split.len() / n.max(1)).max(1);
+    let idx: Vec<usize> = (0..split.len()).step_by(step).take(n).collect();
+    Split {
+        images: idx.iter().flat_map(|&i| split.image(i).to_vec()).collect(),
+        labels: idx.iter().map(|&i| split.labels[i]).collect(),
+    }
+}
+
+impl CompressReport {
+    /// The size/accuracy table as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| stage | bytes | ratio to float32 | bits/weight | validation accuracy |\n|---|---|---|---|---|\n",
+        );
+        for st in &self.stages {
+            s.push_str(&format!(
+                "| {} | {} | {:.1}x | {:.2} | {:.2} % |\n",
+                st.stage,
+                st.bytes,
+                st.ratio,
+                st.bits_per_weight,
+                100.0 * st.val_acc
+            ));
+        }
+        s.push_str(&format!(
+            "\nFinal blob: {} bytes, arena {} bytes; test accuracy {:.2} % (float {:.2} %).\n",
+            self.blob_bytes,
+            self.arena_bytes,
+            100.0 * self.test_acc,
+            100.0 * self.float_test_acc
+        ));
+        s
+    }
+}
+
+/// Writes the blob, ONNX files, report and chart into `out`, each file atomically.
+pub fn write_outputs(out: &Path, c: &Compressed, name: &str) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("while creating {}", out.display()))?;
+    let model = shared::Model::from_bytes(&c.blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let files = [
+        (format!("{name}.blob"), c.blob.clone()),
+        (
+            format!("{name}.float.onnx"),
+            crate::onnx::to_bytes(&crate::onnx::float_model(&c.float)),
+        ),
+        (
+            format!("{name}.int8.onnx"),
+            crate::onnx::to_bytes(&crate::onnx::quant_model(&model, false)?),
+        ),
+        (
+            format!("{name}.report.md"),
+            c.report.markdown().into_bytes(),
+        ),
+        (
+            format!("{name}.compress.json"),
+            serde_json::to_vec_pretty(&c.report)?,
+        ),
+    ];
+    let mut written = Vec::new();
+    for (f, bytes) in files {
+        let p = out.join(f);
+        write_atomic(&p, &bytes)?;
+        written.push(p);
+    }
+    let pts: Vec<(String, f64, f64)> = c
+        .report
+        .stages
+        .iter()
+        .map(|s| (s.stage.clone(), s.bytes as f64, 100.0 * s.val_acc))
+        .collect();
+    let chart = out.join(format!("{name}.stages.png"));
+    crate::report::scatter_png(
+        &chart,
+        "compression stages",
+        "bytes",
+        "validation accuracy (%)",
+        &pts,
+        true,
+    )?;
+    written.push(chart);
+    Ok(written)
+}
+
+/// One file of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name inside the directory.
+    pub name: String,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// `MANIFEST.json`: what the directory ships and how it was made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The blob's file name.
+    pub blob: String,
+    /// Test accuracy of the blob on the `shared` kernels (10,000 images).
+    pub test_accuracy: f64,
+    /// Correct test images (so the test can check exactly).
+    pub test_correct: usize,
+    /// Test accuracy of the float network.
+    pub float_test_accuracy: f64,
+    /// The training seed.
+    pub seed: u64,
+    /// The command that trained the network.
+    pub train_command: String,
+    /// The command that compressed it.
+    pub compress_command: String,
+    /// Every file with its digest.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Copies the run's records next to the blob and writes `MANIFEST.json` over every file.
+pub fn write_manifest(
+    out: &Path,
+    run: &Path,
+    name: &str,
+    c: &Compressed,
+    test_correct: usize,
+) -> Result<()> {
+    let (tcfg, _) = load_run(run)?;
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "result.json",
+        "command.txt",
+    ] {
+        let src = run.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, out.join(format!("{name}.train.{f}")))
+                .with_context(|| format!("while copying {}", src.display()))?;
+        }
+    }
+    let train_command = std::fs::read_to_string(run.join("command.txt"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut files = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(out)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "MANIFEST.json"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let bytes = std::fs::read(&p)?;
+        files.push(ManifestFile {
+            name: p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256: crate::data::sha256_hex(&bytes),
+            bytes: bytes.len() as u64,
+        });
+    }
+    let m = Manifest {
+        blob: format!("{name}.blob"),
+        test_accuracy: c.report.test_acc,
+        test_correct,
+        float_test_accuracy: c.report.float_test_acc,
+        seed: tcfg.seed,
+        train_command,
+        compress_command: std::env::args().collect::<Vec<_>>().join(" "),
+        files,
+    };
+    write_atomic(
+        &out.join("MANIFEST.json"),
+        serde_json::to_string_pretty(&m)?.as_bytes(),
+    )
+}
