@@ -54,6 +54,9 @@ pub enum Command {
     Compress(CompressArgs),
     /// Check a blob against tract: per layer (bit-exact), whole network, and float.
     Verify(VerifyArgs),
+    /// The main job: the shipped model in models/ evaluated, checked against tract, and run on
+    /// the firmware in QEMU (with --qemu).
+    Shipped(ShippedArgs),
     /// Talk to the firmware on a board's serial port or in QEMU: eval, soak.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -210,6 +213,22 @@ fn device(cmd: DeviceCommand) -> Result<()> {
     Ok(())
 }
 
+/// `sqz shipped`.
+#[derive(Debug, Args)]
+pub struct ShippedArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The directory with MANIFEST.json.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Firmware ELF (mps2-an386 build embedding the shipped blob) to run in QEMU.
+    #[arg(long, value_name = "ELF")]
+    qemu: Option<PathBuf>,
+    /// Test images sent to the device.
+    #[arg(long, default_value_t = 200)]
+    device_images: usize,
+}
+
 /// `sqz verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -254,6 +273,12 @@ pub struct CompressArgs {
     /// Model id written into the blob header.
     #[arg(long, default_value_t = 1)]
     model_id: u64,
+    /// Fraction of each layer's weights pruned (smallest magnitudes), in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    prune: f64,
+    /// Codebook bits per layer for k-means weight sharing (2..=8).
+    #[arg(long, default_value_t = 4)]
+    bits: u8,
 }
 
 /// `sqz train`.
@@ -416,10 +441,25 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Compress(args) => {
             anyhow::ensure!(args.calib_images > 0, "--calib-images must be at least 1");
+            anyhow::ensure!(
+                (0.0..1.0).contains(&args.prune),
+                "--prune must be in [0, 1), got {}",
+                args.prune
+            );
+            anyhow::ensure!(
+                (2..=8).contains(&args.bits),
+                "--bits must be in 2..=8, got {}",
+                args.bits
+            );
             let d = args.data.load()?;
             let cfg = crate::compress::CompressConfig {
                 calib_images: args.calib_images,
                 model_id: args.model_id,
+                sharing: crate::sharing::SharingConfig {
+                    prune: args.prune,
+                    bits: args.bits,
+                    ..Default::default()
+                },
             };
             let c = crate::compress::compress(&args.run, &d, &cfg)
                 .with_context(|| format!("compressing {}", args.run.display()))?;
@@ -450,6 +490,10 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Device(cmd) => device(cmd),
+        Command::Shipped(args) => {
+            let d = args.data.load()?;
+            crate::shipped::run(&args.models, &d, args.qemu.as_deref(), args.device_images)
+        }
         Command::Sweep(args) => {
             let mut cfg = TrainConfig::preset(Preset::Default);
             cfg.epochs = args.epochs;

@@ -1,10 +1,15 @@
 //! `sqz compress`: from a trained run to a blob, one stage at a time, each evaluated.
 //!
 //! Stages, in the order of the Deep Compression paper as far as they exist today:
-//! 1. float: the trained network (best-by-validation weights);
-//! 2. BatchNorm folded into the convs (checked against stage 1);
-//! 3. int8: per-channel weight scales, activation ranges calibrated on training images, dense
-//!    weights, run on the `shared` kernels.
+//! 1. float: the trained network (best-by-validation weights), BatchNorm folded into the convs
+//!    (`sqz verify` checks the folded ONNX against burn);
+//! 2. int8: per-channel weight scales, activation ranges calibrated on training images, dense
+//!    weights, run on the `shared` kernels;
+//! 3. magnitude pruning per layer (post-training: no fine-tuning yet);
+//! 4. k-means weight sharing per layer on the int8 values, linear initialisation (no centroid
+//!    fine-tuning yet);
+//! 5. the smallest of codebook, Huffman-coded codebook, sparse and Huffman-coded sparse storage,
+//!    per layer. The blob decodes to exactly the weights evaluated in stage 4 (checked).
 //!
 //! Every stage reports bytes, ratio to float32, bits per weight and validation accuracy; the
 //! final blob is also scored on the test set. Nothing in `--out` is overwritten unless every
@@ -18,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{FashionMnist, Split};
 use crate::fold::FloatNet;
 use crate::quantize::{calibrate, dense_plan, evaluate_blob, quantize};
+use crate::sharing::{SharingConfig, share, smallest_encoding};
 use crate::train::{TrainConfig, evaluate, load_weights, write_atomic};
+use shared::encode::{OwnedWeights, SparseSource};
 
 /// Settings of a compression run (written as `compress.json` beside the blob).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +34,8 @@ pub struct CompressConfig {
     pub calib_images: usize,
     /// Model id stored in the blob header.
     pub model_id: u64,
+    /// Pruning and weight sharing.
+    pub sharing: SharingConfig,
 }
 
 impl Default for CompressConfig {
@@ -34,6 +43,7 @@ impl Default for CompressConfig {
         Self {
             calib_images: 2_000,
             model_id: 1,
+            sharing: SharingConfig::default(),
         }
     }
 }
@@ -122,24 +132,90 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     });
     eprintln!("stage float: validation {:.2} %", 100.0 * float_eval.acc);
 
-    // int8, dense.
+    // int8, dense; then pruning and weight sharing (evaluated on dense twins holding exactly
+    // the weights the compressed encodings decode to); then the smallest encoding per layer.
     let calib = calib_subset(&train_split, cfg.calib_images);
     let ranges = calibrate(&float, &calib, cfg.calib_images);
-    let q = quantize(&float, &ranges, &dense_plan)?;
+    let sc = cfg.sharing;
+    let pruned_plan = |_: usize, w: &[i8], _: usize| -> Result<OwnedWeights> {
+        Ok(OwnedWeights::dense(&crate::sharing::prune(w, sc.prune)))
+    };
+    let shared_plan = |_: usize, w: &[i8], _: usize| -> Result<OwnedWeights> {
+        Ok(OwnedWeights::dense(&share(w, &sc).0))
+    };
+    let final_plan = |_: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
+        let (_, idx, c) = share(w, &sc);
+        smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
+    };
+    // How each stage stores its weights, for its size: pruned weights as sparse int8 with
+    // 4-bit gaps; shared weights as packed codebook indices (sparse when pruned).
+    let pruned_size = |_: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
+        let p = crate::sharing::prune(w, sc.prune);
+        OwnedWeights::sparse(SparseSource::Raw(&p), w.len() / k, k, 4)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let shared_size = |_: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
+        let (_, idx, c) = share(w, &sc);
+        let bits = sc.bits.max(2);
+        let r = if sc.prune > 0.0 {
+            let src = SparseSource::Codebook {
+                centroids: &c,
+                bits,
+                indices: &idx,
+            };
+            OwnedWeights::sparse(src, w.len() / k, k, 4)
+        } else {
+            OwnedWeights::codebook(&c, bits, &idx)
+        };
+        r.map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    type Plan<'a> = &'a crate::quantize::WeightPlan<'a>;
+    let mut stage_plans: Vec<(String, Plan<'_>, Plan<'_>)> =
+        vec![("int8 per-channel, dense".into(), &dense_plan, &dense_plan)];
+    if sc.prune > 0.0 {
+        stage_plans.push((
+            format!("pruned {:.0} % (sparse, 4-bit gaps)", 100.0 * sc.prune),
+            &pruned_plan,
+            &pruned_size,
+        ));
+    }
+    stage_plans.push((
+        format!("k-means weight sharing, {} bits", sc.bits),
+        &shared_plan,
+        &shared_size,
+    ));
+    let mut last_acc = 0.0;
+    let mut last_weights: Vec<Vec<i8>> = Vec::new();
+    for (name, plan, size_plan) in &stage_plans {
+        let q = quantize(&float, &ranges, *plan)?;
+        let b = q.blob(cfg.model_id)?;
+        let (acc, _) = evaluate_blob(&b, &val)?;
+        let bytes = quantize(&float, &ranges, *size_plan)?
+            .blob(cfg.model_id)?
+            .len();
+        push_stage(&mut stages, name, bytes, f32_bytes, weights, acc);
+        eprintln!(
+            "stage {name}: validation {:.2} % on the shared kernels, {bytes} bytes",
+            100.0 * acc
+        );
+        last_acc = acc;
+        last_weights = decoded_weights(&b)?;
+    }
+    let q = quantize(&float, &ranges, &final_plan)?;
     let blob = q.blob(cfg.model_id)?;
-    let (val_acc, _) = evaluate_blob(&blob, &val)?;
-    let weight_bytes = weights + float.convs().iter().map(|c| c.cout * 8).sum::<usize>();
-    stages.push(StageReport {
-        stage: "int8 per-channel, dense".into(),
-        bytes: weight_bytes,
-        ratio: f32_bytes as f64 / weight_bytes as f64,
-        bits_per_weight: 8.0 * weight_bytes as f64 / weights as f64,
-        val_acc,
-    });
-    eprintln!(
-        "stage int8: validation {:.2} % on the shared kernels",
-        100.0 * val_acc
+    // The compressed blob must decode to exactly the weights just evaluated.
+    if decoded_weights(&blob)? != last_weights {
+        bail!("internal error: the compressed encodings do not decode to the shared weights");
+    }
+    push_stage(
+        &mut stages,
+        "Huffman / sparse coding (smallest per layer)",
+        blob.len(),
+        f32_bytes,
+        weights,
+        last_acc,
     );
+    eprintln!("stage coding: blob {} bytes", blob.len());
 
     let (test_acc, _) = evaluate_blob(&blob, &data.test)?;
     let float_test_acc = evaluate(&net, &data.test, tcfg.normalization, &device).acc;
@@ -157,6 +233,53 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
         blob,
         float,
     })
+}
+
+fn push_stage(
+    stages: &mut Vec<StageReport>,
+    name: &str,
+    bytes: usize,
+    f32_bytes: usize,
+    weights: usize,
+    val_acc: f64,
+) {
+    stages.push(StageReport {
+        stage: name.into(),
+        bytes,
+        ratio: f32_bytes as f64 / bytes as f64,
+        bits_per_weight: 8.0 * bytes as f64 / weights as f64,
+        val_acc,
+    });
+}
+
+/// Every conv's weights as stored in a blob, decoded to dense OHWI int8.
+pub fn decoded_weights(blob: &[u8]) -> Result<Vec<Vec<i8>>> {
+    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    let mut decode = |c: &shared::format::ConvDesc<'_>, cin: usize| -> Result<()> {
+        let n = c.out_channels as usize * c.kernel[0] as usize * c.kernel[1] as usize * cin;
+        let mut w = vec![0i8; n];
+        c.decode_weights(cin, &mut w)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(w);
+        Ok(())
+    };
+    for info in model.layers() {
+        let cin = info.input.c as usize;
+        match &info.desc {
+            shared::format::LayerDesc::Conv(c) => decode(c, cin)?,
+            shared::format::LayerDesc::Fire(f) => {
+                decode(&f.squeeze, cin)?;
+                decode(&f.expand1, f.squeeze.out_channels as usize)?;
+                decode(&f.expand3, f.squeeze.out_channels as usize)?;
+                if let shared::format::Bypass::Complex { conv, .. } = &f.bypass {
+                    decode(conv, cin)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Every `len / n`-th training image: a deterministic calibration subset covering all classes.
@@ -299,6 +422,12 @@ pub fn write_manifest(
                 .with_context(|| format!("while copying {}", src.display()))?;
         }
     }
+    // The trained weights and their config, for the float parity check (burn vs tract).
+    let keep = out.join("shipped.run");
+    std::fs::create_dir_all(&keep)?;
+    for f in ["config.json", "best.bpk"] {
+        std::fs::copy(run.join(f), keep.join(f)).with_context(|| format!("while copying {f}"))?;
+    }
     let train_command = std::fs::read_to_string(run.join("command.txt"))
         .unwrap_or_default()
         .trim()
@@ -308,14 +437,15 @@ pub fn write_manifest(
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "MANIFEST.json"))
+        .chain([keep.join("config.json"), keep.join("best.bpk")])
         .collect();
     entries.sort();
     for p in entries {
         let bytes = std::fs::read(&p)?;
         files.push(ManifestFile {
             name: p
-                .file_name()
-                .unwrap_or_default()
+                .strip_prefix(out)
+                .unwrap_or(&p)
                 .to_string_lossy()
                 .into_owned(),
             sha256: crate::data::sha256_hex(&bytes),

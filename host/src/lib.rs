@@ -11,6 +11,8 @@ pub mod onnx;
 pub mod progress;
 pub mod quantize;
 pub mod report;
+pub mod sharing;
+pub mod shipped;
 pub mod sweep;
 pub mod train;
 pub mod verify;

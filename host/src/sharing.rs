@@ -1,0 +1,258 @@
+//! Deep Compression's size stages on int8 weights: magnitude pruning per layer, k-means weight
+//! sharing per layer (linear initialisation), and the choice of storage (codebook, sparse,
+//! Huffman) that makes each layer smallest.
+//!
+//! These are post-training stages (no fine-tuning yet): they work on the int8 weights of one
+//! conv at a time, in quantisation steps, so a shared int8 codebook stays exact under the
+//! per-channel weight scales.
+
+use anyhow::{Result, anyhow};
+use shared::encode::{OwnedWeights, SparseSource};
+
+/// Settings of the size stages.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SharingConfig {
+    /// Fraction of each layer's weights (smallest magnitudes) set to zero.
+    pub prune: f64,
+    /// Codebook index bits per layer (2..=8): at most `2^bits` shared values.
+    pub bits: u8,
+    /// Lloyd iterations of k-means.
+    pub iterations: usize,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self {
+            prune: 0.0,
+            bits: 4,
+            iterations: 30,
+        }
+    }
+}
+
+/// Zeroes the `fraction` smallest-magnitude weights (ties broken by position, deterministic).
+pub fn prune(w: &[i8], fraction: f64) -> Vec<i8> {
+    let n = ((w.len() as f64) * fraction.clamp(0.0, 1.0)).floor() as usize;
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by_key(|&i| ((w[i] as i32).abs(), i));
+    let mut out = w.to_vec();
+    for &i in &order[..n] {
+        out[i] = 0;
+    }
+    out
+}
+
+/// k-means over the weight values (1-D, on their histogram: exact and fast), linear
+/// initialisation between min and max as the paper recommends. A pruned layer keeps 0 as a
+/// fixed centroid. Returns the sorted, de-duplicated int8 centroids.
+pub fn kmeans(w: &[i8], k: usize, iterations: usize, keep_zero: bool) -> Vec<i8> {
+    let mut hist = [0u64; 256];
+    for &x in w {
+        if !(keep_zero && x == 0) {
+            hist[(x as i32 + 128) as usize] += 1;
+        }
+    }
+    let values: Vec<(f64, f64)> = (0..256)
+        .filter(|&v| hist[v] > 0)
+        .map(|v| (v as f64 - 128.0, hist[v] as f64))
+        .collect();
+    let free = if keep_zero { k.saturating_sub(1) } else { k };
+    let mut c: Vec<f64> = if values.is_empty() || free == 0 {
+        Vec::new()
+    } else if values.len() <= free {
+        values.iter().map(|v| v.0).collect()
+    } else {
+        let (lo, hi) = (values[0].0, values[values.len() - 1].0);
+        (0..free)
+            .map(|i| lo + (hi - lo) * i as f64 / (free - 1).max(1) as f64)
+            .collect()
+    };
+    for _ in 0..iterations {
+        let mut sum = vec![0f64; c.len()];
+        let mut cnt = vec![0f64; c.len()];
+        for &(v, n) in &values {
+            let j = nearest(&c, v);
+            sum[j] += v * n;
+            cnt[j] += n;
+        }
+        let mut moved = false;
+        for j in 0..c.len() {
+            if cnt[j] > 0.0 {
+                let m = sum[j] / cnt[j];
+                moved |= (m - c[j]).abs() > 1e-9;
+                c[j] = m;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let mut out: Vec<i8> = c
+        .iter()
+        .map(|v| v.round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    if keep_zero || out.is_empty() {
+        out.push(0);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn nearest(c: &[f64], v: f64) -> usize {
+    let mut best = 0;
+    for (j, &x) in c.iter().enumerate() {
+        if (x - v).abs() < (c[best] - v).abs() {
+            best = j;
+        }
+    }
+    best
+}
+
+/// Each weight replaced by its nearest centroid (ties: the smaller centroid); returns the
+/// indices and the shared weights.
+pub fn assign(w: &[i8], centroids: &[i8]) -> (Vec<u8>, Vec<i8>) {
+    let idx: Vec<u8> = w
+        .iter()
+        .map(|&x| {
+            (0..centroids.len())
+                .min_by_key(|&i| (centroids[i] as i32 - x as i32).abs())
+                .unwrap_or(0) as u8
+        })
+        .collect();
+    let shared = idx.iter().map(|&i| centroids[i as usize]).collect();
+    (idx, shared)
+}
+
+/// The int8 weights after pruning and weight sharing, with their codebook.
+pub fn share(w: &[i8], cfg: &SharingConfig) -> (Vec<i8>, Vec<u8>, Vec<i8>) {
+    let pruned = prune(w, cfg.prune);
+    let centroids = kmeans(&pruned, 1 << cfg.bits, cfg.iterations, cfg.prune > 0.0);
+    let (idx, shared) = assign(&pruned, &centroids);
+    (shared, idx, centroids)
+}
+
+/// Bytes an encoding stores.
+pub fn stored_bytes(w: &OwnedWeights) -> usize {
+    match w {
+        OwnedWeights::Dense(v) => v.len(),
+        OwnedWeights::Codebook {
+            centroids, indices, ..
+        } => centroids.len() + indices.len() + 1,
+        OwnedWeights::Sparse {
+            centroids,
+            row_ptr,
+            entries,
+            ..
+        } => centroids.as_ref().map_or(0, |c| c.0.len() + 1) + row_ptr.len() + entries.len() + 1,
+        OwnedWeights::HuffSparse {
+            centroids,
+            gap_lengths,
+            value_lengths,
+            row_ptr,
+            row_bits,
+            stream,
+        } => {
+            centroids.as_ref().map_or(0, |c| c.0.len() + 1)
+                + gap_lengths.len()
+                + value_lengths.len()
+                + row_ptr.len()
+                + row_bits.len()
+                + stream.len()
+        }
+        OwnedWeights::HuffCodebook {
+            centroids,
+            lengths,
+            row_bits,
+            stream,
+        } => centroids.len() + lengths.len() + row_bits.len() + stream.len(),
+    }
+}
+
+/// The smallest storage of shared weights: codebook, Huffman-coded codebook, and (when there
+/// are zeros) sparse or Huffman-coded sparse over the codebook.
+pub fn smallest_encoding(
+    idx: &[u8],
+    centroids: &[i8],
+    bits: u8,
+    cout: usize,
+    k: usize,
+) -> Result<OwnedWeights> {
+    let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
+    let bits = bits.max(2);
+    let mut options = vec![
+        e(OwnedWeights::codebook(centroids, bits, idx))?,
+        e(OwnedWeights::huff_codebook(centroids, idx, cout, k))?,
+    ];
+    if centroids.contains(&0) {
+        let src = || SparseSource::Codebook {
+            centroids,
+            bits,
+            indices: idx,
+        };
+        for gap_bits in [3u8, 4, 5] {
+            options.push(e(OwnedWeights::sparse(src(), cout, k, gap_bits))?);
+        }
+        options.push(e(OwnedWeights::huff_sparse(src(), cout, k, 31))?);
+    }
+    options
+        .into_iter()
+        .min_by_key(stored_bytes)
+        .ok_or_else(|| anyhow!("no encoding"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_zeroes_the_smallest_magnitudes() {
+        let w = [5i8, -1, 3, 0, -7, 2];
+        assert_eq!(prune(&w, 0.5), vec![5, 0, 3, 0, -7, 0]);
+        assert_eq!(prune(&w, 0.0), w.to_vec());
+    }
+
+    #[test]
+    fn kmeans_finds_clusters_and_keeps_zero_when_pruned() {
+        let mut w = vec![0i8; 30];
+        w.extend(
+            [-100i8, -98, -102, 50, 52, 48, 10, 11, 9]
+                .iter()
+                .cycle()
+                .take(90),
+        );
+        let c = kmeans(&w, 4, 50, true);
+        assert_eq!(c, vec![-100, 0, 10, 50]);
+        let (idx, shared) = assign(&w, &c);
+        assert_eq!(shared[30], -100);
+        assert!(idx.iter().all(|&i| (i as usize) < c.len()));
+        // Fewer distinct values than clusters: every value is its own centroid.
+        assert_eq!(kmeans(&[1, 2, 3], 16, 5, false), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn encodings_round_trip_and_shrink() {
+        let mut w: Vec<i8> = (0..64 * 16)
+            .map(|i| ((i * 37 % 101) as i32 - 50) as i8)
+            .collect();
+        let cfg = SharingConfig {
+            prune: 0.6,
+            bits: 3,
+            iterations: 20,
+        };
+        let (shared_w, idx, c) = share(&w, &cfg);
+        let enc = smallest_encoding(&idx, &c, 3, 64, 16).unwrap();
+        assert!(
+            stored_bytes(&enc) < w.len() / 2,
+            "{} bytes",
+            stored_bytes(&enc)
+        );
+        let d = shared::weights::RowDecoder::new(enc.desc(), 16).unwrap();
+        for r in 0..64 {
+            let mut row = [0i8; 16];
+            d.decode_row(r, &mut row).unwrap();
+            assert_eq!(row[..], shared_w[r * 16..(r + 1) * 16]);
+        }
+        w.clear();
+    }
+}

@@ -1,0 +1,75 @@
+//! The shipped model in `models/`: hashes, exact test accuracy on the `shared` kernels, and
+//! parity with tract on a subset (the full run is `sqz shipped`).
+
+use std::path::PathBuf;
+
+use host::data::FashionMnist;
+
+fn models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
+}
+
+fn data() -> FashionMnist {
+    FashionMnist::load(None).expect("Fashion-MNIST must be available")
+}
+
+#[test]
+fn manifest_hashes_and_exact_test_accuracy() {
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    let blob = std::fs::read(models().join(&m.blob)).unwrap();
+    let d = data();
+    let (acc, _) = host::quantize::evaluate_blob(&blob, &d.test).unwrap();
+    let correct = (acc * d.test.len() as f64).round() as usize;
+    assert_eq!(
+        correct, m.test_correct,
+        "shipped blob: {correct} correct, manifest says {}",
+        m.test_correct
+    );
+}
+
+#[test]
+fn shipped_blob_matches_tract_layer_by_layer_and_whole() {
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    let d = data();
+    let run = models().join("shipped.run");
+    let r = host::verify::run_all(&models().join(&m.blob), Some(&run), &d, 3, 300, 20).unwrap();
+    let bad: usize = r.layers.iter().map(|l| l.mismatches).sum();
+    assert_eq!(bad, 0, "{}", r.markdown);
+    assert_eq!(r.network.top1_agree, r.network.images, "{}", r.markdown);
+    assert!(
+        r.network.max_logit_delta <= host::verify::tolerance::LOGIT_STEPS,
+        "{}",
+        r.markdown
+    );
+    assert!(
+        r.float.unwrap().max_abs_delta <= host::verify::tolerance::FLOAT_ABS,
+        "{}",
+        r.markdown
+    );
+    assert!(r.passed);
+}
+
+#[test]
+fn a_corrupted_manifest_entry_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    for f in &m.files {
+        let dst = dir.path().join(&f.name);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(models().join(&f.name), &dst).unwrap();
+    }
+    std::fs::copy(
+        models().join("MANIFEST.json"),
+        dir.path().join("MANIFEST.json"),
+    )
+    .unwrap();
+    host::shipped::check_manifest(dir.path()).unwrap();
+    let blob = dir.path().join(&m.blob);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let err = host::shipped::check_manifest(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+}
