@@ -279,6 +279,9 @@ pub struct CompressArgs {
     /// Codebook bits per layer for k-means weight sharing (2..=8).
     #[arg(long, default_value_t = 4)]
     bits: u8,
+    /// Store plain packed codebook indices (no Huffman/sparse): larger, cheapest to decode.
+    #[arg(long)]
+    fast_decode: bool,
 }
 
 /// `sqz train`.
@@ -458,6 +461,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 sharing: crate::sharing::SharingConfig {
                     prune: args.prune,
                     bits: args.bits,
+                    fast_decode: args.fast_decode,
                     ..Default::default()
                 },
             };

@@ -145,7 +145,11 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     };
     let final_plan = |_: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
         let (_, idx, c) = share(w, &sc);
-        smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
+        if sc.fast_decode {
+            OwnedWeights::codebook(&c, sc.bits.max(2), &idx).map_err(|e| anyhow::anyhow!("{e}"))
+        } else {
+            smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
+        }
     };
     // How each stage stores its weights, for its size: pruned weights as sparse int8 with
     // 4-bit gaps; shared weights as packed codebook indices (sparse when pruned).
@@ -209,7 +213,11 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     }
     push_stage(
         &mut stages,
-        "Huffman / sparse coding (smallest per layer)",
+        if sc.fast_decode {
+            "packed codebook indices (fast decode)"
+        } else {
+            "Huffman / sparse coding (smallest per layer)"
+        },
         blob.len(),
         f32_bytes,
         weights,

@@ -54,6 +54,7 @@ pub enum FloatBypass {
 }
 
 /// One layer of the sequential network.
+#[allow(clippy::large_enum_variant)] // a dozen per network, never stored in bulk
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FloatLayer {
     /// A conv (+ReLU).

@@ -18,6 +18,9 @@ pub struct SharingConfig {
     pub bits: u8,
     /// Lloyd iterations of k-means.
     pub iterations: usize,
+    /// Store plain packed codebook indices only (no Huffman, no sparse rows): larger, but the
+    /// cheapest to decode on the device.
+    pub fast_decode: bool,
 }
 
 impl Default for SharingConfig {
@@ -26,6 +29,7 @@ impl Default for SharingConfig {
             prune: 0.0,
             bits: 4,
             iterations: 30,
+            fast_decode: false,
         }
     }
 }
@@ -233,12 +237,13 @@ mod tests {
     #[test]
     fn encodings_round_trip_and_shrink() {
         let mut w: Vec<i8> = (0..64 * 16)
-            .map(|i| ((i * 37 % 101) as i32 - 50) as i8)
+            .map(|i: i32| (i * 37 % 101 - 50) as i8)
             .collect();
         let cfg = SharingConfig {
             prune: 0.6,
             bits: 3,
             iterations: 20,
+            fast_decode: false,
         };
         let (shared_w, idx, c) = share(&w, &cfg);
         let enc = smallest_encoding(&idx, &c, 3, 64, 16).unwrap();

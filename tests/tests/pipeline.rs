@@ -40,6 +40,7 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
             prune: 0.3,
             bits: 4,
             iterations: 10,
+            fast_decode: false,
         },
     };
     let a = compress(run.path(), &small, &cfg).unwrap();
