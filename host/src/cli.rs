@@ -54,6 +54,8 @@ pub enum Command {
     Compress(CompressArgs),
     /// Check a blob against tract: per layer (bit-exact), whole network, and float.
     Verify(VerifyArgs),
+    /// Write golden vectors for shared's tests, computed by tract alone.
+    Golden(GoldenArgs),
     /// The main job: the shipped model in models/ evaluated, checked against tract, and run on
     /// the firmware in QEMU (with --qemu).
     Shipped(ShippedArgs),
@@ -211,6 +213,20 @@ fn device(cmd: DeviceCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `sqz golden`.
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// Output file.
+    #[arg(long, default_value = "shared/tests/golden/example.golden")]
+    out: PathBuf,
+    /// Seed of shared's example network.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seed of the input image.
+    #[arg(long, default_value_t = 2)]
+    input_seed: u64,
 }
 
 /// `sqz shipped`.
@@ -494,6 +510,19 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Device(cmd) => device(cmd),
+        Command::Golden(args) => {
+            let text = crate::golden::generate(args.seed, args.input_seed)?;
+            if let Some(dir) = args.out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::train::write_atomic(&args.out, text.as_bytes())?;
+            println!(
+                "wrote {} ({} tensors)",
+                args.out.display(),
+                text.lines().filter(|l| !l.starts_with('#')).count()
+            );
+            Ok(())
+        }
         Command::Shipped(args) => {
             let d = args.data.load()?;
             crate::shipped::run(&args.models, &d, args.qemu.as_deref(), args.device_images)

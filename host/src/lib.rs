@@ -6,6 +6,7 @@ pub mod compress;
 pub mod data;
 pub mod device;
 pub mod fold;
+pub mod golden;
 pub mod model;
 pub mod onnx;
 pub mod progress;

@@ -11,7 +11,7 @@
 //! Outputs: `logits` (f32, `[N, classes]`, dequantised) and `logits_q` (int8 `[N, classes, 1,
 //! 1]`). Compare logits, not probabilities: tract's quantised Softmax is broken.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use prost::Message;
 use shared::format::{Bypass, ConvDesc, LayerDesc};
 use shared::{LayerInfo, Model, QuantParams};
@@ -290,7 +290,35 @@ pub fn quant_layer(
                 attr_int("ceil_mode", p.ceil_mode as i64),
             ],
         ),
-        LayerDesc::AvgPool(_) => bail!("layer {i}: AvgPool export is not implemented"),
+        LayerDesc::AvgPool(p) => {
+            // A depthwise QLinearConv of ones, weight scale 1/(kh*kw): count_include_pad.
+            let c = info.input.c as i64;
+            let (kh, kw) = (p.kernel[0] as i64, p.kernel[1] as i64);
+            let (xs, xz) = g.quant_scalars(info.in_quant);
+            let wt = g.tensor_i8("ones", &[c, 1, kh, kw], &vec![1; (c * kh * kw) as usize]);
+            let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
+            let wz = g.tensor_i8("w_zp", &[], &[0]);
+            let (ys, yz) = g.quant_scalars(p.out_quant);
+            g.node(
+                "QLinearConv",
+                &[x, &xs, &xz, &wt, &ws, &wz, &ys, &yz],
+                &out,
+                vec![
+                    attr_ints("kernel_shape", &[kh, kw]),
+                    attr_ints("strides", &[p.stride[0] as i64, p.stride[1] as i64]),
+                    attr_ints(
+                        "pads",
+                        &[
+                            p.pad[0] as i64,
+                            p.pad[1] as i64,
+                            p.pad[2] as i64,
+                            p.pad[3] as i64,
+                        ],
+                    ),
+                    attr_int("group", c),
+                ],
+            );
+        }
         LayerDesc::GlobalAvgPool(p) => {
             let (h, w, c) = (
                 info.input.h as i64,
