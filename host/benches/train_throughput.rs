@@ -106,7 +106,7 @@ fn main() {
     device.seed(args.seed);
     let cfg = SqueezeNetConfig::fashion_mnist();
     let mut model = SqueezeNet::new(&cfg, &device);
-    let params = model.num_params();
+    let params = model.trainable_params();
     let mut optim = AdamWConfig::new()
         .with_weight_decay(WEIGHT_DECAY)
         .with_epsilon(1e-8)

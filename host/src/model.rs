@@ -421,6 +421,20 @@ impl SqueezeNet {
     }
 }
 
+impl SqueezeNet {
+    /// Trainable parameters: burn's `num_params` also counts the BatchNorm running means and
+    /// variances, which other frameworks keep as buffers; this does not.
+    pub fn trainable_params(&self) -> usize {
+        let stats = |c: &ConvBn| c.bn.as_ref().map_or(0, |bn| 2 * bn.gamma.val().dims()[0]);
+        let mut running = stats(&self.stem);
+        for f in &self.fires {
+            running += stats(&f.squeeze) + stats(&f.expand1) + stats(&f.expand3);
+            running += f.bypass_conv.as_ref().map_or(0, stats);
+        }
+        self.num_params() - running
+    }
+}
+
 /// Multiply-accumulates of one inference (convs only), for reports.
 pub fn macs(cfg: &SqueezeNetConfig) -> u64 {
     let (c1, k, s, p) = cfg.stem_geometry();
@@ -461,6 +475,14 @@ mod tests {
             params(&SqueezeNetConfig::imagenet(Version::V1_1)),
             1_235_496
         );
+    }
+
+    #[test]
+    fn trainable_parameters_leave_out_batchnorm_statistics() {
+        let net = SqueezeNet::new(&SqueezeNetConfig::fashion_mnist(), &Device::flex());
+        // 2,944 BatchNorm channels: running mean and variance are not trained.
+        assert_eq!(net.num_params() - net.trainable_params(), 2 * 2_944);
+        assert_eq!(net.trainable_params(), 729_418);
     }
 
     #[test]
