@@ -85,40 +85,37 @@ impl GraphBuilder {
         format!("{hint}_{}", self.counter)
     }
 
-    fn tensor_f32(&mut self, hint: &str, dims: &[i64], v: &[f32]) -> String {
+    fn initializer(
+        &mut self,
+        hint: &str,
+        dims: &[i64],
+        dt: pb::tensor_proto::DataType,
+        raw: Vec<u8>,
+    ) -> String {
         let name = self.fresh(hint);
         self.graph.initializer.push(TensorProto {
             name: name.clone(),
             dims: dims.to_vec(),
-            data_type: pb::tensor_proto::DataType::Float as i32,
-            raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            data_type: dt as i32,
+            raw_data: raw,
             ..Default::default()
         });
         name
+    }
+
+    fn tensor_f32(&mut self, hint: &str, dims: &[i64], v: &[f32]) -> String {
+        let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.initializer(hint, dims, pb::tensor_proto::DataType::Float, raw)
     }
 
     fn tensor_i8(&mut self, hint: &str, dims: &[i64], v: &[i8]) -> String {
-        let name = self.fresh(hint);
-        self.graph.initializer.push(TensorProto {
-            name: name.clone(),
-            dims: dims.to_vec(),
-            data_type: pb::tensor_proto::DataType::Int8 as i32,
-            raw_data: v.iter().map(|&x| x as u8).collect(),
-            ..Default::default()
-        });
-        name
+        let raw = v.iter().map(|&x| x as u8).collect();
+        self.initializer(hint, dims, pb::tensor_proto::DataType::Int8, raw)
     }
 
     fn tensor_i32(&mut self, hint: &str, dims: &[i64], v: &[i32]) -> String {
-        let name = self.fresh(hint);
-        self.graph.initializer.push(TensorProto {
-            name: name.clone(),
-            dims: dims.to_vec(),
-            data_type: pb::tensor_proto::DataType::Int32 as i32,
-            raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name
+        let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.initializer(hint, dims, pb::tensor_proto::DataType::Int32, raw)
     }
 
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) {
