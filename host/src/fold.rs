@@ -202,31 +202,6 @@ impl FloatNet {
         v
     }
 
-    /// Mutable twin of [`FloatNet::convs`].
-    pub fn convs_mut(&mut self) -> Vec<&mut FloatConv> {
-        let mut v = Vec::new();
-        for l in &mut self.layers {
-            match l {
-                FloatLayer::Conv(c) => v.push(c),
-                FloatLayer::Fire {
-                    squeeze,
-                    expand1,
-                    expand3,
-                    bypass,
-                } => {
-                    v.push(squeeze);
-                    v.push(expand1);
-                    v.push(expand3);
-                    if let FloatBypass::Conv(c) = bypass {
-                        v.push(c);
-                    }
-                }
-                _ => {}
-            }
-        }
-        v
-    }
-
     /// Weights (not biases) of all convs.
     pub fn weight_count(&self) -> usize {
         self.convs().iter().map(|c| c.weight.len()).sum()

@@ -252,6 +252,40 @@ fn qlinear_conv(
     Ok(())
 }
 
+/// An average pool as tract must see it for exact parity: a depthwise `QLinearConv` of ones
+/// with weight scale `1/(kh*kw)` (count_include_pad), so the sum is integer-exact.
+#[allow(clippy::too_many_arguments)]
+fn avg_pool_as_conv(
+    g: &mut GraphBuilder,
+    x: &str,
+    in_q: QuantParams,
+    out_q: QuantParams,
+    channels: u16,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    pads: [i64; 4],
+    out: &str,
+) {
+    let c = i64::from(channels);
+    let [kh, kw] = kernel;
+    let (xs, xz) = g.quant_scalars(in_q);
+    let wt = g.tensor_i8("ones", &[c, 1, kh, kw], &vec![1; (c * kh * kw) as usize]);
+    let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
+    let wz = g.tensor_i8("w_zp", &[], &[0]);
+    let (ys, yz) = g.quant_scalars(out_q);
+    g.node(
+        "QLinearConv",
+        &[x, &xs, &xz, &wt, &ws, &wz, &ys, &yz],
+        out,
+        vec![
+            attr_ints("kernel_shape", &kernel),
+            attr_ints("strides", &stride),
+            attr_ints("pads", &pads),
+            attr_int("group", c),
+        ],
+    );
+}
+
 /// Adds one blob layer reading int8 NCHW `x`; returns the name of its output. Intermediates
 /// get the `l{i}_*` names and are exposed as outputs when `expose` is set.
 pub fn quant_layer(
@@ -288,50 +322,33 @@ pub fn quant_layer(
             ],
         ),
         LayerDesc::AvgPool(p) => {
-            // A depthwise QLinearConv of ones, weight scale 1/(kh*kw): count_include_pad.
-            let c = info.input.c as i64;
-            let (kh, kw) = (p.kernel[0] as i64, p.kernel[1] as i64);
-            let (xs, xz) = g.quant_scalars(info.in_quant);
-            let wt = g.tensor_i8("ones", &[c, 1, kh, kw], &vec![1; (c * kh * kw) as usize]);
-            let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
-            let wz = g.tensor_i8("w_zp", &[], &[0]);
-            let (ys, yz) = g.quant_scalars(p.out_quant);
-            g.node(
-                "QLinearConv",
-                &[x, &xs, &xz, &wt, &ws, &wz, &ys, &yz],
+            let pads = p.pad.map(i64::from);
+            let stride = p.stride.map(i64::from);
+            let kernel = p.kernel.map(i64::from);
+            avg_pool_as_conv(
+                g,
+                x,
+                info.in_quant,
+                p.out_quant,
+                info.input.c,
+                kernel,
+                stride,
+                pads,
                 &out,
-                vec![
-                    attr_ints("kernel_shape", &[kh, kw]),
-                    attr_ints("strides", &[p.stride[0] as i64, p.stride[1] as i64]),
-                    attr_ints(
-                        "pads",
-                        &[
-                            p.pad[0] as i64,
-                            p.pad[1] as i64,
-                            p.pad[2] as i64,
-                            p.pad[3] as i64,
-                        ],
-                    ),
-                    attr_int("group", c),
-                ],
             );
         }
         LayerDesc::GlobalAvgPool(p) => {
-            let (h, w, c) = (
-                info.input.h as i64,
-                info.input.w as i64,
-                info.input.c as i64,
-            );
-            let (xs, xz) = g.quant_scalars(info.in_quant);
-            let wt = g.tensor_i8("ones", &[c, 1, h, w], &vec![1; (c * h * w) as usize]);
-            let ws = g.tensor_f32("w_scale", &[], &[1.0 / (h * w) as f32]);
-            let wz = g.tensor_i8("w_zp", &[], &[0]);
-            let (ys, yz) = g.quant_scalars(p.out_quant);
-            g.node(
-                "QLinearConv",
-                &[x, &xs, &xz, &wt, &ws, &wz, &ys, &yz],
+            let kernel = [i64::from(info.input.h), i64::from(info.input.w)];
+            avg_pool_as_conv(
+                g,
+                x,
+                info.in_quant,
+                p.out_quant,
+                info.input.c,
+                kernel,
+                [1, 1],
+                [0; 4],
                 &out,
-                vec![attr_ints("kernel_shape", &[h, w]), attr_int("group", c)],
             );
         }
         LayerDesc::Fire(f) => {
