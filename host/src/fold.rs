@@ -59,8 +59,10 @@ pub enum FloatBypass {
 pub enum FloatLayer {
     /// A conv (+ReLU).
     Conv(FloatConv),
-    /// 3x3/2 max pool, ceil mode.
-    MaxPool,
+    /// Max pool (the SqueezeNet one is [`PoolGeom::SQUEEZENET`]); padded taps are ignored.
+    MaxPool(PoolGeom),
+    /// Average pool, `count_include_pad` (divisor `k * k`), floor mode.
+    AvgPool(PoolGeom),
     /// A fire module.
     Fire {
         /// Squeeze (ReLU).
@@ -74,6 +76,49 @@ pub enum FloatLayer {
     },
     /// Global average pool to the logits.
     GlobalAvgPool,
+}
+
+/// Geometry of a square pooling window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolGeom {
+    /// Square window side.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding `[top, left, bottom, right]` (`top + bottom == left + right`: square output).
+    pub pad: [usize; 4],
+    /// Ceil mode, PyTorch's rule: the last window must start inside the input or left padding.
+    pub ceil_mode: bool,
+}
+
+impl PoolGeom {
+    /// SqueezeNet's max pool: 3x3, stride 2, no padding, ceil mode.
+    pub const SQUEEZENET: PoolGeom = PoolGeom {
+        k: 3,
+        stride: 2,
+        pad: [0; 4],
+        ceil_mode: true,
+    };
+
+    /// Output side for an input side (the rule `shared` validates blobs with), or `None` when
+    /// the window does not fit.
+    pub fn out_size(&self, size: usize) -> Option<usize> {
+        let (k, s) = (self.k, self.stride);
+        let padded = size + self.pad[0] + self.pad[2];
+        if k == 0 || s == 0 || padded < k || self.pad.iter().any(|&p| p >= k) {
+            return None;
+        }
+        let span = padded - k;
+        let mut o = if self.ceil_mode {
+            span.div_ceil(s)
+        } else {
+            span / s
+        } + 1;
+        if self.ceil_mode && (o - 1) * s >= size + self.pad[0] {
+            o -= 1;
+        }
+        Some(o)
+    }
 }
 
 /// A whole network in float, BatchNorm folded.
@@ -137,7 +182,7 @@ impl FloatNet {
     pub fn from_burn(net: &SqueezeNet, cfg: &SqueezeNetConfig) -> Self {
         let mut layers = vec![
             FloatLayer::Conv(fold_conv(&net.stem, true)),
-            FloatLayer::MaxPool,
+            FloatLayer::MaxPool(PoolGeom::SQUEEZENET),
         ];
         for (i, fire) in net.fires.iter().enumerate() {
             let bypass = match (&fire.bypass_conv, fire.identity_bypass) {
@@ -152,7 +197,7 @@ impl FloatNet {
                 bypass,
             });
             if net.pools_after.contains(&i) {
-                layers.push(FloatLayer::MaxPool);
+                layers.push(FloatLayer::MaxPool(PoolGeom::SQUEEZENET));
             }
         }
         let [cout, cin, _, _] = net.classifier.weight.val().dims();
@@ -276,18 +321,34 @@ pub fn conv_f32(x: &Act, conv: &FloatConv) -> Act {
 
 /// 3x3/2 max pool, ceil mode (windows clipped at the border).
 pub fn maxpool_f32(x: &Act) -> Act {
-    let so = crate::model::pool_out(x.s);
-    let mut out = vec![f32::NEG_INFINITY; x.c * so * so];
+    pool_f32(x, &PoolGeom::SQUEEZENET, false)
+}
+
+/// Max pool (padded taps ignored) or, with `avg`, average pool (padded taps count as 0, divisor
+/// `k * k`). Panics when the window does not fit (import and quantisation check it first).
+pub fn pool_f32(x: &Act, g: &PoolGeom, avg: bool) -> Act {
+    let so = g.out_size(x.s).expect("pool window fits the input");
+    let mut out = vec![0f32; x.c * so * so];
+    // Clipped window [a, b) along one axis.
+    let window = |o: usize, pad: usize| {
+        let start = (o * g.stride) as isize - pad as isize;
+        let a = start.max(0) as usize;
+        let b = ((start + g.k as isize).max(0) as usize).min(x.s);
+        (a, b)
+    };
+    let n = (g.k * g.k) as f32;
     for c in 0..x.c {
+        let plane = &x.v[c * x.s * x.s..(c + 1) * x.s * x.s];
         for oy in 0..so {
+            let (ya, yb) = window(oy, g.pad[0]);
             for ox in 0..so {
-                let mut m = f32::NEG_INFINITY;
-                for iy in oy * 2..(oy * 2 + 3).min(x.s) {
-                    for ix in ox * 2..(ox * 2 + 3).min(x.s) {
-                        m = m.max(x.v[(c * x.s + iy) * x.s + ix]);
-                    }
-                }
-                out[(c * so + oy) * so + ox] = m;
+                let (xa, xb) = window(ox, g.pad[1]);
+                let taps = (ya..yb).flat_map(|iy| plane[iy * x.s + xa..iy * x.s + xb].iter());
+                out[(c * so + oy) * so + ox] = if avg {
+                    taps.sum::<f32>() / n
+                } else {
+                    taps.fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+                };
             }
         }
     }
@@ -309,7 +370,8 @@ pub fn forward_traced(
     for (i, l) in net.layers.iter().enumerate() {
         x = match l {
             FloatLayer::Conv(c) => conv_f32(&x, c),
-            FloatLayer::MaxPool => maxpool_f32(&x),
+            FloatLayer::MaxPool(g) => pool_f32(&x, g, false),
+            FloatLayer::AvgPool(g) => pool_f32(&x, g, true),
             FloatLayer::Fire {
                 squeeze,
                 expand1,

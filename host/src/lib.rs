@@ -7,6 +7,8 @@ pub mod data;
 pub mod device;
 pub mod fold;
 pub mod golden;
+pub mod images;
+pub mod import;
 pub mod model;
 pub mod onnx;
 pub mod progress;

@@ -485,16 +485,26 @@ pub fn float_model(net: &FloatNet) -> ModelProto {
                 float_conv(&mut g, c, &x, &out);
                 classes = c.cout;
             }
-            FloatLayer::MaxPool => g.node(
-                "MaxPool",
-                &[&x],
-                &out,
-                vec![
-                    attr_ints("kernel_shape", &[3, 3]),
-                    attr_ints("strides", &[2, 2]),
-                    attr_int("ceil_mode", 1),
-                ],
-            ),
+            FloatLayer::MaxPool(p) | FloatLayer::AvgPool(p) => {
+                let (k, st) = (p.k as i64, p.stride as i64);
+                let mut attrs = vec![
+                    attr_ints("kernel_shape", &[k, k]),
+                    attr_ints("strides", &[st, st]),
+                ];
+                if p.pad != [0; 4] {
+                    attrs.push(attr_ints("pads", &p.pad.map(|v| v as i64)));
+                }
+                let op = if matches!(l, FloatLayer::MaxPool(_)) {
+                    "MaxPool"
+                } else {
+                    attrs.push(attr_int("count_include_pad", 1));
+                    "AveragePool"
+                };
+                if p.ceil_mode {
+                    attrs.push(attr_int("ceil_mode", 1));
+                }
+                g.node(op, &[&x], &out, attrs)
+            }
             FloatLayer::GlobalAvgPool => g.node("GlobalAveragePool", &[&x], &out, vec![]),
             FloatLayer::Fire {
                 squeeze,

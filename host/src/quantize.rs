@@ -12,12 +12,13 @@
 use anyhow::{Context, Result, bail};
 use shared::encode::{OwnedConv, OwnedWeights};
 use shared::format::{
-    Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc, QuantParams,
+    AvgPoolDesc, Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc,
+    QuantParams,
 };
 use shared::quant::pool_multiplier;
 
-use crate::data::Split;
-use crate::fold::{Act, FloatBypass, FloatConv, FloatLayer, FloatNet, forward_traced};
+use crate::fold::{Act, FloatBypass, FloatConv, FloatLayer, FloatNet, PoolGeom, forward_traced};
+use crate::images::Images;
 
 /// The input quantisation every Fashion-MNIST model uses.
 pub const INPUT_QUANT: QuantParams = QuantParams {
@@ -59,13 +60,24 @@ pub fn float_input(pixels: &[u8]) -> Act {
     }
 }
 
+/// The float input of one image for `net`: HWC pixels to CHW in [0, 1] (the same as
+/// [`float_input`] for a 1-channel 28x28 network).
+pub fn net_input(net: &FloatNet, pixels: &[u8]) -> Act {
+    let (c, s) = (net.in_channels, net.input_size);
+    let mut v = vec![0f32; c * s * s];
+    for (i, &p) in pixels.iter().enumerate().take(v.len()) {
+        v[(i % c) * s * s + i / c] = f32::from(p) / 255.0;
+    }
+    Act { c, s, v }
+}
+
 /// Runs `images` through the float network and records every activation range.
-pub fn calibrate(net: &FloatNet, images: &Split, count: usize) -> Ranges {
-    let n = count.min(images.len());
+pub fn calibrate<I: Images + ?Sized>(net: &FloatNet, images: &I, count: usize) -> Ranges {
+    let n = count.min(images.count());
     let per_thread = |range: std::ops::Range<usize>| {
         let mut r: Vec<(String, usize, f32, f32)> = Vec::new();
         for i in range {
-            forward_traced(net, float_input(images.image(i)), |name, layer, act| {
+            forward_traced(net, net_input(net, images.pixels(i)), |name, layer, act| {
                 let (lo, hi) = act
                     .v
                     .iter()
@@ -154,8 +166,10 @@ pub struct QuantNet {
 pub enum QLayer {
     /// Conv by index.
     Conv(usize),
-    /// 3x3/2 ceil max pool.
-    MaxPool,
+    /// Max pool.
+    MaxPool(PoolGeom),
+    /// Average pool with its multiplier and output quantisation.
+    AvgPool(PoolGeom, f32, QuantParams),
     /// Fire: squeeze, expand1, expand3 conv indices, bypass.
     Fire(usize, usize, usize, QBypass),
     /// Global average pool with its multiplier and output quantisation.
@@ -202,6 +216,20 @@ fn owned_conv(
     ))
 }
 
+fn pool_side(g: &PoolGeom, side: usize, layer: usize) -> Result<usize> {
+    g.out_size(side).with_context(|| {
+        format!(
+            "layer {layer}: a {0}x{0} pool does not fit a {side}x{side} input",
+            g.k
+        )
+    })
+}
+
+fn pool_u8(g: &PoolGeom) -> ([u8; 2], [u8; 2], [u8; 4]) {
+    let p = g.pad.map(|p| p as u8);
+    ([g.k as u8; 2], [g.stride as u8; 2], p)
+}
+
 /// Quantises `net` with the calibrated `ranges`, storing weights per `plan`.
 pub fn quantize(net: &FloatNet, ranges: &Ranges, plan: &WeightPlan<'_>) -> Result<QuantNet> {
     let mut convs = Vec::new();
@@ -223,9 +251,17 @@ pub fn quantize(net: &FloatNet, ranges: &Ranges, plan: &WeightPlan<'_>) -> Resul
                 side = c.out_size(side);
                 num_classes = c.cout;
             }
-            FloatLayer::MaxPool => {
-                layers.push(QLayer::MaxPool);
-                side = crate::model::pool_out(side);
+            FloatLayer::MaxPool(g) => {
+                layers.push(QLayer::MaxPool(*g));
+                side = pool_side(g, side, i)?;
+            }
+            FloatLayer::AvgPool(g) => {
+                let out_q = ranges.get("output", i)?;
+                let count = (g.k * g.k) as u32;
+                let m = pool_multiplier(q.scale, count, out_q.scale);
+                layers.push(QLayer::AvgPool(*g, m, out_q));
+                q = out_q;
+                side = pool_side(g, side, i)?;
             }
             FloatLayer::Fire {
                 squeeze,
@@ -289,12 +325,25 @@ impl QuantNet {
             .iter()
             .map(|l| match l {
                 QLayer::Conv(i) => LayerDesc::Conv(c(*i)),
-                QLayer::MaxPool => LayerDesc::MaxPool(MaxPoolDesc {
-                    kernel: [3, 3],
-                    stride: [2, 2],
-                    pad: [0; 4],
-                    ceil_mode: true,
-                }),
+                QLayer::MaxPool(g) => {
+                    let (kernel, stride, pad) = pool_u8(g);
+                    LayerDesc::MaxPool(MaxPoolDesc {
+                        kernel,
+                        stride,
+                        pad,
+                        ceil_mode: g.ceil_mode,
+                    })
+                }
+                QLayer::AvgPool(g, m, q) => {
+                    let (kernel, stride, pad) = pool_u8(g);
+                    LayerDesc::AvgPool(AvgPoolDesc {
+                        kernel,
+                        stride,
+                        pad,
+                        multiplier: *m,
+                        out_quant: *q,
+                    })
+                }
                 QLayer::Fire(s, e1, e3, b) => LayerDesc::Fire(FireDesc {
                     squeeze: c(*s),
                     expand1: c(*e1),
@@ -335,18 +384,19 @@ impl QuantNet {
     }
 }
 
-/// Accuracy of a blob on `split` with the `shared` kernels, and every image's int8 logits.
-pub fn evaluate_blob(blob: &[u8], split: &Split) -> Result<(f64, Vec<Vec<i8>>)> {
+/// Accuracy of a blob on `split` with the `shared` kernels (over the labelled images; NaN when
+/// none is), and every image's int8 logits.
+pub fn evaluate_blob<I: Images + ?Sized>(blob: &[u8], split: &I) -> Result<(f64, Vec<Vec<i8>>)> {
     let model =
         shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("invalid blob: {e}"))?;
-    let n = split.len();
+    let n = split.count();
     let classes = model.num_classes();
     let work = |range: std::ops::Range<usize>| {
         let mut arena = vec![0u8; model.arena_len()];
         let mut input = vec![0i8; model.input_len()];
         let mut out = Vec::with_capacity(range.len());
         for i in range {
-            shared::quantize_input_u8(&model, split.image(i), &mut input);
+            shared::quantize_input_u8(&model, split.pixels(i), &mut input);
             let mut logits = vec![0i8; classes];
             shared::run(&model, &input, &mut arena, &mut logits);
             out.push(logits);
@@ -359,12 +409,19 @@ pub fn evaluate_blob(blob: &[u8], split: &Split) -> Result<(f64, Vec<Vec<i8>>)> 
         (work(0..half), h.join().expect("evaluation thread"))
     });
     a.extend(b);
-    let correct = a
-        .iter()
-        .zip(&split.labels)
-        .filter(|(l, y)| argmax_i8(l) == **y as usize)
-        .count();
-    Ok((correct as f64 / n.max(1) as f64, a))
+    let (mut correct, mut labelled) = (0usize, 0usize);
+    for (i, l) in a.iter().enumerate() {
+        if let Some(y) = split.label(i) {
+            labelled += 1;
+            correct += usize::from(argmax_i8(l) == y);
+        }
+    }
+    let acc = if labelled == 0 && n > 0 {
+        f64::NAN
+    } else {
+        correct as f64 / labelled.max(1) as f64
+    };
+    Ok((acc, a))
 }
 
 /// Index of the largest logit (first on ties).

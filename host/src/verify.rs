@@ -16,6 +16,7 @@ use tract_onnx::prelude::*;
 
 use crate::data::Split;
 use crate::fold::FloatNet;
+use crate::images::Images;
 use crate::quantize::argmax_i8;
 
 /// Result of comparing one layer.
@@ -59,7 +60,7 @@ pub struct FloatParity {
     pub max_abs_delta: f32,
 }
 
-fn load_typed(bytes: &[u8], input: InferenceFact) -> Result<Arc<TypedRunnableModel>> {
+pub(crate) fn load_typed(bytes: &[u8], input: InferenceFact) -> Result<Arc<TypedRunnableModel>> {
     let model = tract_onnx::onnx()
         .with_ignore_output_shapes(true)
         .model_for_read(&mut &bytes[..])
@@ -115,10 +116,20 @@ fn observe(model: &Model<'_>, pixels: &[u8]) -> (Vec<i8>, Vec<(String, Vec<i8>)>
     (input, seen)
 }
 
+/// HWC `u8` pixels to CHW floats in [0, 1].
+pub fn chw_unit(pixels: &[u8], c: usize) -> Vec<f32> {
+    let plane = pixels.len() / c.max(1);
+    let mut v = vec![0f32; pixels.len()];
+    for (i, &p) in pixels.iter().enumerate() {
+        v[(i % c) * plane + i / c] = f32::from(p) / 255.0;
+    }
+    v
+}
+
 /// Per-layer parity on `images` (each layer fed the `shared` kernels' own activations).
-pub fn per_layer(model: &Model<'_>, images: &Split) -> Result<Vec<LayerParity>> {
-    let traces: Vec<_> = (0..images.len())
-        .map(|i| observe(model, images.image(i)))
+pub fn per_layer<I: Images + ?Sized>(model: &Model<'_>, images: &I) -> Result<Vec<LayerParity>> {
+    let traces: Vec<_> = (0..images.count())
+        .map(|i| observe(model, images.pixels(i)))
         .collect();
     let mut report = Vec::new();
     for info in model.layers() {
@@ -198,22 +209,23 @@ fn kind_name(d: &shared::format::LayerDesc<'_>) -> &'static str {
     }
 }
 
-/// The blob on `shared` vs tract on the whole quantised ONNX, over `images`.
-pub fn whole_network(
+/// The blob on `shared` vs tract on the whole quantised ONNX, over `images` (accuracies over
+/// the labelled images; NaN when none is).
+pub fn whole_network<I: Images + ?Sized>(
     model: &Model<'_>,
     blob_logits: &[Vec<i8>],
-    images: &Split,
+    images: &I,
     batch: usize,
 ) -> Result<NetworkParity> {
     let proto = crate::onnx::quant_model(model, false)?;
     let d = model.input_dims();
     let (c, h, w) = (d.c as usize, d.h as usize, d.w as usize);
-    let n = images.len();
+    let n = images.count();
     let batch = batch.max(1);
     let mut plans: Vec<(usize, Arc<TypedRunnableModel>)> = Vec::new();
     let mut agree = 0;
     let mut max_delta = 0;
-    let (mut ok_shared, mut ok_tract) = (0, 0);
+    let (mut ok_shared, mut ok_tract, mut labelled) = (0, 0, 0);
     let bytes = crate::onnx::to_bytes(&proto);
     let mut start = 0;
     while start < n {
@@ -224,7 +236,7 @@ pub fn whole_network(
         }
         let plan = &plans.iter().find(|(s, _)| *s == b).expect("just added").1;
         let x: Vec<f32> = (start..start + b)
-            .flat_map(|i| images.image(i).iter().map(|&p| f32::from(p) / 255.0))
+            .flat_map(|i| chw_unit(images.pixels(i), c))
             .collect();
         let outs = plan.run(tvec!(Tensor::from_shape(&[b, c, h, w], &x)?.into()))?;
         let q = outs[1].to_plain_array_view::<i8>()?;
@@ -235,21 +247,30 @@ pub fn whole_network(
             let ours = &blob_logits[start + j];
             let (ta, oa) = (argmax_i8(theirs), argmax_i8(ours));
             agree += usize::from(ta == oa);
-            let label = images.labels[start + j] as usize;
-            ok_tract += usize::from(ta == label);
-            ok_shared += usize::from(oa == label);
+            if let Some(label) = images.label(start + j) {
+                labelled += 1;
+                ok_tract += usize::from(ta == label);
+                ok_shared += usize::from(oa == label);
+            }
             for (a, b) in ours.iter().zip(theirs) {
                 max_delta = max_delta.max((*a as i32 - *b as i32).abs());
             }
         }
         start += b;
     }
+    let acc = |ok: usize| {
+        if labelled == 0 && n > 0 {
+            f64::NAN
+        } else {
+            ok as f64 / labelled.max(1) as f64
+        }
+    };
     Ok(NetworkParity {
         images: n,
         top1_agree: agree,
         max_logit_delta: max_delta,
-        shared_acc: ok_shared as f64 / n.max(1) as f64,
-        tract_acc: ok_tract as f64 / n.max(1) as f64,
+        shared_acc: acc(ok_shared),
+        tract_acc: acc(ok_tract),
     })
 }
 
@@ -336,15 +357,7 @@ pub fn run_all(
 ) -> Result<VerifyReport> {
     let blob = std::fs::read(blob_path)
         .with_context(|| format!("while reading {}", blob_path.display()))?;
-    let model = Model::from_bytes(&blob)
-        .map_err(|e| anyhow::anyhow!("{}: invalid blob: {e}", blob_path.display()))?;
     let test = &data.test;
-    eprintln!("per-layer parity on {layer_images} test images...");
-    let layers = per_layer(&model, &test.slice(0..layer_images.min(test.len())))?;
-    let subset = test.slice(0..images.min(test.len()));
-    eprintln!("whole-network parity on {} test images...", subset.len());
-    let (_, blob_logits) = crate::quantize::evaluate_blob(&blob, &subset)?;
-    let network = whole_network(&model, &blob_logits, &subset, 100)?;
     let float = match run {
         Some(run) => {
             eprintln!("float parity on {float_images} test images...");
@@ -353,10 +366,51 @@ pub fn run_all(
             let few = test.slice(0..float_images.min(test.len()));
             let reference =
                 crate::train::logits(&net, &few, cfg.normalization, &burn::tensor::Device::flex());
-            Some(float_parity(&fnet, &few, &reference)?)
+            Some(FloatCheck {
+                parity: float_parity(&fnet, &few, &reference)?,
+                what: "burn and tract on the float ONNX".into(),
+                threshold: tolerance::FLOAT_ABS,
+            })
         }
         None => None,
     };
+    check_blob(
+        &blob,
+        &blob_path.display().to_string(),
+        &test.slice(0..layer_images.min(test.len())),
+        &test.slice(0..images.min(test.len())),
+        float,
+    )
+}
+
+/// A float comparison done by the caller, for the report.
+#[derive(Debug, Clone)]
+pub struct FloatCheck {
+    /// The comparison.
+    pub parity: FloatParity,
+    /// What was compared with what (for the report).
+    pub what: String,
+    /// Largest |logit difference| allowed.
+    pub threshold: f32,
+}
+
+/// Per-layer parity on `layer_set`, whole-network parity on `net_set`, and the caller's float
+/// check, with the Markdown report titled after `name`.
+pub fn check_blob<I: Images + ?Sized>(
+    blob: &[u8],
+    name: &str,
+    layer_set: &I,
+    net_set: &I,
+    float: Option<FloatCheck>,
+) -> Result<VerifyReport> {
+    let model =
+        Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{name}: invalid blob: {e}"))?;
+    let layer_images = layer_set.count();
+    eprintln!("per-layer parity on {layer_images} images...");
+    let layers = per_layer(&model, layer_set)?;
+    eprintln!("whole-network parity on {} images...", net_set.count());
+    let (_, blob_logits) = crate::quantize::evaluate_blob(blob, net_set)?;
+    let network = whole_network(&model, &blob_logits, net_set, 100)?;
     let layer_bad: usize = layers.iter().map(|l| l.mismatches).sum();
     let agree = network.top1_agree as f64 / network.images.max(1) as f64;
     let mut passed = layer_bad == tolerance::LAYER_MISMATCHES
@@ -364,33 +418,38 @@ pub fn run_all(
         && network.max_logit_delta <= tolerance::LOGIT_STEPS;
     let mut md = format!(
         "# Parity of {} with tract {}\n\n## Per layer ({} images, each layer fed the kernels' own activations)\n\n{}\n",
-        blob_path.display(),
+        name,
         TRACT_VERSION,
         layer_images,
         layer_table(&layers)
     );
+    let pct = |a: f64| {
+        if a.is_nan() {
+            "n/a (no labels)".to_string()
+        } else {
+            format!("{:.2} %", 100.0 * a)
+        }
+    };
     md.push_str(&format!(
         "Total mismatching int8 values: {layer_bad} (threshold {}).\n\n## Whole network ({} images)\n\n\
          | top-1 agreement | max int8 logit delta | shared accuracy | tract accuracy |\n|---|---|---|---|\n\
-         | {:.2} % ({} / {}) | {} steps | {:.2} % | {:.2} % |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps.\n",
+         | {:.2} % ({} / {}) | {} steps | {} | {} |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps.\n",
         tolerance::LAYER_MISMATCHES,
         network.images,
         100.0 * agree,
         network.top1_agree,
         network.images,
         network.max_logit_delta,
-        100.0 * network.shared_acc,
-        100.0 * network.tract_acc,
+        pct(network.shared_acc),
+        pct(network.tract_acc),
         100.0 * tolerance::TOP1_AGREEMENT,
         tolerance::LOGIT_STEPS
     ));
     if let Some(f) = &float {
-        passed &= f.max_abs_delta <= tolerance::FLOAT_ABS;
+        passed &= f.parity.max_abs_delta <= f.threshold;
         md.push_str(&format!(
-            "\n## Float ({} images)\n\nmax |logit delta| between burn and tract on the float ONNX: {:.3e} (threshold {:.0e}).\n",
-            f.images,
-            f.max_abs_delta,
-            tolerance::FLOAT_ABS
+            "\n## Float ({} images)\n\nmax |logit delta| between {}: {:.3e} (threshold {:.0e}).\n",
+            f.parity.images, f.what, f.parity.max_abs_delta, f.threshold
         ));
     }
     md.push_str(&format!(
@@ -400,7 +459,7 @@ pub fn run_all(
     Ok(VerifyReport {
         layers,
         network,
-        float,
+        float: float.map(|f| f.parity),
         passed,
         markdown: md,
     })
