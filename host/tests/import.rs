@@ -613,3 +613,27 @@ fn g_name_of(onnx: &[u8], op: &str) -> String {
         .unwrap()
         .name
 }
+
+/// The generalised pool and input conversion reproduce the shipped model's exactly (its blob
+/// must stay byte-identical): SqueezeNet's 3x3/2 ceil geometry and 1x28x28 [0, 1] inputs.
+#[test]
+fn generalised_pool_and_input_match_the_shipped_path() {
+    use host::fold::{FloatNet, PoolGeom};
+    for s in 3..200 {
+        assert_eq!(
+            PoolGeom::SQUEEZENET.out_size(s),
+            Some(host::model::pool_out(s)),
+            "side {s}"
+        );
+    }
+    let net = FloatNet {
+        in_channels: 1,
+        input_size: 28,
+        layers: vec![],
+    };
+    let px: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
+    assert_eq!(
+        host::quantize::net_input(&net, &px),
+        host::quantize::float_input(&px)
+    );
+}
