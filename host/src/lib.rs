@@ -5,6 +5,7 @@ pub mod cli;
 pub mod compress;
 pub mod data;
 pub mod device;
+pub mod finetune;
 pub mod fold;
 pub mod golden;
 pub mod images;

@@ -369,6 +369,24 @@ impl<'a> RowDecoder<'a> {
         matches!(self.w, WeightsDesc::Dense { .. })
     }
 
+    /// For 4-bit codebook weights whose rows start on a byte (`k` even): row `r`'s `k / 2`
+    /// index bytes (weight `2i` in the low nibble of byte `i`, `2i + 1` in the high nibble) and
+    /// the centroid table (entries past the codebook are 0). `None` for any other encoding.
+    /// The indices are those [`RowDecoder::decode_row`] checks; a validated model has them all
+    /// below the codebook length.
+    #[inline]
+    pub fn nibble_row(&self, r: usize) -> Option<(&'a [u8], &[i8; 256])> {
+        match self.w {
+            WeightsDesc::Codebook {
+                bits: 4, indices, ..
+            } if self.k.is_multiple_of(2) => {
+                let h = self.k / 2;
+                indices.get(r * h..(r + 1) * h).map(|b| (b, &self.lut))
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes row `r` into `out[..k]` (`out.len() >= k`). Returns `Err` only for malformed
     /// data, which [`crate::Model::from_bytes`] rules out by decoding every row once.
     pub fn decode_row(&self, r: usize, out: &mut [i8]) -> Result<(), Error> {

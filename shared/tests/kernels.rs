@@ -234,6 +234,7 @@ macro_rules! conv_suite {
 
 conv_suite!(conv_ref_dot, RefDot);
 conv_suite!(conv_portable, PortableDot);
+conv_suite!(conv_portable_scalar, PortableScalarDot);
 conv_suite!(conv_best, BestDot);
 
 fn rand_vec(rng: &mut Rng, n: usize) -> Vec<i8> {
@@ -346,4 +347,5 @@ macro_rules! dot_suite {
 
 dot_suite!(dot_ref, RefDot);
 dot_suite!(dot_portable, PortableDot);
+dot_suite!(dot_portable_scalar, PortableScalarDot);
 dot_suite!(dot_best, BestDot);

@@ -156,12 +156,15 @@ pub fn conv_s8<K: DotKernel>(
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
+    debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
+    debug_assert!(input.len() >= p.input.len());
+    if K::conv(p, q, input, w, out, scratch) {
+        return;
+    }
     let k = p.k();
     let kq = k.div_ceil(4);
     let cout = p.output.c as usize;
     let npix = p.output.h as usize * p.output.w as usize;
-    debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
-    debug_assert!(input.len() >= p.input.len());
     let direct = p.direct();
     let nb = block_channels(cout, kq);
     let (acts, rest) = take_words(scratch, 4 * kq);

@@ -8,10 +8,27 @@
 //! `[even(r0), odd(r0), even(r1), odd(r1)]`, i.e. `4 * kq` words for the pair. Then
 //! `dot(r0, s0) = sum over words of SMLAD(r0.even, s0.even) + SMLAD(r0.odd, s0.odd)`.
 
-use crate::quant::{Requant, requantize_f32_path, requantize_fixed_path};
+use crate::kernels::conv::{ConvParams, ConvQuant};
+use crate::quant::{Requant, requantize_fixed_path};
+use crate::weights::RowDecoder;
 
 /// A packed 2x2 dot-product micro-kernel.
 pub trait DotKernel {
+    /// Whole-convolution hook for kernels with a driver of their own: returns `true` when it
+    /// computed [`crate::kernels::conv_s8`]'s result itself (same contract), `false` to let the
+    /// packed driver run. The default declines.
+    #[inline]
+    fn conv(
+        _p: &ConvParams,
+        _q: &ConvQuant<'_>,
+        _input: &[i8],
+        _w: &RowDecoder<'_>,
+        _out: &mut [i8],
+        _scratch: &mut [i8],
+    ) -> bool {
+        false
+    }
+
     /// `[a0.w0, a0.w1, a1.w0, a1.w1]` (i32, wrapping) where `acts` is the packed pixel pair and
     /// `wts` the packed channel pair, both `4 * kq` words.
     fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4];
@@ -85,16 +102,24 @@ pub fn dot_row_portable(acts: &[u32], row: &[i8], k: usize) -> i32 {
     acc
 }
 
-/// Portable [`DotKernel::requant_row`] (branch on the path hoisted out of the loop).
+/// Portable [`DotKernel::requant_row`] (branch on the path hoisted out of the loop; the f32
+/// path in the branch-free form [`requantize_f32_select`], which LLVM vectorises).
 #[inline]
 pub fn requant_row_portable(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+    requant_row_inline(acc, mults, rq, out)
+}
+
+/// [`requant_row_portable`], always inlined (so that it is vectorised with its caller's target
+/// features).
+#[inline(always)]
+pub(crate) fn requant_row_inline(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
     let n = out.len();
     let (acc, mults) = (&acc[..n], &mults[..n]);
     let (zp, lo) = (rq.zero_point, rq.lo);
     match rq.fixed {
         None => {
             for ((o, &a), &m) in out.iter_mut().zip(acc).zip(mults) {
-                *o = requantize_f32_path(a, m, zp, lo);
+                *o = requantize_f32_select(a, m, zp, lo);
             }
         }
         Some((q31, shift)) => {
@@ -103,6 +128,37 @@ pub fn requant_row_portable(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut 
             }
         }
     }
+}
+
+/// [`crate::quant::requantize_f32_path`] written with selects instead of branches, so that a loop of it
+/// vectorises: `y = fl(acc * m)`; for `|y| < 2^23`, `(y + s) - s` with `s = copysign(2^23, y)`
+/// is exactly `round_ties_to_even(y)` (the same additions in the same order as
+/// `quant::round_ties_to_even`), larger values (and NaN) are already integral; then the same
+/// saturating cast, zero point and clamp. Equal to [`requantize_f32_path`] for every input
+/// (tested against it, extremes included).
+///
+/// [`requantize_f32_path`]: crate::quant::requantize_f32_path
+#[inline(always)]
+pub fn requantize_f32_select(acc: i32, m: f32, zero_point: i32, lo: i32) -> i8 {
+    const T: u32 = 0x4b00_0000; // 2^23
+    let y = acc as f32 * m;
+    let sign = y.to_bits() & 0x8000_0000;
+    let s = f32::from_bits(T | sign);
+    let small = (y.to_bits() & 0x7fff_ffff) < T;
+    let r = if small { (y + s) - s } else { y };
+    // `r as i32` (saturating, NaN to 0) spelled so that it vectorises: `r` is integral, so in
+    // range the conversion is exact.
+    let v = if r >= 2_147_483_648.0 {
+        i32::MAX
+    } else if r >= -2_147_483_648.0 {
+        // SAFETY: `r` is integral and in `[-2^31, 2^31)`, so it is representable as an i32.
+        unsafe { r.to_int_unchecked::<i32>() }
+    } else if r.is_nan() {
+        0
+    } else {
+        i32::MIN
+    };
+    v.wrapping_add(zero_point).max(lo).min(127) as i8
 }
 
 #[inline(always)]
@@ -169,23 +225,66 @@ impl DotKernel for RefDot {
     }
 }
 
-/// Portable fast path: SMLAD emulated on words.
+/// Portable fast path: convolutions run the wide driver ([`crate::kernels::wide`], AVX2 when
+/// the CPU has it); the packed micro-kernels emulate SMLAD on words.
 #[derive(Debug, Clone, Copy)]
 pub struct PortableDot;
 
 impl DotKernel for PortableDot {
     #[inline]
-    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
-        let (a, w) = (&acts[..4 * kq], &wts[..4 * kq]);
-        let (mut c00, mut c01, mut c10, mut c11) = (0i32, 0i32, 0i32, 0i32);
-        for (x, v) in a.chunks_exact(4).zip(w.chunks_exact(4)) {
-            c00 = smlad(x[1], v[1], smlad(x[0], v[0], c00));
-            c01 = smlad(x[1], v[3], smlad(x[0], v[2], c01));
-            c10 = smlad(x[3], v[1], smlad(x[2], v[0], c10));
-            c11 = smlad(x[3], v[3], smlad(x[2], v[2], c11));
-        }
-        [c00, c01, c10, c11]
+    fn conv(
+        p: &ConvParams,
+        q: &ConvQuant<'_>,
+        input: &[i8],
+        w: &RowDecoder<'_>,
+        out: &mut [i8],
+        scratch: &mut [i8],
+    ) -> bool {
+        crate::kernels::wide::conv_wide(p, q, input, w, out, scratch)
     }
+
+    #[inline]
+    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
+        portable_dot_2x2(acts, wts, kq)
+    }
+}
+
+/// [`PortableDot`] with the wide driver's plain-Rust micro-kernel on every CPU (what
+/// `PortableDot` runs without AVX2 and on non-x86 targets), so that tests cover both.
+#[derive(Debug, Clone, Copy)]
+pub struct PortableScalarDot;
+
+impl DotKernel for PortableScalarDot {
+    #[inline]
+    fn conv(
+        p: &ConvParams,
+        q: &ConvQuant<'_>,
+        input: &[i8],
+        w: &RowDecoder<'_>,
+        out: &mut [i8],
+        scratch: &mut [i8],
+    ) -> bool {
+        crate::kernels::wide::conv_wide_portable(p, q, input, w, out, scratch)
+    }
+
+    #[inline]
+    fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
+        portable_dot_2x2(acts, wts, kq)
+    }
+}
+
+/// SMLAD emulated on words.
+#[inline]
+fn portable_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
+    let (a, w) = (&acts[..4 * kq], &wts[..4 * kq]);
+    let (mut c00, mut c01, mut c10, mut c11) = (0i32, 0i32, 0i32, 0i32);
+    for (x, v) in a.chunks_exact(4).zip(w.chunks_exact(4)) {
+        c00 = smlad(x[1], v[1], smlad(x[0], v[0], c00));
+        c01 = smlad(x[1], v[3], smlad(x[0], v[2], c01));
+        c10 = smlad(x[3], v[1], smlad(x[2], v[0], c10));
+        c11 = smlad(x[3], v[3], smlad(x[2], v[2], c11));
+    }
+    [c00, c01, c10, c11]
 }
 
 /// The kernel `run` uses on this target: the Cortex-M4 DSP path on `thumbv7em` (cfg `sqz_dsp`,
@@ -195,3 +294,69 @@ pub type BestDot = crate::kernels::arm::ArmDot;
 /// The kernel `run` uses on this target.
 #[cfg(not(sqz_dsp))]
 pub type BestDot = PortableDot;
+
+#[cfg(test)]
+mod tests {
+    use super::requantize_f32_select;
+    use crate::quant::requantize_f32_path;
+
+    #[test]
+    fn select_form_equals_the_spec() {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let accs = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            i32::MIN,
+            1 << 23,
+            -(1 << 23),
+            1 << 30,
+            -(1 << 30),
+        ];
+        let mults = [
+            1e-6f32,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            3.0e8,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            0.25,
+        ];
+        let zps = [-128, -1, 0, 5, 127];
+        let check = |a: i32, m: f32| {
+            for &zp in &zps {
+                for lo in [-128, zp.max(-128)] {
+                    assert_eq!(
+                        requantize_f32_select(a, m, zp, lo),
+                        requantize_f32_path(a, m, zp, lo),
+                        "acc {a} mult {m} zp {zp} lo {lo}"
+                    );
+                }
+            }
+        };
+        for &a in &accs {
+            for &m in &mults {
+                check(a, m);
+            }
+        }
+        for _ in 0..200_000 {
+            let r = next();
+            let a = (r as i32) >> (r >> 59);
+            let m = f32::from_bits(0x3000_0000 + ((r >> 32) as u32 % 0x1800_0000));
+            check(a, m);
+            // ties: acc * m lands on k + 0.5
+            check((r >> 40) as i32 & 0xffff, 0.5);
+        }
+    }
+}

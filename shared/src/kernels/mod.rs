@@ -8,13 +8,14 @@ pub mod arm;
 pub mod conv;
 pub mod dot;
 pub mod pool;
+pub mod wide;
 
 pub use add::{add_requant_s8, add_requant_s8_ref, add_scratch_len};
 pub use conv::{
     ConvParams, ConvQuant, ROW_BLOCK, conv_1x1_s8, conv_3x3_s8, conv_general_s8, conv_ref_s8,
     conv_s8, conv_scratch_len,
 };
-pub use dot::{BestDot, DotKernel, PortableDot, RefDot};
+pub use dot::{BestDot, DotKernel, PortableDot, PortableScalarDot, RefDot};
 pub use pool::{
     PoolParams, avgpool_s8, avgpool_s8_ref, global_avgpool_s8, global_avgpool_s8_ref, maxpool_s8,
     maxpool_s8_ref, pool_scratch_len,

@@ -291,13 +291,15 @@ fn main() -> ! {
     for i in 0..BLOBS.len() {
         let a = blob_case::<ArmDot>(i);
         let b = blob_case::<RefDot>(i);
+        let c = blob_case::<PortableDot>(i);
         hprintln!(
-            "example blob {}: ArmDot {} RefDot {}",
+            "example blob {}: ArmDot {} RefDot {} PortableDot {}",
             i + 1,
             if a { "ok" } else { "FAILED" },
-            if b { "ok" } else { "FAILED" }
+            if b { "ok" } else { "FAILED" },
+            if c { "ok" } else { "FAILED" }
         );
-        ok &= a && b;
+        ok &= a && b && c;
     }
     hprintln!("{}", if ok { "ALL OK" } else { "FAILURES" });
     exit(ok)
