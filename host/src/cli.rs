@@ -362,6 +362,62 @@ pub struct CompressArgs {
     /// Store plain packed codebook indices (no Huffman/sparse): larger, cheapest to decode.
     #[arg(long)]
     fast_decode: bool,
+    /// Prune and share weights with fine-tuning, as the Deep Compression paper does (iterative
+    /// masked training, then k-means with centroid fine-tuning); --prune is then ignored and
+    /// --sparsity sets the pruning target.
+    #[arg(long)]
+    finetune: bool,
+    /// With --finetune: fraction of each layer's weights pruned, in [0, 1).
+    #[arg(long, default_value_t = 0.0, requires = "finetune")]
+    sparsity: f64,
+    /// With --finetune: rounds in which sparsity rises to --sparsity.
+    #[arg(long, default_value_t = 3, requires = "finetune")]
+    prune_rounds: usize,
+    /// With --finetune: training epochs after each pruning round.
+    #[arg(long, default_value_t = 1, requires = "finetune")]
+    prune_epochs: usize,
+    /// With --finetune: epochs of centroid fine-tuning (0: k-means only).
+    #[arg(long, default_value_t = 1, requires = "finetune")]
+    share_epochs: usize,
+    /// With --finetune: peak learning rate of the masked fine-tuning (AdamW, cosine).
+    #[arg(long, default_value_t = 5e-4, requires = "finetune")]
+    finetune_lr: f64,
+    /// With --finetune: centroid learning rate, in int8 steps (Adam, cosine).
+    #[arg(long, default_value_t = 0.3, requires = "finetune")]
+    centroid_lr: f64,
+    /// With --finetune: seed of shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 1, requires = "finetune")]
+    seed: u64,
+    /// With --finetune: train on only the first N training images (quick runs).
+    #[arg(long, value_name = "N", requires = "finetune")]
+    train_limit: Option<usize>,
+}
+
+impl CompressArgs {
+    fn config(&self) -> crate::compress::CompressConfig {
+        crate::compress::CompressConfig {
+            calib_images: self.calib_images,
+            model_id: self.model_id,
+            sharing: crate::sharing::SharingConfig {
+                prune: self.prune,
+                bits: self.bits,
+                fast_decode: self.fast_decode,
+                ..Default::default()
+            },
+            finetune: self.finetune.then(|| crate::finetune::FinetuneConfig {
+                sparsity: self.sparsity,
+                prune_rounds: self.prune_rounds,
+                prune_epochs: self.prune_epochs,
+                bits: self.bits,
+                share_epochs: self.share_epochs,
+                lr: self.finetune_lr,
+                centroid_lr: self.centroid_lr,
+                seed: self.seed,
+                train_limit: self.train_limit,
+                ..Default::default()
+            }),
+        }
+    }
 }
 
 /// `sqz train`.
@@ -534,17 +590,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 "--bits must be in 2..=8, got {}",
                 args.bits
             );
+            let cfg = args.config();
+            if let Some(ft) = &cfg.finetune {
+                ft.validate()?;
+            }
             let d = args.data.load()?;
-            let cfg = crate::compress::CompressConfig {
-                calib_images: args.calib_images,
-                model_id: args.model_id,
-                sharing: crate::sharing::SharingConfig {
-                    prune: args.prune,
-                    bits: args.bits,
-                    fast_decode: args.fast_decode,
-                    ..Default::default()
-                },
-            };
             let c = crate::compress::compress(&args.run, &d, &cfg)
                 .with_context(|| format!("compressing {}", args.run.display()))?;
             let files = crate::compress::write_outputs(&args.out, &c, &args.name)?;

@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{FashionMnist, Split};
+use crate::finetune::FinetuneConfig;
 use crate::fold::FloatNet;
 use crate::quantize::{calibrate, dense_plan, evaluate_blob, quantize};
 use crate::sharing::{SharingConfig, share, smallest_encoding};
@@ -34,8 +35,11 @@ pub struct CompressConfig {
     pub calib_images: usize,
     /// Model id stored in the blob header.
     pub model_id: u64,
-    /// Pruning and weight sharing.
+    /// Pruning and weight sharing after training (ignored when `finetune` is set).
     pub sharing: SharingConfig,
+    /// Pruning and weight sharing with fine-tuning (the paper's way); `None`: post-training only.
+    #[serde(default)]
+    pub finetune: Option<FinetuneConfig>,
 }
 
 impl Default for CompressConfig {
@@ -44,6 +48,7 @@ impl Default for CompressConfig {
             calib_images: 2_000,
             model_id: 1,
             sharing: SharingConfig::default(),
+            finetune: None,
         }
     }
 }
@@ -132,11 +137,52 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     });
     eprintln!("stage float: validation {:.2} %", 100.0 * float_eval.acc);
 
+    // With fine-tuning, the training stages prune and share in float; the int8 stages then
+    // find exactly their shared values (k-means on at most 2^bits distinct values is exact).
+    let (work, sc) = match &cfg.finetune {
+        Some(ft) => {
+            let done = crate::finetune::finetune(
+                &run.join("best.bpk"),
+                &tcfg.model,
+                &train_split,
+                &val,
+                tcfg.normalization,
+                ft,
+            )?;
+            let biases = float.param_count() - weights;
+            for st in &done.stages {
+                // Float stages as the paper stores them: each nonzero with a 4-bit relative
+                // index, as float32 (pruned) or as a codebook index (shared).
+                let nnz = (weights as f64 * (1.0 - st.sparsity)).round();
+                let value_bits = if st.stage.starts_with("pruned") {
+                    32.0
+                } else {
+                    f64::from(ft.bits)
+                };
+                let bytes = (nnz * (value_bits + 4.0) / 8.0).ceil() as usize + 4 * biases;
+                push_stage(
+                    &mut stages,
+                    &st.stage,
+                    bytes,
+                    f32_bytes,
+                    weights,
+                    st.val_acc,
+                );
+            }
+            let sc = SharingConfig {
+                prune: 0.0,
+                bits: ft.bits,
+                ..cfg.sharing
+            };
+            (done.float, sc)
+        }
+        None => (float.clone(), cfg.sharing),
+    };
+
     // int8, dense; then pruning and weight sharing (evaluated on dense twins holding exactly
     // the weights the compressed encodings decode to); then the smallest encoding per layer.
     let calib = calib_subset(&train_split, cfg.calib_images);
-    let ranges = calibrate(&float, &calib, cfg.calib_images);
-    let sc = cfg.sharing;
+    let ranges = calibrate(&work, &calib, cfg.calib_images);
     let pruned_plan = |_: usize, w: &[i8], _: usize| -> Result<OwnedWeights> {
         Ok(OwnedWeights::dense(&crate::sharing::prune(w, sc.prune)))
     };
@@ -176,25 +222,29 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     type Plan<'a> = &'a crate::quantize::WeightPlan<'a>;
     let mut stage_plans: Vec<(String, Plan<'_>, Plan<'_>)> =
         vec![("int8 per-channel, dense".into(), &dense_plan, &dense_plan)];
-    if sc.prune > 0.0 {
+    if cfg.finetune.is_some() {
+        stage_plans[0].0 = "int8 per-channel (the shared values), dense".into();
+    } else if sc.prune > 0.0 {
         stage_plans.push((
             format!("pruned {:.0} % (sparse, 4-bit gaps)", 100.0 * sc.prune),
             &pruned_plan,
             &pruned_size,
         ));
     }
-    stage_plans.push((
-        format!("k-means weight sharing, {} bits", sc.bits),
-        &shared_plan,
-        &shared_size,
-    ));
+    if cfg.finetune.is_none() {
+        stage_plans.push((
+            format!("k-means weight sharing, {} bits", sc.bits),
+            &shared_plan,
+            &shared_size,
+        ));
+    }
     let mut last_acc = 0.0;
     let mut last_weights: Vec<Vec<i8>> = Vec::new();
     for (name, plan, size_plan) in &stage_plans {
-        let q = quantize(&float, &ranges, *plan)?;
+        let q = quantize(&work, &ranges, *plan)?;
         let b = q.blob(cfg.model_id)?;
         let (acc, _) = evaluate_blob(&b, &val)?;
-        let bytes = quantize(&float, &ranges, *size_plan)?
+        let bytes = quantize(&work, &ranges, *size_plan)?
             .blob(cfg.model_id)?
             .len();
         push_stage(&mut stages, name, bytes, f32_bytes, weights, acc);
@@ -205,7 +255,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
         last_acc = acc;
         last_weights = decoded_weights(&b)?;
     }
-    let q = quantize(&float, &ranges, &final_plan)?;
+    let q = quantize(&work, &ranges, &final_plan)?;
     let blob = q.blob(cfg.model_id)?;
     // The compressed blob must decode to exactly the weights just evaluated.
     if decoded_weights(&blob)? != last_weights {

@@ -3,6 +3,7 @@
 
 use host::compress::{CompressConfig, compress};
 use host::data::FashionMnist;
+use host::finetune::FinetuneConfig;
 use host::sharing::SharingConfig;
 use host::train::{Preset, RunOptions, TrainConfig, train};
 
@@ -42,6 +43,7 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
             iterations: 10,
             fast_decode: false,
         },
+        finetune: None,
     };
     let a = compress(run.path(), &small, &cfg).unwrap();
     let b = compress(run.path(), &small, &cfg).unwrap();
@@ -57,6 +59,59 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
     let blob = dir.path().join("m.blob");
     std::fs::write(&blob, &a.blob).unwrap();
     let r = host::verify::run_all(&blob, Some(run.path()), &small, 2, 100, 5).unwrap();
+    assert!(r.passed, "{}", r.markdown);
+
+    // The paper's way: masked fine-tuning, then k-means with centroid fine-tuning. Same seed
+    // twice: the same blob; the pruned share holds; every layer uses at most 2^bits values.
+    cfg.finetune = Some(FinetuneConfig {
+        sparsity: 0.6,
+        prune_rounds: 2,
+        prune_epochs: 1,
+        share_epochs: 1,
+        bits: 3,
+        train_limit: Some(384),
+        batch_size: 64,
+        ..Default::default()
+    });
+    let f1 = compress(run.path(), &small, &cfg).unwrap();
+    let f2 = compress(run.path(), &small, &cfg).unwrap();
+    assert!(
+        f1.blob == f2.blob,
+        "fine-tuned compression is not deterministic"
+    );
+    let decoded = host::compress::decoded_weights(&f1.blob).unwrap();
+    for (i, w) in decoded.iter().enumerate() {
+        let target = if i == 0 {
+            host::finetune::STEM_SPARSITY_CAP.min(0.6)
+        } else {
+            0.6
+        };
+        let zeros = w.iter().filter(|x| **x == 0).count();
+        assert!(
+            zeros >= (w.len() as f64 * target).floor() as usize,
+            "layer {i}: {zeros} of {} weights are zero",
+            w.len()
+        );
+    }
+    for (i, w) in decoded.iter().enumerate() {
+        let mut v = w.clone();
+        v.sort_unstable();
+        v.dedup();
+        assert!(v.len() <= 8, "layer {i} uses {} values", v.len());
+    }
+    // Staged report: float, two pruning rounds, k-means, centroids, int8, coding.
+    let names: Vec<&str> = f1.report.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    // The int8 stage stores exactly the fine-tuned shared values: only activation rounding
+    // separates it from the float stage before it.
+    let (float_acc, int8_acc) = (f1.report.stages[4].val_acc, f1.report.stages[5].val_acc);
+    assert!(
+        (float_acc - int8_acc).abs() <= 0.03,
+        "{}",
+        f1.report.markdown()
+    );
+    std::fs::write(&blob, &f1.blob).unwrap();
+    let r = host::verify::run_all(&blob, None, &small, 2, 100, 5).unwrap();
     assert!(r.passed, "{}", r.markdown);
 }
 

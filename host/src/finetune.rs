@@ -1,0 +1,697 @@
+//! Deep Compression's two training stages, in burn:
+//!
+//! 1. **Pruning with fine-tuning.** Per layer, the weights smallest relative to their output
+//!    channel's largest are masked to zero (relative magnitude, so the mask means the same
+//!    before and after BatchNorm folding and per-channel int8 scaling). Sparsity rises over
+//!    `prune_rounds` rounds to the target; after each round the network trains on, and the mask
+//!    is re-applied after every optimiser step, so pruned weights stay zero.
+//! 2. **Weight sharing with centroid fine-tuning.** BatchNorm is folded; per output channel the
+//!    weights are put in int8 units (`w / s_c`, `s_c = max |w_c| / 127`); per layer, k-means
+//!    (linear initialisation) over the unpruned values gives `2^bits` shared values, three of
+//!    them fixed: 0 (the pruned weights) and +-127 (each channel's largest weight, which pins
+//!    the channel's int8 scale, so the int8 stage later recovers exactly these values).
+//!    Each weight keeps its cluster; every step the centroids move by the gradients of their
+//!    weights summed per cluster (Adam on the centroids), and the weights are rewritten as
+//!    `s_c * centroid`. Biases train normally. At the end the centroids are rounded to integers.
+//!
+//! Both stages are deterministic per seed (shuffle, augmentation, dropout drawn from generators
+//! seeded by `(seed, stage, epoch)`).
+
+use anyhow::{Result, bail};
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Normalization, Split};
+use crate::fold::FloatNet;
+use crate::model::{SqueezeNet, SqueezeNetConfig};
+use crate::train::{evaluate, make_batch};
+
+/// Settings of the two training stages of compression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneConfig {
+    /// Final fraction of each layer's weights pruned (0 skips pruning).
+    pub sparsity: f64,
+    /// Rounds in which sparsity rises linearly to `sparsity`.
+    pub prune_rounds: usize,
+    /// Training epochs after each pruning round.
+    pub prune_epochs: usize,
+    /// Codebook index bits per layer (2..=8), three codes fixed (0, +-127).
+    pub bits: u8,
+    /// Epochs of centroid fine-tuning (0: k-means only).
+    pub share_epochs: usize,
+    /// Peak learning rate of the masked fine-tuning (AdamW, cosine to a tenth in each round).
+    pub lr: f64,
+    /// Learning rate of the centroids, in int8 steps (Adam, cosine to a tenth).
+    pub centroid_lr: f64,
+    /// Learning rate of the biases while the centroids train.
+    pub bias_lr: f64,
+    /// Weight decay during masked fine-tuning.
+    pub weight_decay: f64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Label smoothing.
+    pub label_smoothing: f32,
+    /// Random crop + flip.
+    pub augment: bool,
+    /// Seed of shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// Use only the first N training images (quick runs and tests).
+    pub train_limit: Option<usize>,
+    /// Lloyd iterations of k-means.
+    pub kmeans_iterations: usize,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            sparsity: 0.0,
+            prune_rounds: 3,
+            prune_epochs: 1,
+            bits: 4,
+            share_epochs: 1,
+            lr: 5e-4,
+            centroid_lr: 0.3,
+            bias_lr: 1e-4,
+            weight_decay: 0.0,
+            batch_size: 128,
+            label_smoothing: 0.1,
+            augment: true,
+            seed: 1,
+            train_limit: None,
+            kmeans_iterations: 30,
+        }
+    }
+}
+
+impl FinetuneConfig {
+    /// Checks values a user may have typed.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.sparsity) {
+            bail!(
+                "--sparsity must be in [0, 1), got {} (it is the fraction of each layer pruned)",
+                self.sparsity
+            );
+        }
+        if !(2..=8).contains(&self.bits) {
+            bail!("--bits must be 2..=8, got {}", self.bits);
+        }
+        if self.prune_rounds == 0 {
+            bail!("--prune-rounds must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.centroid_lr > 0.0 && self.bias_lr >= 0.0) {
+            bail!("learning rates must be positive");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// One row of the stage report: float validation accuracy after a training stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinetuneStage {
+    /// Stage name.
+    pub stage: String,
+    /// Sparsity reached (fraction of zero weights over all convs).
+    pub sparsity: f64,
+    /// Validation accuracy of the float network.
+    pub val_acc: f64,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// Every conv of the network, in [`FloatNet::convs`] order.
+pub fn convs_mut(net: &mut SqueezeNet) -> Vec<&mut Conv2d> {
+    let mut v = vec![&mut net.stem.conv];
+    for f in &mut net.fires {
+        v.push(&mut f.squeeze.conv);
+        v.push(&mut f.expand1.conv);
+        v.push(&mut f.expand3.conv);
+        if let Some(b) = &mut f.bypass_conv {
+            v.push(&mut b.conv);
+        }
+    }
+    v.push(&mut net.classifier);
+    v
+}
+
+fn convs(net: &SqueezeNet) -> Vec<&Conv2d> {
+    let mut v = vec![&net.stem.conv];
+    for f in &net.fires {
+        v.extend([&f.squeeze.conv, &f.expand1.conv, &f.expand3.conv]);
+        if let Some(b) = &f.bypass_conv {
+            v.push(&b.conv);
+        }
+    }
+    v.push(&net.classifier);
+    v
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
+fn set_weight(conv: &mut Conv2d, w: Vec<f32>, device: &Device) {
+    let dims = conv.weight.val().dims();
+    let t = Tensor::<4>::from_data(TensorData::new(w, dims), device).require_grad();
+    let p = std::mem::replace(
+        &mut conv.weight,
+        Param::from_tensor(Tensor::zeros([1; 4], device)),
+    );
+    conv.weight = p.map(|_| t);
+}
+
+/// The folded network as a BatchNorm-free burn network of the same shape (for centroid
+/// fine-tuning, which needs the folded weights to be the trained ones).
+pub fn unfolded(float: &FloatNet, cfg: &SqueezeNetConfig, device: &Device) -> SqueezeNet {
+    let plain = SqueezeNetConfig {
+        batch_norm: false,
+        ..cfg.clone()
+    };
+    let mut net = SqueezeNet::new(&plain, device);
+    for (conv, f) in convs_mut(&mut net).into_iter().zip(float.convs()) {
+        set_weight(conv, f.weight.clone(), device);
+        let b = Tensor::<1>::from_data(TensorData::new(f.bias.clone(), [f.cout]), device)
+            .require_grad();
+        conv.bias = Some(Param::from_tensor(b));
+    }
+    net
+}
+
+/// Most the stem is pruned: its few weights per channel (9 for a 1-channel 3x3) feed everything.
+pub const STEM_SPARSITY_CAP: f64 = 0.5;
+
+/// Keep-masks (1 kept, 0 pruned) that prune `fraction` of each layer by magnitude relative to
+/// the output channel's largest; already-zero weights go first, ties by position.
+/// The stem (a few hundred weights feeding everything) is pruned at most [`STEM_SPARSITY_CAP`].
+pub fn relative_magnitude_masks(net: &SqueezeNet, fraction: f64) -> Vec<Vec<f32>> {
+    convs(net)
+        .into_iter()
+        .enumerate()
+        .map(|(layer, c)| {
+            let fraction = if layer == 0 {
+                fraction.min(STEM_SPARSITY_CAP)
+            } else {
+                fraction
+            };
+            let dims = c.weight.val().dims();
+            let w = values(c.weight.val());
+            let row = dims[1] * dims[2] * dims[3];
+            let rel: Vec<f32> = w
+                .chunks(row)
+                .flat_map(|r| {
+                    let m = r.iter().fold(0f32, |a, x| a.max(x.abs()));
+                    r.iter()
+                        .map(move |x| if m > 0.0 { x.abs() / m } else { 0.0 })
+                })
+                .collect();
+            let n = ((w.len() as f64) * fraction).floor() as usize;
+            let mut order: Vec<usize> = (0..w.len()).collect();
+            order.sort_by(|&a, &b| rel[a].total_cmp(&rel[b]).then(a.cmp(&b)));
+            let mut mask = vec![1f32; w.len()];
+            for &i in &order[..n] {
+                mask[i] = 0.0;
+            }
+            mask
+        })
+        .collect()
+}
+
+fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
+    for (conv, m) in convs_mut(&mut net).into_iter().zip(masks) {
+        let w: Vec<f32> = values(conv.weight.val())
+            .iter()
+            .zip(m)
+            .map(|(w, m)| w * m)
+            .collect();
+        set_weight(conv, w, device);
+    }
+    net
+}
+
+/// Fraction of zero conv weights.
+pub fn sparsity_of(net: &SqueezeNet) -> f64 {
+    let (mut zero, mut all) = (0usize, 0usize);
+    for c in convs(net) {
+        let w = values(c.weight.val());
+        zero += w.iter().filter(|x| **x == 0.0).count();
+        all += w.len();
+    }
+    zero as f64 / all.max(1) as f64
+}
+
+/// A layer's shared weights: per-channel scales, each weight's cluster, the centroids (in int8
+/// units) and Adam's moments for them.
+#[derive(Debug, Clone)]
+pub struct SharedLayer {
+    /// Per output channel `max |w| / 127`.
+    pub scales: Vec<f32>,
+    /// Weights per output channel.
+    pub row: usize,
+    /// Cluster of every weight.
+    pub index: Vec<u8>,
+    /// Shared values, int8 units.
+    pub centroids: Vec<f64>,
+    /// Centroids that never move (0, +-127).
+    pub fixed: Vec<bool>,
+    m: Vec<f64>,
+    v: Vec<f64>,
+}
+
+impl SharedLayer {
+    /// Clusters one layer's weights (`row` per output channel) into `2^bits` shared values.
+    pub fn new(w: &[f32], row: usize, bits: u8, iterations: usize) -> Self {
+        let scales: Vec<f32> = w
+            .chunks(row)
+            .map(|r| r.iter().fold(0f32, |a, x| a.max(x.abs())) / 127.0)
+            .collect();
+        let q: Vec<f64> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let s = scales[i / row];
+                if s > 0.0 {
+                    f64::from(x / s).clamp(-127.0, 127.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        // Fixed: 0, -127, +127; the rest by 1-D k-means over the nonzero values in between.
+        let mut centroids = vec![0.0, -127.0, 127.0];
+        let inner: Vec<f64> = q
+            .iter()
+            .copied()
+            .filter(|&x| x != 0.0 && x.abs() < 127.0)
+            .collect();
+        let free = (1usize << bits).saturating_sub(3);
+        centroids.extend(kmeans_1d(&inner, free, iterations));
+        let fixed = (0..centroids.len()).map(|i| i < 3).collect();
+        let index = q
+            .iter()
+            .map(|&x| {
+                if x == 0.0 {
+                    0
+                } else {
+                    (1..centroids.len())
+                        .min_by(|&a, &b| {
+                            (centroids[a] - x)
+                                .abs()
+                                .total_cmp(&(centroids[b] - x).abs())
+                        })
+                        .unwrap_or(0) as u8
+                }
+            })
+            .collect();
+        let k = centroids.len();
+        Self {
+            scales,
+            row,
+            index,
+            centroids,
+            fixed,
+            m: vec![0.0; k],
+            v: vec![0.0; k],
+        }
+    }
+
+    /// The float weights `s_c * centroid`.
+    pub fn weights(&self) -> Vec<f32> {
+        self.index
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| self.scales[i / self.row] * self.centroids[k as usize] as f32)
+            .collect()
+    }
+
+    /// One Adam step on the centroids from the weights' gradient (summed per cluster, chain
+    /// rule through `w = s_c * centroid`).
+    pub fn step(&mut self, grad: &[f32], lr: f64, t: i32) {
+        let mut g = vec![0f64; self.centroids.len()];
+        for (i, (&k, &gw)) in self.index.iter().zip(grad).enumerate() {
+            g[k as usize] += f64::from(gw) * f64::from(self.scales[i / self.row]);
+        }
+        let (b1, b2, eps) = (0.9, 0.999, 1e-12);
+        for (k, &g) in g.iter().enumerate() {
+            if self.fixed[k] {
+                continue;
+            }
+            self.m[k] = b1 * self.m[k] + (1.0 - b1) * g;
+            self.v[k] = b2 * self.v[k] + (1.0 - b2) * g * g;
+            let mh = self.m[k] / (1.0 - b1.powi(t));
+            let vh = self.v[k] / (1.0 - b2.powi(t));
+            self.centroids[k] =
+                (self.centroids[k] - lr * mh / (vh.sqrt() + eps)).clamp(-126.0, 126.0);
+        }
+    }
+
+    /// Rounds the centroids to the int8 values the blob will store.
+    pub fn round(&mut self) {
+        for c in &mut self.centroids {
+            *c = c.round();
+        }
+    }
+}
+
+/// k-means on reals, linear initialisation between min and max; empty clusters keep their
+/// place. Returns at most `k` centroids.
+fn kmeans_1d(values: &[f64], k: usize, iterations: usize) -> Vec<f64> {
+    if values.is_empty() || k == 0 {
+        return Vec::new();
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut c: Vec<f64> = (0..k)
+        .map(|i| lo + (hi - lo) * (i as f64 + 0.5) / k as f64)
+        .collect();
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    for _ in 0..iterations {
+        let mut sum = vec![0f64; k];
+        let mut cnt = vec![0usize; k];
+        let mut j = 0;
+        for &x in &sorted {
+            // Centroids stay sorted, so the nearest only moves right as x grows.
+            while j + 1 < k && (c[j + 1] - x).abs() <= (c[j] - x).abs() {
+                j += 1;
+            }
+            sum[j] += x;
+            cnt[j] += 1;
+        }
+        let mut moved = false;
+        for i in 0..k {
+            if cnt[i] > 0 {
+                let m = sum[i] / cnt[i] as f64;
+                moved |= (m - c[i]).abs() > 1e-9;
+                c[i] = m;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    c
+}
+
+/// The constraint kept after every optimiser step.
+enum Constraint<'a> {
+    Masks(&'a [Vec<f32>]),
+    Shared(&'a mut [SharedLayer]),
+}
+
+struct Loop<'a> {
+    cfg: &'a FinetuneConfig,
+    train: &'a Split,
+    val: &'a Split,
+    norm: Normalization,
+    stage: u64,
+}
+
+/// Trains `net` for `epochs` keeping `constraint`; returns the network.
+fn train_constrained(
+    mut net: SqueezeNet,
+    l: &Loop<'_>,
+    epochs: usize,
+    peak_lr: f64,
+    mut constraint: Constraint<'_>,
+    label: &str,
+) -> Result<SqueezeNet> {
+    let device = Device::flex().autodiff();
+    let cfg = l.cfg;
+    let mut optim: ModuleOptimizer = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init();
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
+        .init(&device);
+    let steps_per_epoch = l.train.len().div_ceil(cfg.batch_size);
+    let total = (steps_per_epoch * epochs).max(1);
+    let mut step = 0usize;
+    for epoch in 0..epochs {
+        let seed = cfg.seed ^ (l.stage << 32) ^ epoch as u64;
+        let mut rng = StdRng::seed_from_u64(seed);
+        device.seed(seed ^ 0x5A5A);
+        let mut order: Vec<usize> = (0..l.train.len()).collect();
+        order.shuffle(&mut rng);
+        let bar = crate::progress::items_bar(
+            l.train.len() as u64,
+            &format!("{label} epoch {}/{epochs}", epoch + 1),
+        );
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        for batch in order.chunks(cfg.batch_size) {
+            let (x, y) = make_batch(
+                l.train,
+                batch,
+                l.norm,
+                cfg.augment.then_some(&mut rng),
+                &device,
+            );
+            let loss = loss_fn.forward(net.forward(x), y);
+            let lv = f64::from(loss.clone().into_scalar::<f32>());
+            if !lv.is_finite() {
+                bail!("{label}: fine-tuning diverged (loss = {lv}); lower the learning rate");
+            }
+            loss_sum += lv * batch.len() as f64;
+            seen += batch.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            // Cosine from the peak to a tenth of it.
+            let cos = 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            let scale = 0.1 + 0.9 * cos;
+            step += 1;
+            match &mut constraint {
+                Constraint::Masks(masks) => {
+                    net = optim.step(peak_lr * scale, net, grads);
+                    net = apply_masks(net, masks, &device);
+                }
+                Constraint::Shared(layers) => {
+                    for (conv, layer) in convs(&net).into_iter().zip(layers.iter_mut()) {
+                        if let Some(g) = grads.get::<4>(conv.weight.id) {
+                            layer.step(&values(g), cfg.centroid_lr * scale, step as i32);
+                        }
+                    }
+                    net = optim.step(cfg.bias_lr * scale, net, grads);
+                    for (conv, layer) in convs_mut(&mut net).into_iter().zip(layers.iter()) {
+                        set_weight(conv, layer.weights(), &device);
+                    }
+                }
+            }
+            bar.inc(batch.len() as u64);
+            bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+        }
+        bar.finish_and_clear();
+        let val = evaluate(&net, l.val, l.norm, &Device::flex());
+        eprintln!(
+            "{label} epoch {}/{epochs}: train loss {:.4}, validation {:.2} %",
+            epoch + 1,
+            loss_sum / seen.max(1) as f64,
+            100.0 * val.acc
+        );
+    }
+    Ok(net)
+}
+
+/// What the training stages produced.
+#[derive(Debug)]
+pub struct Finetuned {
+    /// The folded float network whose weights are `s_c * round(centroid)`: the int8 stage
+    /// recovers exactly the shared values.
+    pub float: FloatNet,
+    /// Float validation accuracy after each stage.
+    pub stages: Vec<FinetuneStage>,
+    /// Codebook sizes per layer (distinct values, 0 included).
+    pub codebook_sizes: Vec<usize>,
+}
+
+/// Runs pruning + fine-tuning, then weight sharing + centroid fine-tuning, on the trained
+/// weights in `weights` (a run's `best.bpk`).
+pub fn finetune(
+    weights: &std::path::Path,
+    model_cfg: &SqueezeNetConfig,
+    train: &Split,
+    val: &Split,
+    norm: Normalization,
+    cfg: &FinetuneConfig,
+) -> Result<Finetuned> {
+    cfg.validate()?;
+    let train = match cfg.train_limit {
+        Some(n) => train.slice(0..n.min(train.len())),
+        None => train.clone(),
+    };
+    let device = Device::flex().autodiff();
+    let mut stages = Vec::new();
+    let mut net = crate::train::load_weights(model_cfg, weights, &device)?;
+    let mut l = Loop {
+        cfg,
+        train: &train,
+        val,
+        norm,
+        stage: 1,
+    };
+    if cfg.sparsity > 0.0 {
+        for r in 1..=cfg.prune_rounds {
+            let started = std::time::Instant::now();
+            let fraction = cfg.sparsity * r as f64 / cfg.prune_rounds as f64;
+            let masks = relative_magnitude_masks(&net, fraction);
+            net = apply_masks(net, &masks, &device);
+            l.stage = r as u64;
+            let label = format!("prune {:.0} %", 100.0 * fraction);
+            net = train_constrained(
+                net,
+                &l,
+                cfg.prune_epochs,
+                cfg.lr,
+                Constraint::Masks(&masks),
+                &label,
+            )?;
+            let val_acc = evaluate(&net, val, norm, &Device::flex()).acc;
+            stages.push(FinetuneStage {
+                stage: format!(
+                    "pruned {:.0} % + {} epoch(s) fine-tuning",
+                    100.0 * fraction,
+                    cfg.prune_epochs
+                ),
+                sparsity: sparsity_of(&net),
+                val_acc,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+    }
+
+    // Fold BatchNorm, then share weights in int8 units.
+    let started = std::time::Instant::now();
+    let folded = FloatNet::from_burn(&net.valid(), model_cfg);
+    let mut layers: Vec<SharedLayer> = folded
+        .convs()
+        .iter()
+        .map(|c| {
+            SharedLayer::new(
+                &c.weight,
+                c.cin * c.k * c.k,
+                cfg.bits,
+                cfg.kmeans_iterations,
+            )
+        })
+        .collect();
+    let mut plain = unfolded(&folded, model_cfg, &device);
+    for (conv, layer) in convs_mut(&mut plain).into_iter().zip(&layers) {
+        set_weight(conv, layer.weights(), &device);
+    }
+    let shared_acc = evaluate(&plain, val, norm, &Device::flex()).acc;
+    stages.push(FinetuneStage {
+        stage: format!(
+            "k-means {} bits (0 and +-127 fixed), no fine-tuning",
+            cfg.bits
+        ),
+        sparsity: sparsity_of(&plain),
+        val_acc: shared_acc,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    if cfg.share_epochs > 0 {
+        let started = std::time::Instant::now();
+        l.stage = 100;
+        plain = train_constrained(
+            plain,
+            &l,
+            cfg.share_epochs,
+            cfg.bias_lr,
+            Constraint::Shared(&mut layers),
+            "centroids",
+        )?;
+        for (conv, layer) in convs_mut(&mut plain).into_iter().zip(layers.iter_mut()) {
+            layer.round();
+            set_weight(conv, layer.weights(), &device);
+        }
+        let val_acc = evaluate(&plain, val, norm, &Device::flex()).acc;
+        stages.push(FinetuneStage {
+            stage: format!(
+                "centroids fine-tuned {} epoch(s), rounded to int8",
+                cfg.share_epochs
+            ),
+            sparsity: sparsity_of(&plain),
+            val_acc,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    } else {
+        for (conv, layer) in convs_mut(&mut plain).into_iter().zip(layers.iter_mut()) {
+            layer.round();
+            set_weight(conv, layer.weights(), &device);
+        }
+    }
+    let plain_cfg = SqueezeNetConfig {
+        batch_norm: false,
+        ..model_cfg.clone()
+    };
+    let float = FloatNet::from_burn(&plain.valid(), &plain_cfg);
+    let codebook_sizes = layers
+        .iter()
+        .map(|l| {
+            let mut v: Vec<i64> = l
+                .index
+                .iter()
+                .map(|&k| l.centroids[k as usize] as i64)
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        })
+        .collect();
+    Ok(Finetuned {
+        float,
+        stages,
+        codebook_sizes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_layer_pins_each_channel_scale_and_keeps_zeros() {
+        let w: Vec<f32> = (0..64)
+            .map(|i| {
+                if i % 5 == 0 {
+                    0.0
+                } else {
+                    ((i * 37 % 23) as f32 - 11.0) * 0.01
+                }
+            })
+            .collect();
+        let mut l = SharedLayer::new(&w, 16, 4, 20);
+        assert!(l.centroids.len() <= 16);
+        l.round();
+        let shared = l.weights();
+        for (r, row) in shared.chunks(16).enumerate() {
+            let max = row.iter().fold(0f32, |a, x| a.max(x.abs()));
+            assert!(
+                (max / 127.0 - l.scales[r]).abs() <= l.scales[r] * 1e-6,
+                "row {r}"
+            );
+        }
+        for (a, b) in w.iter().zip(&shared) {
+            assert_eq!(*a == 0.0, *b == 0.0);
+        }
+    }
+
+    #[test]
+    fn centroid_step_follows_the_summed_gradient() {
+        let w = [0.5f32, 1.0, -1.0, 0.25];
+        let mut l = SharedLayer::new(&w, 4, 2, 10);
+        let k = l.index[3] as usize;
+        assert!(!l.fixed[k]);
+        let before = l.centroids[k];
+        l.step(&[0.0, 0.0, 0.0, 1.0], 0.5, 1);
+        assert!(l.centroids[k] < before);
+        assert_eq!(l.centroids[1], -127.0);
+        assert_eq!(l.centroids[2], 127.0);
+    }
+}
