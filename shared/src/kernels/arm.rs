@@ -1,7 +1,10 @@
 //! Cortex-M4 DSP path (`SXTB16` + `SMLAD` via `asm!`), compiled on `thumbv7em` (cfg `sqz_dsp`).
 
+use crate::format::{le_f32_at, le_i32_at};
+use crate::kernels::conv::{ConvParams, ConvQuant, as_i8};
 use crate::kernels::dot::{DotKernel, dot_row_portable, pack_portable, requant_row_portable};
 use crate::quant::Requant;
+use crate::weights::RowDecoder;
 
 /// One quad of the 2x2 block: 4 activation words, 2 x 2 weight words, 8 `SMLAD`.
 macro_rules! QUAD {
@@ -69,6 +72,18 @@ pub struct ArmDot;
 
 impl DotKernel for ArmDot {
     #[inline]
+    fn conv(
+        p: &ConvParams,
+        q: &ConvQuant<'_>,
+        input: &[i8],
+        w: &RowDecoder<'_>,
+        out: &mut [i8],
+        scratch: &mut [i8],
+    ) -> bool {
+        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch)
+    }
+
+    #[inline]
     fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
         let (acts, wts) = (&acts[..4 * kq], &wts[..4 * kq]);
         if kq == 0 {
@@ -134,7 +149,7 @@ impl DotKernel for ArmDot {
         // restored, and the four spilled parameters are popped before the block ends. The even
         // variant runs two quads per iteration (`kq` even, so `end` is hit exactly).
         unsafe {
-            if kq % 2 == 0 {
+            if kq.is_multiple_of(2) {
                 dot_block_asm!(acts, wts, kq, npairs, beff, acc, QUAD!(), QUAD!());
             } else {
                 dot_block_asm!(acts, wts, kq, npairs, beff, acc, QUAD!());
@@ -317,4 +332,260 @@ fn pack_arm(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
             zp,
         );
     }
+}
+
+/// Words of one record group of [`stem_c1_3x3`]: 4 x (bias, 5 packed weight pairs), 4 f32
+/// multipliers.
+const STEM_GROUP_WORDS: usize = 28;
+
+/// One 4-channel step of the 1-channel stem: the pixel's 5 packed tap pairs stay in r1..r5;
+/// per channel one `LDM` of (bias, 5 weight pairs) and 5 `SMLAD` (the bias is the first
+/// accumulator), the 4 sums go to s0..s3, then the 4 multipliers (`VLDMIA`), `VCVT`, `VMUL`,
+/// `VCVTR` (round to nearest even, FPSCR reset mode), `+ zp`, `SSAT #8`, `$relu`, 4 `STRB`.
+macro_rules! stem_asm {
+    ($rec:expr, $end:expr, $acts:expr, $zp:expr, $out:expr, $relu:expr) => {
+        core::arch::asm!(
+            "push {{r6, r7, r8}}",
+            "2:",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s0, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s1, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s2, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s3, r6",
+            "vldmia r0!, {{s4-s7}}",
+            "vcvt.f32.s32 s0, s0",
+            "vcvt.f32.s32 s1, s1",
+            "vcvt.f32.s32 s2, s2",
+            "vcvt.f32.s32 s3, s3",
+            "vmul.f32 s0, s0, s4",
+            "vmul.f32 s1, s1, s5",
+            "vmul.f32 s2, s2, s6",
+            "vmul.f32 s3, s3, s7",
+            "vcvtr.s32.f32 s0, s0",
+            "vcvtr.s32.f32 s1, s1",
+            "vcvtr.s32.f32 s2, s2",
+            "vcvtr.s32.f32 s3, s3",
+            "vmov r6, r7, s0, s1",
+            "vmov r8, r9, s2, s3",
+            "add r6, r6, r12",
+            "add r7, r7, r12",
+            "add r8, r8, r12",
+            "add r9, r9, r12",
+            "ssat r6, #8, r6",
+            "ssat r7, #8, r7",
+            "ssat r8, #8, r8",
+            "ssat r9, #8, r9",
+            $relu,
+            "strb r9, [lr, #3]",
+            "strb r8, [lr, #2]",
+            "strb r7, [lr, #1]",
+            "strb r6, [lr], #4",
+            "ldr r6, [sp, #8]",
+            "cmp r0, r6",
+            "bne 2b",
+            "pop {{r6, r7, r8}}",
+            inout("r0") $rec => _,
+            in("r1") $acts[0],
+            in("r2") $acts[1],
+            in("r3") $acts[2],
+            in("r4") $acts[3],
+            in("r5") $acts[4],
+            inout("r8") $end => _,
+            in("r12") $zp,
+            inout("lr") $out => _,
+            out("r9") _, out("r10") _, out("r11") _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+        )
+    };
+}
+
+/// `max(q, zp)` for the four results (fused ReLU: `lo = zp`).
+macro_rules! RELU4 {
+    () => {
+        concat!(
+            "cmp r6, r12\n",
+            "it lt\n",
+            "movlt r6, r12\n",
+            "cmp r7, r12\n",
+            "it lt\n",
+            "movlt r7, r12\n",
+            "cmp r8, r12\n",
+            "it lt\n",
+            "movlt r8, r12\n",
+            "cmp r9, r12\n",
+            "it lt\n",
+            "movlt r9, r12\n",
+        )
+    };
+}
+
+/// The 1-channel 3x3 convolution (the stem, any stride and padding) on the DSP: channels are
+/// processed 4 at a time against one pixel's 9 taps held in registers as 5 packed pairs
+/// (`(x - zp)` as i16, the 10th tap 0), so each output costs 5 `SMLAD` and its share of one
+/// requantisation sequence (see `stem_asm!`). Per-channel records (bias, packed weight pairs,
+/// multiplier) fill the scratch; when not all channels fit, the pixels are walked once per
+/// block of channels. Returns `false` (nothing written) unless `cout % 4 == 0`, the layer takes
+/// the f32 requantisation path and the scratch holds at least one 4-channel group; the caller
+/// then runs the packed driver.
+fn stem_c1_3x3(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) -> bool {
+    let cout = p.output.c as usize;
+    let rq = q.requant();
+    if !cout.is_multiple_of(4) || rq.fixed.is_some() {
+        return false;
+    }
+    let skip = scratch.as_ptr().align_offset(4).min(3);
+    let nwords = scratch.len().saturating_sub(skip) / 4;
+    let groups = cout / 4;
+    let fit = nwords / STEM_GROUP_WORDS;
+    if fit == 0 {
+        return false;
+    }
+    let nblocks = groups.div_ceil(fit);
+    let gb = groups.div_ceil(nblocks);
+    let buf = &mut scratch[skip..skip + 4 * gb * STEM_GROUP_WORDS];
+    // SAFETY: `buf` starts 4-byte aligned (align_offset) and holds exactly
+    // `4 * gb * STEM_GROUP_WORDS` bytes; every bit pattern is a valid u32.
+    let rec = unsafe {
+        core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), gb * STEM_GROUP_WORDS)
+    };
+    let zp = q.in_zp as i32;
+    let (h, iw) = (p.input.h as isize, p.input.w as isize);
+    let (oh, ow) = (p.output.h as usize, p.output.w as usize);
+    let (sy, sx) = (p.stride[0] as isize, p.stride[1] as isize);
+    let (py, px0) = (p.pad[0] as isize, p.pad[1] as isize);
+    let relu = rq.lo > -128;
+    let input = &input[..(h * iw) as usize];
+    let mut g0 = 0;
+    while g0 < groups {
+        let ng = gb.min(groups - g0);
+        for g in 0..ng {
+            let r = &mut rec[g * STEM_GROUP_WORDS..(g + 1) * STEM_GROUP_WORDS];
+            for j in 0..4 {
+                let c = 4 * (g0 + g) + j;
+                let mut row = [0i8; 9];
+                match w.dense_row(c) {
+                    Some(d) => row.copy_from_slice(&as_i8(d)[..9]),
+                    None => {
+                        // A validated model decodes without error.
+                        let _ = w.decode_row(c, &mut row);
+                    }
+                }
+                let t = &mut r[6 * j..6 * j + 6];
+                t[0] = le_i32_at(q.bias, c) as u32;
+                for (i, wd) in t[1..].iter_mut().enumerate() {
+                    let hi = if 2 * i + 1 < 9 { row[2 * i + 1] } else { 0 };
+                    *wd = pair(row[2 * i] as i32, hi as i32);
+                }
+                r[24 + j] = le_f32_at(q.multipliers, c).to_bits();
+            }
+        }
+        let recs = &rec[..ng * STEM_GROUP_WORDS];
+        for oy in 0..oh {
+            let y0 = oy as isize * sy - py;
+            for ox in 0..ow {
+                let x0 = ox as isize * sx - px0;
+                let acts = if y0 >= 0 && y0 + 3 <= h && x0 >= 0 && x0 + 3 <= iw {
+                    let b = (y0 * iw + x0) as usize;
+                    let r = iw as usize;
+                    // One bounds check for the whole window (its last tap).
+                    let win = &input[b..b + 2 * r + 3];
+                    // SAFETY: every index below is at most `2 * r + 2 < win.len()`.
+                    let v = |i: usize| unsafe { *win.get_unchecked(i) } as i32 - zp;
+                    [
+                        pair(v(0), v(1)),
+                        pair(v(2), v(r)),
+                        pair(v(r + 1), v(r + 2)),
+                        pair(v(2 * r), v(2 * r + 1)),
+                        pair(v(2 * r + 2), 0),
+                    ]
+                } else {
+                    let mut t = [0i32; 10];
+                    for dy in 0..3 {
+                        let y = y0 + dy as isize;
+                        for dx in 0..3 {
+                            let x = x0 + dx as isize;
+                            if y >= 0 && y < h && x >= 0 && x < iw {
+                                t[3 * dy + dx] = input[(y * iw + x) as usize] as i32 - zp;
+                            }
+                        }
+                    }
+                    [
+                        pair(t[0], t[1]),
+                        pair(t[2], t[3]),
+                        pair(t[4], t[5]),
+                        pair(t[6], t[7]),
+                        pair(t[8], 0),
+                    ]
+                };
+                let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + 4 * g0;
+                let dst = &mut out[o..o + 4 * ng];
+                let range = recs.as_ptr_range();
+                // SAFETY: reads the `ng` records of `recs` (28 words each, word aligned) from
+                // `range.start` to `range.end` exactly, writes `4 * ng` bytes of `dst` (bounds
+                // checked by the slicing above). r6/r7 (not nameable) and r8 (the end pointer,
+                // kept on the stack) are saved and restored; every other register used is a
+                // declared operand or clobber.
+                unsafe {
+                    if relu {
+                        stem_asm!(
+                            range.start,
+                            range.end,
+                            acts,
+                            rq.zero_point,
+                            dst.as_mut_ptr(),
+                            RELU4!()
+                        );
+                    } else {
+                        stem_asm!(
+                            range.start,
+                            range.end,
+                            acts,
+                            rq.zero_point,
+                            dst.as_mut_ptr(),
+                            ""
+                        );
+                    }
+                }
+            }
+        }
+        g0 += ng;
+    }
+    true
+}
+
+/// `lo | hi << 16` as i16 halves.
+#[inline(always)]
+fn pair(lo: i32, hi: i32) -> u32 {
+    (lo as u16 as u32) | ((hi as u16 as u32) << 16)
 }
