@@ -13,6 +13,14 @@ fn main() {
         let blob = shared::encode::squeezenet::blob(11, 10, enc);
         fs::write(out.join(format!("squeezenet_{name}.blob")), blob).unwrap();
     }
+    // The shipped model, when the workspace has one (an empty file otherwise: the bench skips it).
+    let shipped = std::path::Path::new("../../models/shipped.blob");
+    println!("cargo:rerun-if-changed=../../models/shipped.blob");
+    fs::write(
+        out.join("shipped.blob"),
+        fs::read(shipped).unwrap_or_default(),
+    )
+    .unwrap();
     for seed in 1..=3u64 {
         let blob = shared::encode::example::blob(seed);
         fs::write(

@@ -340,6 +340,24 @@ macro_rules! dot_suite {
                     }
                     prop_assert_eq!(<$k>::dot_row(&acts, &rows[0], k), acc[0] - beff[0]);
                 }
+
+                #[test]
+                fn pack_nibbles_matches_pack(half in 1usize..40, slot in 0usize..2, seed in any::<u64>()) {
+                    let mut rng = Rng(seed | 1);
+                    let k = 2 * half;
+                    let kq = k.div_ceil(4);
+                    let mut lut = [0i8; 256];
+                    for v in lut[..16].iter_mut() {
+                        *v = rng.next_u32() as i8;
+                    }
+                    let t16 = shared::kernels::dot::nibble_pair_table(&lut);
+                    let idx: Vec<u8> = (0..half).map(|_| rng.next_u32() as u8).collect();
+                    let row: Vec<i8> = (0..k).map(|i| lut[((idx[i / 2] >> (4 * (i % 2))) & 15) as usize]).collect();
+                    let (mut a, mut b) = (vec![0u32; 4 * kq], vec![0u32; 4 * kq]);
+                    <$k>::pack_nibbles(&idx, &t16, k, slot, &mut a);
+                    RefDot::pack(&row, k, slot, &mut b);
+                    prop_assert_eq!(a, b);
+                }
             }
         }
     };

@@ -2,7 +2,9 @@
 
 use crate::format::{le_f32_at, le_i32_at};
 use crate::kernels::conv::{ConvParams, ConvQuant, as_i8};
-use crate::kernels::dot::{DotKernel, dot_row_portable, pack_portable, requant_row_portable};
+use crate::kernels::dot::{
+    DotKernel, dot_row_portable, pack_nibbles_portable, pack_portable, requant_row_portable,
+};
 use crate::quant::Requant;
 use crate::weights::RowDecoder;
 
@@ -258,6 +260,39 @@ impl DotKernel for ArmDot {
     #[inline]
     fn pack_acts(row: &[i8], k: usize, slot: usize, zp: i8, dst: &mut [u32]) {
         pack_arm(row, k, slot, dst, zp)
+    }
+
+    #[inline]
+    fn pack_nibbles(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize, dst: &mut [u32]) {
+        let full = k / 4;
+        let kq = k.div_ceil(4);
+        let (idx, dst) = (&idx[..k / 2], &mut dst[..4 * kq]);
+        for q in 0..full {
+            // Bytes [w0, w1, w2, w3] of the quad, then SXTB16 splits them into the even and
+            // odd pairs.
+            let wd = t16[idx[2 * q] as usize] as u32 | (t16[idx[2 * q + 1] as usize] as u32) << 16;
+            let (e, o): (u32, u32);
+            // SAFETY: register-only DSP instructions.
+            unsafe {
+                core::arch::asm!(
+                    "sxtb16 {e}, {w}",
+                    "sxtb16 {o}, {w}, ror #8",
+                    w = in(reg) wd, e = out(reg) e, o = out(reg) o,
+                    options(pure, nomem, nostack),
+                );
+            }
+            dst[4 * q + 2 * slot] = e;
+            dst[4 * q + 2 * slot + 1] = o;
+        }
+        if full < kq {
+            pack_nibbles_portable(
+                &idx[2 * full..],
+                t16,
+                k - 4 * full,
+                slot,
+                &mut dst[4 * full..],
+            );
+        }
     }
 
     #[inline]

@@ -2,7 +2,7 @@
 //! the reference twin [`conv_ref_s8`].
 
 use crate::format::{Dims, Pad, le_f32_at, le_i32_at};
-use crate::kernels::dot::DotKernel;
+use crate::kernels::dot::{DotKernel, nibble_pair_table};
 use crate::quant::{Requant, requantize};
 use crate::weights::RowDecoder;
 
@@ -196,6 +196,8 @@ pub fn conv_s8<K: DotKernel>(
         return;
     }
     let mut acc = [0i32; 2 * ROW_BLOCK];
+    // 4-bit codebook rows are unpacked straight into the packed layout, a byte pair at a time.
+    let t16 = w.nibble_row(0).map(|(_, lut)| nibble_pair_table(lut));
     let mut ob = 0;
     while ob < cout {
         let n = nb.min(cout - ob);
@@ -211,14 +213,14 @@ pub fn conv_s8<K: DotKernel>(
                 }
                 continue;
             }
-            let r: &[i8] = match w.dense_row(ob + j) {
-                Some(r) => as_i8(r),
-                None => {
+            match (w.dense_row(ob + j), &t16, w.nibble_row(ob + j)) {
+                (Some(r), _, _) => K::pack(as_i8(r), k, j % 2, pair),
+                (None, Some(t16), Some((idx, _))) => K::pack_nibbles(idx, t16, k, j % 2, pair),
+                _ => {
                     let _ = w.decode_row(ob + j, row);
-                    &row[..k]
+                    K::pack(&row[..k], k, j % 2, pair);
                 }
-            };
-            K::pack(r, k, j % 2, pair);
+            }
             beff[j] = le_i32_at(q.bias, ob + j);
             mults[j] = le_f32_at(q.multipliers, ob + j);
         }

@@ -70,6 +70,15 @@ pub trait DotKernel {
         pack_portable(row, k, slot, dst, 0)
     }
 
+    /// Packs a 4-bit codebook row like [`DotKernel::pack`]: `idx` holds the `k / 2` index
+    /// bytes of the row (`k` even, weight `2i` in the low nibble of byte `i`), `t16[b]` the two
+    /// centroids of index byte `b` as int8 bytes (`c[b & 15] | c[b >> 4] << 8`, see
+    /// [`nibble_pair_table`]).
+    #[inline]
+    fn pack_nibbles(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize, dst: &mut [u32]) {
+        pack_nibbles_portable(idx, t16, k, slot, dst)
+    }
+
     /// Packs activations like [`DotKernel::pack`] with the input zero point subtracted
     /// (`x - zp`, in `-255..=255`), padding values 0, so that dot products need no weight sums.
     #[inline]
@@ -159,6 +168,29 @@ pub fn requantize_f32_select(acc: i32, m: f32, zero_point: i32, lo: i32) -> i8 {
         i32::MIN
     };
     v.wrapping_add(zero_point).max(lo).min(127) as i8
+}
+
+/// The byte-pair table of [`DotKernel::pack_nibbles`]: entry `b` holds `lut[b & 15]` in its low
+/// byte and `lut[b >> 4]` in its high byte (`lut` from `RowDecoder::nibble_row`).
+pub fn nibble_pair_table(lut: &[i8; 256]) -> [u16; 256] {
+    core::array::from_fn(|b| (lut[b & 15] as u8 as u16) | ((lut[b >> 4] as u8 as u16) << 8))
+}
+
+/// Portable [`DotKernel::pack_nibbles`].
+#[inline]
+pub fn pack_nibbles_portable(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize, dst: &mut [u32]) {
+    let kq = k.div_ceil(4);
+    let (idx, dst) = (&idx[..k / 2], &mut dst[..4 * kq]);
+    let v = |b: u8| -> (i16, i16) {
+        let t = t16[b as usize];
+        (t as u8 as i8 as i16, (t >> 8) as u8 as i8 as i16)
+    };
+    for (q, b) in idx.chunks(2).enumerate() {
+        let (w0, w1) = v(b[0]);
+        let (w2, w3) = if b.len() > 1 { v(b[1]) } else { (0, 0) };
+        dst[4 * q + 2 * slot] = pk(w0, w2);
+        dst[4 * q + 2 * slot + 1] = pk(w1, w3);
+    }
 }
 
 #[inline(always)]

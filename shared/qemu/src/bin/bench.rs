@@ -142,19 +142,27 @@ fn main() -> ! {
     exit(true)
 }
 
-static NETS: [(&str, &[u8]); 2] = [
+static NETS: [(&str, &str, &[u8]); 3] = [
     (
+        "SqueezeNet v1.1 28x28",
         "dense",
         include_bytes!(concat!(env!("OUT_DIR"), "/squeezenet_dense.blob")),
     ),
     (
+        "SqueezeNet v1.1 28x28",
         "huffman-sparse-codebook4 45%",
         include_bytes!(concat!(env!("OUT_DIR"), "/squeezenet_hsc.blob")),
+    ),
+    (
+        "models/shipped.blob",
+        "codebook4",
+        include_bytes!(concat!(env!("OUT_DIR"), "/shipped.blob")),
     ),
 ];
 static mut ARENA: [u8; 96 * 1024] = [0; 96 * 1024];
 
-/// Whole SqueezeNet v1.1 (28x28x1, 10 classes, random weights) per inference.
+/// Whole networks per inference: SqueezeNet v1.1 (28x28x1, 10 classes, random weights) and the
+/// shipped model when present.
 #[allow(static_mut_refs)]
 fn network(ipt: f32) {
     hprintln!("");
@@ -162,7 +170,10 @@ fn network(ipt: f32) {
         "| network | weights | blob bytes | arena bytes | MACs | instructions | MACs/instruction |"
     );
     hprintln!("|---|---|---:|---:|---:|---:|---:|");
-    for (name, blob) in NETS.iter() {
+    for (net, name, blob) in NETS.iter() {
+        if blob.is_empty() {
+            continue;
+        }
         let t0 = ticks();
         let m = shared::Model::from_bytes(blob).unwrap();
         let t1 = ticks();
@@ -207,7 +218,8 @@ fn network(ipt: f32) {
         let t1 = ticks();
         let ins = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
         hprintln!(
-            "| SqueezeNet v1.1 28x28 | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            net,
             name,
             blob.len(),
             m.arena_len(),
@@ -220,5 +232,15 @@ fn network(ipt: f32) {
             validate,
             core::hint::black_box(logits)
         );
+        // Per observed tensor (layer, sub-op): instructions since the previous observation
+        // (the observer's own cost, a few hundred instructions, included).
+        let arena = unsafe { &mut ARENA[..m.arena_len()] };
+        let mut last = ticks();
+        shared::run_observed(&m, &input, arena, &mut logits, &mut |l, op, _| {
+            let now = ticks();
+            let ins = ((last.wrapping_sub(now) & 0x00FF_FFFF) as f32 * ipt) as u32;
+            hprintln!("    layer {} {:?}: {}", l, op, ins);
+            last = ticks();
+        });
     }
 }

@@ -251,6 +251,93 @@ fn micro_case<K: DotKernel>(rng: &mut Rng) -> bool {
     ok
 }
 
+/// `pack_nibbles` of `K` against `RefDot` on a random 4-bit codebook row.
+fn nibble_case<K: DotKernel>(rng: &mut Rng) -> bool {
+    use shared::kernels::dot::nibble_pair_table;
+    let k = 2 * rng.range(1, 40) as usize;
+    let kq = k.div_ceil(4);
+    let mut lut = [0i8; 256];
+    for v in lut[..16].iter_mut() {
+        *v = rng.next() as i8;
+    }
+    let t16 = nibble_pair_table(&lut);
+    let mut idx = [0u8; 40];
+    for b in idx.iter_mut() {
+        *b = rng.next() as u8;
+    }
+    let slot = rng.range(0, 1) as usize;
+    let (mut a, mut b) = ([0u32; 80], [0u32; 80]);
+    K::pack_nibbles(&idx[..k / 2], &t16, k, slot, &mut a);
+    RefDot::pack_nibbles(&idx[..k / 2], &t16, k, slot, &mut b);
+    // And against packing the decoded row.
+    let row: [i8; 80] = core::array::from_fn(|i| {
+        if i < k {
+            lut[((idx[i / 2] >> (4 * (i % 2))) & 15) as usize]
+        } else {
+            0
+        }
+    });
+    let mut c = [0u32; 80];
+    RefDot::pack(&row[..k], k, slot, &mut c);
+    let ok = a[..4 * kq] == b[..4 * kq] && a[..4 * kq] == c[..4 * kq];
+    if !ok {
+        hprintln!("pack_nibbles differs (k {})", k);
+    }
+    ok
+}
+
+/// `maxpool_s8` (the DSP path for `c % 4 == 0`) against `maxpool_s8_ref`.
+#[allow(static_mut_refs)]
+fn maxpool_case(rng: &mut Rng) -> bool {
+    use shared::kernels::{PoolParams, maxpool_s8, maxpool_s8_ref};
+    // SAFETY: single-threaded test program; the statics are only used one case at a time.
+    let (x, oa, ob) = unsafe { (&mut X, &mut OUT_A, &mut OUT_B) };
+    let k = rng.range(1, 3) as u8;
+    let s = rng.range(1, 2) as u8;
+    let pad = rng.range(0, k as u32 - 1).min(1) as u8;
+    let h = rng.range(k as u32, 14) as u16;
+    let wd = rng.range(k as u32, 14) as u16;
+    let c = [4u16, 8, 12, 64, 3, 5][rng.range(0, 5) as usize];
+    let ceil = rng.range(0, 1) == 1;
+    let ext = |n: u16| {
+        let span = n as usize + 2 * pad as usize - k as usize;
+        let mut o = if ceil {
+            span.div_ceil(s as usize)
+        } else {
+            span / s as usize
+        } + 1;
+        if ceil && (o - 1) * s as usize >= n as usize + pad as usize {
+            o -= 1;
+        }
+        o as u16
+    };
+    let p = PoolParams {
+        input: Dims { h, w: wd, c },
+        output: Dims {
+            h: ext(h),
+            w: ext(wd),
+            c,
+        },
+        kernel: [k; 2],
+        stride: [s; 2],
+        pad: [pad; 4],
+    };
+    if p.input.len() > x.len() {
+        return true;
+    }
+    for v in &mut x[..p.input.len()] {
+        *v = rng.next() as i8;
+    }
+    let n = p.output.len();
+    maxpool_s8_ref(&p, &x[..p.input.len()], &mut oa[..n]);
+    maxpool_s8(&p, &x[..p.input.len()], &mut ob[..n]);
+    let ok = oa[..n] == ob[..n];
+    if !ok {
+        hprintln!("maxpool differs: {:?}", (h, wd, c, k, s, pad, ceil));
+    }
+    ok
+}
+
 #[entry]
 fn main() -> ! {
     let mut rng = Rng(0x1234_5678_9abc);
@@ -291,6 +378,17 @@ fn main() -> ! {
         if micro { "ok" } else { "FAILED" }
     );
     ok &= micro;
+    let mut more = true;
+    for _ in 0..300 {
+        more &= nibble_case::<ArmDot>(&mut rng);
+        more &= nibble_case::<PortableDot>(&mut rng);
+        more &= maxpool_case(&mut rng);
+    }
+    hprintln!(
+        "pack_nibbles (ArmDot, PortableDot) and maxpool: 300 cases {}",
+        if more { "ok" } else { "FAILED" }
+    );
+    ok &= more;
     for i in 0..BLOBS.len() {
         let a = blob_case::<ArmDot>(i);
         let b = blob_case::<RefDot>(i);
