@@ -52,6 +52,11 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Compress a trained run into a blob (stages evaluated), and export ONNX files.
     Compress(CompressArgs),
+    /// Write a model's deployable files: the blob, the float ONNX and the quantised ONNX.
+    Export(ExportArgs),
+    /// Data -> train -> compress -> export -> verify (-> device), one command with the shipped
+    /// model's recipe; --quick runs the same stages on a small budget in minutes.
+    Pipeline(PipelineArgs),
     /// Check a blob against tract: per layer (bit-exact), whole network, and float.
     Verify(VerifyArgs),
     /// Import a SqueezeNet-family ONNX model (PyTorch, burn, tf2onnx), calibrate it on your
@@ -420,6 +425,51 @@ impl CompressArgs {
     }
 }
 
+/// `sqz export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The training run the blob was made from (its float network becomes NAME.float.onnx).
+    #[arg(long, default_value = "runs/train")]
+    run: PathBuf,
+    /// The blob (becomes NAME.blob and NAME.int8.onnx).
+    #[arg(long)]
+    blob: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "runs/export")]
+    out: PathBuf,
+    /// Base name of the files.
+    #[arg(long, default_value = "squeezenet")]
+    name: String,
+}
+
+/// `sqz pipeline`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output root: train/ (the run), model/ (blob, ONNX, reports, manifest), summary.md.
+    #[arg(long, default_value = "runs/pipeline")]
+    out: PathBuf,
+    /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning): minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Continue an interrupted training stage from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Seed of training and fine-tuning.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also build the firmware with the new blob and run test images on it in QEMU.
+    #[arg(long)]
+    device: bool,
+    /// The firmware crate (for --device).
+    #[arg(long, default_value = "firmware", requires = "device")]
+    firmware: PathBuf,
+    /// Test images sent to the device.
+    #[arg(long, default_value_t = 200, requires = "device")]
+    device_images: usize,
+}
+
 /// `sqz train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -604,6 +654,25 @@ pub fn run(cli: Cli) -> Result<()> {
             for f in files {
                 println!("wrote {}", f.display());
             }
+            Ok(())
+        }
+        Command::Export(args) => {
+            for f in crate::export::export_files(&args.run, &args.blob, &args.out, &args.name)? {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        Command::Pipeline(args) => {
+            let d = args.data.load()?;
+            let opts = crate::pipeline::PipelineOptions {
+                out: args.out.clone(),
+                quick: args.quick,
+                resume: args.resume,
+                seed: args.seed,
+                firmware: args.device.then(|| args.firmware.clone()),
+                device_images: args.device_images,
+            };
+            crate::pipeline::run(&d, &opts)?;
             Ok(())
         }
         Command::Verify(args) => {

@@ -42,6 +42,23 @@ pub struct CompressConfig {
     pub finetune: Option<FinetuneConfig>,
 }
 
+impl CompressConfig {
+    /// The recipe of the shipped model in `models/` (and of `sqz pipeline`).
+    pub fn shipped() -> Self {
+        Self {
+            finetune: Some(FinetuneConfig {
+                sparsity: 0.85,
+                prune_rounds: 4,
+                prune_epochs: 2,
+                share_epochs: 1,
+                bits: 4,
+                ..Default::default()
+            }),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for CompressConfig {
     fn default() -> Self {
         Self {
@@ -377,20 +394,11 @@ impl CompressReport {
     }
 }
 
-/// Writes the blob, ONNX files, report and chart into `out`, each file atomically.
+/// Writes the blob, ONNX files ([`crate::export::export`]), report and chart into `out`, each
+/// file atomically.
 pub fn write_outputs(out: &Path, c: &Compressed, name: &str) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).with_context(|| format!("while creating {}", out.display()))?;
-    let model = shared::Model::from_bytes(&c.blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut written = crate::export::export(out, name, &c.blob, &c.float)?;
     let files = [
-        (format!("{name}.blob"), c.blob.clone()),
-        (
-            format!("{name}.float.onnx"),
-            crate::onnx::to_bytes(&crate::onnx::float_model(&c.float)),
-        ),
-        (
-            format!("{name}.int8.onnx"),
-            crate::onnx::to_bytes(&crate::onnx::quant_model(&model, false)?),
-        ),
         (
             format!("{name}.report.md"),
             c.report.markdown().into_bytes(),
@@ -400,7 +408,6 @@ pub fn write_outputs(out: &Path, c: &Compressed, name: &str) -> Result<Vec<PathB
             serde_json::to_vec_pretty(&c.report)?,
         ),
     ];
-    let mut written = Vec::new();
     for (f, bytes) in files {
         let p = out.join(f);
         write_atomic(&p, &bytes)?;

@@ -77,6 +77,9 @@ fn value_info(
 pub struct GraphBuilder {
     graph: GraphProto,
     counter: usize,
+    /// Write convs and pools in QDQ form (DequantizeLinear -> float op -> QuantizeLinear)
+    /// instead of `QLinearConv`.
+    qdq: bool,
 }
 
 impl GraphBuilder {
@@ -218,6 +221,51 @@ fn qlinear_conv(
     let wz = g.tensor_i8("w_zp", &[cout as i64], &vec![0; cout]);
     let (ys, yz) = g.quant_scalars(c.out_quant);
     let b = g.tensor_i32("bias", &[cout as i64], &le_i32(c.bias));
+    let attrs = vec![
+        attr_ints("kernel_shape", &[kh as i64, kw as i64]),
+        attr_ints("strides", &[c.stride[0] as i64, c.stride[1] as i64]),
+        attr_ints(
+            "pads",
+            &[
+                c.pad[0] as i64,
+                c.pad[1] as i64,
+                c.pad[2] as i64,
+                c.pad[3] as i64,
+            ],
+        ),
+    ];
+    if g.qdq {
+        // DQ(x), DQ(w) per output channel, DQ(bias) at in_scale * w_scale, float Conv, Relu,
+        // Q: the form quantisation tools emit and runtimes fuse into an integer conv.
+        let xf = g.fresh("x_f");
+        g.node("DequantizeLinear", &[x, &xs, &xz], &xf, vec![]);
+        let wf = g.fresh("w_f");
+        g.node(
+            "DequantizeLinear",
+            &[&w, &ws, &wz],
+            &wf,
+            vec![attr_int("axis", 0)],
+        );
+        let bias_scales: Vec<f32> = le_f32(c.w_scales).iter().map(|s| s * in_q.scale).collect();
+        let bs = g.tensor_f32("b_scale", &[cout as i64], &bias_scales);
+        let bz = g.tensor_i32("b_zp", &[cout as i64], &vec![0; cout]);
+        let bf = g.fresh("b_f");
+        g.node(
+            "DequantizeLinear",
+            &[&b, &bs, &bz],
+            &bf,
+            vec![attr_int("axis", 0)],
+        );
+        let mut y = g.fresh("conv_f");
+        g.node("Conv", &[&xf, &wf, &bf], &y, attrs);
+        if c.relu {
+            let r = g.fresh("relu_f");
+            g.node("Relu", &[&y], &r, vec![]);
+            y = r;
+        }
+        g.quant_into(&y, c.out_quant, out);
+        return Ok(());
+    }
     let relu_needed = c.relu && c.out_quant.zero_point != -128;
     let conv_out = if relu_needed {
         g.fresh("preact")
@@ -228,19 +276,7 @@ fn qlinear_conv(
         "QLinearConv",
         &[x, &xs, &xz, &w, &ws, &wz, &ys, &yz, &b],
         &conv_out,
-        vec![
-            attr_ints("kernel_shape", &[kh as i64, kw as i64]),
-            attr_ints("strides", &[c.stride[0] as i64, c.stride[1] as i64]),
-            attr_ints(
-                "pads",
-                &[
-                    c.pad[0] as i64,
-                    c.pad[1] as i64,
-                    c.pad[2] as i64,
-                    c.pad[3] as i64,
-                ],
-            ),
-        ],
+        attrs,
     );
     if relu_needed {
         // The kernels clamp at the zero point; in ONNX that is DQ -> Relu -> Q.
@@ -272,17 +308,28 @@ fn avg_pool_as_conv(
     let wt = g.tensor_i8("ones", &[c, 1, kh, kw], &vec![1; (c * kh * kw) as usize]);
     let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
     let wz = g.tensor_i8("w_zp", &[], &[0]);
+    let attrs = vec![
+        attr_ints("kernel_shape", &kernel),
+        attr_ints("strides", &stride),
+        attr_ints("pads", &pads),
+        attr_int("group", c),
+    ];
+    if g.qdq {
+        let xf = g.fresh("x_f");
+        g.node("DequantizeLinear", &[x, &xs, &xz], &xf, vec![]);
+        let wf = g.fresh("ones_f");
+        g.node("DequantizeLinear", &[&wt, &ws, &wz], &wf, vec![]);
+        let y = g.fresh("pool_f");
+        g.node("Conv", &[&xf, &wf], &y, attrs);
+        g.quant_into(&y, out_q, out);
+        return;
+    }
     let (ys, yz) = g.quant_scalars(out_q);
     g.node(
         "QLinearConv",
         &[x, &xs, &xz, &wt, &ws, &wz, &ys, &yz],
         out,
-        vec![
-            attr_ints("kernel_shape", &kernel),
-            attr_ints("strides", &stride),
-            attr_ints("pads", &pads),
-            attr_int("group", c),
-        ],
+        attrs,
     );
 }
 
@@ -398,7 +445,28 @@ pub fn quant_layer(
 
 /// The whole quantised network of a blob as ONNX (float input `[N, c, h, w]` in [0, 1]).
 pub fn quant_model(model: &Model<'_>, expose_intermediates: bool) -> Result<ModelProto> {
-    let mut g = GraphBuilder::default();
+    quant_model_as(model, expose_intermediates, QuantFormat::QLinear)
+}
+
+/// How the quantised ONNX writes its convs and pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantFormat {
+    /// `QLinearConv` (operator-oriented).
+    QLinear,
+    /// `DequantizeLinear` -> `Conv` -> `QuantizeLinear` (QDQ, tensor-oriented).
+    Qdq,
+}
+
+/// [`quant_model`] in either format.
+pub fn quant_model_as(
+    model: &Model<'_>,
+    expose_intermediates: bool,
+    format: QuantFormat,
+) -> Result<ModelProto> {
+    let mut g = GraphBuilder {
+        qdq: format == QuantFormat::Qdq,
+        ..Default::default()
+    };
     let d = model.input_dims();
     let (s, z) = g.quant_scalars(model.input_quant());
     g.node("QuantizeLinear", &["input", &s, &z], "input_q", vec![]);
@@ -433,7 +501,15 @@ pub fn quant_model(model: &Model<'_>, expose_intermediates: bool) -> Result<Mode
 /// A one-layer quantised model: int8 NCHW input `x` of the layer's input shape, int8 output
 /// `l{i}_out` (and the fire intermediates), for per-layer parity.
 pub fn single_layer_model(info: &LayerInfo<'_>) -> Result<ModelProto> {
-    let mut g = GraphBuilder::default();
+    single_layer_model_as(info, QuantFormat::QLinear)
+}
+
+/// [`single_layer_model`] in either format.
+pub fn single_layer_model_as(info: &LayerInfo<'_>, format: QuantFormat) -> Result<ModelProto> {
+    let mut g = GraphBuilder {
+        qdq: format == QuantFormat::Qdq,
+        ..Default::default()
+    };
     let d = info.input;
     let out = quant_layer(&mut g, info, "x", true)?;
     debug_assert_eq!(out, format!("l{}_out", info.index));

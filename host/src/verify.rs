@@ -17,6 +17,7 @@ use tract_onnx::prelude::*;
 use crate::data::Split;
 use crate::fold::FloatNet;
 use crate::images::Images;
+use crate::onnx::QuantFormat;
 use crate::quantize::argmax_i8;
 
 /// Result of comparing one layer.
@@ -128,12 +129,21 @@ pub fn chw_unit(pixels: &[u8], c: usize) -> Vec<f32> {
 
 /// Per-layer parity on `images` (each layer fed the `shared` kernels' own activations).
 pub fn per_layer<I: Images + ?Sized>(model: &Model<'_>, images: &I) -> Result<Vec<LayerParity>> {
+    per_layer_as(model, images, QuantFormat::QLinear)
+}
+
+/// [`per_layer`] with the one-layer models written in `format`.
+pub fn per_layer_as<I: Images + ?Sized>(
+    model: &Model<'_>,
+    images: &I,
+    format: QuantFormat,
+) -> Result<Vec<LayerParity>> {
     let traces: Vec<_> = (0..images.count())
         .map(|i| observe(model, images.pixels(i)))
         .collect();
     let mut report = Vec::new();
     for info in model.layers() {
-        let proto = crate::onnx::single_layer_model(&info)
+        let proto = crate::onnx::single_layer_model_as(&info, format)
             .with_context(|| format!("layer {}", info.index))?;
         let names: Vec<String> = proto
             .graph
@@ -217,7 +227,18 @@ pub fn whole_network<I: Images + ?Sized>(
     images: &I,
     batch: usize,
 ) -> Result<NetworkParity> {
-    let proto = crate::onnx::quant_model(model, false)?;
+    whole_network_as(model, blob_logits, images, batch, QuantFormat::QLinear)
+}
+
+/// [`whole_network`] on the quantised ONNX written in `format`.
+pub fn whole_network_as<I: Images + ?Sized>(
+    model: &Model<'_>,
+    blob_logits: &[Vec<i8>],
+    images: &I,
+    batch: usize,
+    format: QuantFormat,
+) -> Result<NetworkParity> {
+    let proto = crate::onnx::quant_model_as(model, false, format)?;
     let d = model.input_dims();
     let (c, h, w) = (d.c as usize, d.h as usize, d.w as usize);
     let n = images.count();
@@ -327,6 +348,10 @@ pub mod tolerance {
     pub const TOP1_AGREEMENT: f64 = 0.999;
     /// Whole network: int8 logits within this many quantisation steps.
     pub const LOGIT_STEPS: i32 = 2;
+    /// QDQ form, per layer: |int8 difference| at most this (float rounding, see the report).
+    pub const QDQ_LAYER_LSB: i32 = 1;
+    /// QDQ form, whole network: int8 logits within this many steps.
+    pub const QDQ_LOGIT_STEPS: i32 = 4;
     /// Float: |logit difference| at most this.
     pub const FLOAT_ABS: f32 = 1e-4;
 }
@@ -336,8 +361,12 @@ pub mod tolerance {
 pub struct VerifyReport {
     /// Per-layer rows.
     pub layers: Vec<LayerParity>,
-    /// Whole network.
+    /// Whole network (QLinearConv form).
     pub network: NetworkParity,
+    /// Whole network (QDQ form).
+    pub qdq: NetworkParity,
+    /// Per-layer rows, QDQ form.
+    pub qdq_layers: Vec<LayerParity>,
     /// Float check, when a run was given.
     pub float: Option<FloatParity>,
     /// All thresholds met.
@@ -408,14 +437,26 @@ pub fn check_blob<I: Images + ?Sized>(
     let layer_images = layer_set.count();
     eprintln!("per-layer parity on {layer_images} images...");
     let layers = per_layer(&model, layer_set)?;
+    eprintln!("per-layer parity, QDQ form, on {layer_images} images...");
+    let qdq_layers = per_layer_as(&model, layer_set, QuantFormat::Qdq)?;
+    let qdq_layer_max = qdq_layers.iter().map(|l| l.max_delta).max().unwrap_or(0);
     eprintln!("whole-network parity on {} images...", net_set.count());
     let (_, blob_logits) = crate::quantize::evaluate_blob(blob, net_set)?;
     let network = whole_network(&model, &blob_logits, net_set, 100)?;
+    eprintln!(
+        "whole-network parity, QDQ form, on {} images...",
+        net_set.count()
+    );
+    let qdq = whole_network_as(&model, &blob_logits, net_set, 100, QuantFormat::Qdq)?;
     let layer_bad: usize = layers.iter().map(|l| l.mismatches).sum();
     let agree = network.top1_agree as f64 / network.images.max(1) as f64;
+    let qdq_agree = qdq.top1_agree as f64 / qdq.images.max(1) as f64;
     let mut passed = layer_bad == tolerance::LAYER_MISMATCHES
         && agree >= tolerance::TOP1_AGREEMENT
-        && network.max_logit_delta <= tolerance::LOGIT_STEPS;
+        && network.max_logit_delta <= tolerance::LOGIT_STEPS
+        && qdq_layer_max <= tolerance::QDQ_LAYER_LSB
+        && qdq_agree >= tolerance::TOP1_AGREEMENT
+        && qdq.max_logit_delta <= tolerance::QDQ_LOGIT_STEPS;
     let mut md = format!(
         "# Parity of {} with tract {}\n\n## Per layer ({} images, each layer fed the kernels' own activations)\n\n{}\n",
         name,
@@ -432,8 +473,9 @@ pub fn check_blob<I: Images + ?Sized>(
     };
     md.push_str(&format!(
         "Total mismatching int8 values: {layer_bad} (threshold {}).\n\n## Whole network ({} images)\n\n\
-         | top-1 agreement | max int8 logit delta | shared accuracy | tract accuracy |\n|---|---|---|---|\n\
-         | {:.2} % ({} / {}) | {} steps | {} | {} |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps.\n",
+         | ONNX form | top-1 agreement | max int8 logit delta | shared accuracy | tract accuracy |\n|---|---|---|---|---|\n\
+         | QLinearConv | {:.2} % ({} / {}) | {} steps | {} | {} |\n\
+         | QDQ (DequantizeLinear, Conv, QuantizeLinear) | {:.2} % ({} / {}) | {} steps | {} | {} |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps (QLinearConv) and {} steps (QDQ).\n",
         tolerance::LAYER_MISMATCHES,
         network.images,
         100.0 * agree,
@@ -442,8 +484,27 @@ pub fn check_blob<I: Images + ?Sized>(
         network.max_logit_delta,
         pct(network.shared_acc),
         pct(network.tract_acc),
+        100.0 * qdq_agree,
+        qdq.top1_agree,
+        qdq.images,
+        qdq.max_logit_delta,
+        pct(qdq.shared_acc),
+        pct(qdq.tract_acc),
         100.0 * tolerance::TOP1_AGREEMENT,
-        tolerance::LOGIT_STEPS
+        tolerance::LOGIT_STEPS,
+        tolerance::QDQ_LOGIT_STEPS
+    ));
+    md.push_str(&format!(
+        "\n## QDQ form, per layer ({layer_images} images)\n\n\
+         tract runs a DequantizeLinear -> Conv -> QuantizeLinear layer as a float convolution \
+         (f32 products and sums) rounded once at the end, where the kernels and QLinearConv \
+         accumulate exactly in i32 and requantise with one f32 multiplier: values that land \
+         within f32 error of a rounding tie can round the other way, by 1 LSB at most per layer \
+         (threshold {} LSB), and such differences then travel through later layers (whole \
+         network threshold {} steps).\n\n{}\n",
+        tolerance::QDQ_LAYER_LSB,
+        tolerance::QDQ_LOGIT_STEPS,
+        layer_table(&qdq_layers)
     ));
     if let Some(f) = &float {
         passed &= f.parity.max_abs_delta <= f.threshold;
@@ -459,6 +520,8 @@ pub fn check_blob<I: Images + ?Sized>(
     Ok(VerifyReport {
         layers,
         network,
+        qdq,
+        qdq_layers,
         float: float.map(|f| f.parity),
         passed,
         markdown: md,
