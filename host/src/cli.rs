@@ -57,6 +57,9 @@ pub enum Command {
     /// Data -> train -> compress -> export -> verify (-> device), one command with the shipped
     /// model's recipe; --quick runs the same stages on a small budget in minutes.
     Pipeline(PipelineArgs),
+    /// Write MANIFEST.json for a model directory whose compression ran elsewhere: every file's
+    /// digest, the blob re-evaluated on the test set, the commands that made it.
+    Manifest(ManifestArgs),
     /// Check a blob against tract: per layer (bit-exact), whole network, and float.
     Verify(VerifyArgs),
     /// Import a SqueezeNet-family ONNX model (PyTorch, burn, tf2onnx), calibrate it on your
@@ -442,6 +445,25 @@ pub struct ExportArgs {
     name: String,
 }
 
+/// `sqz manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The model directory (NAME.blob, NAME.compress.json, ...).
+    #[arg(long, default_value = "models")]
+    dir: PathBuf,
+    /// The training run the model came from (config.json, best.bpk, command.txt, records).
+    #[arg(long)]
+    run: PathBuf,
+    /// Base name of the model files.
+    #[arg(long, default_value = "shipped")]
+    name: String,
+    /// The exact `sqz compress` command that produced NAME.blob.
+    #[arg(long)]
+    compress_command: String,
+}
+
 /// `sqz pipeline`.
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
@@ -660,6 +682,35 @@ pub fn run(cli: Cli) -> Result<()> {
             for f in crate::export::export_files(&args.run, &args.blob, &args.out, &args.name)? {
                 println!("wrote {}", f.display());
             }
+            Ok(())
+        }
+        Command::Manifest(args) => {
+            let report_path = args.dir.join(format!("{}.compress.json", args.name));
+            let report: crate::compress::CompressReport = serde_json::from_slice(
+                &std::fs::read(&report_path)
+                    .with_context(|| format!("while reading {}", report_path.display()))?,
+            )
+            .with_context(|| format!("{}: not a compression report", report_path.display()))?;
+            let blob_path = args.dir.join(format!("{}.blob", args.name));
+            let blob = std::fs::read(&blob_path)
+                .with_context(|| format!("while reading {}", blob_path.display()))?;
+            let d = args.data.load()?;
+            let (acc, _) = crate::quantize::evaluate_blob(&blob, &d.test)?;
+            let correct = (acc * d.test.len() as f64).round() as usize;
+            let facts = crate::compress::ManifestFacts {
+                test_accuracy: acc,
+                test_correct: correct,
+                float_test_accuracy: report.float_test_acc,
+                compress_command: args.compress_command.clone(),
+            };
+            crate::compress::write_manifest_with(&args.dir, &args.run, &args.name, &facts)?;
+            println!(
+                "{}: test {:.2} % ({correct} / {}) on the shared kernels; wrote {}",
+                blob_path.display(),
+                100.0 * acc,
+                d.test.len(),
+                args.dir.join("MANIFEST.json").display()
+            );
             Ok(())
         }
         Command::Pipeline(args) => {

@@ -472,6 +472,36 @@ pub fn write_manifest(
     c: &Compressed,
     test_correct: usize,
 ) -> Result<()> {
+    let facts = ManifestFacts {
+        test_accuracy: c.report.test_acc,
+        test_correct,
+        float_test_accuracy: c.report.float_test_acc,
+        compress_command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    write_manifest_with(out, run, name, &facts)
+}
+
+/// What a manifest states beyond the files' digests.
+#[derive(Debug, Clone)]
+pub struct ManifestFacts {
+    /// Test accuracy of the blob on the `shared` kernels.
+    pub test_accuracy: f64,
+    /// Correct test images.
+    pub test_correct: usize,
+    /// Test accuracy of the float network.
+    pub float_test_accuracy: f64,
+    /// The command that compressed the model.
+    pub compress_command: String,
+}
+
+/// [`write_manifest`] from stated facts (used by `sqz manifest` for a directory whose compression
+/// ran elsewhere).
+pub fn write_manifest_with(
+    out: &Path,
+    run: &Path,
+    name: &str,
+    facts: &ManifestFacts,
+) -> Result<()> {
     let (tcfg, _) = load_run(run)?;
     for f in [
         "config.json",
@@ -490,8 +520,17 @@ pub fn write_manifest(
     // The trained weights and their config, for the float parity check (burn vs tract).
     let keep = out.join("shipped.run");
     std::fs::create_dir_all(&keep)?;
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|a| b.canonicalize().ok() == Some(a))
+    };
     for f in ["config.json", "best.bpk"] {
-        std::fs::copy(run.join(f), keep.join(f)).with_context(|| format!("while copying {f}"))?;
+        // Copying a file onto itself would truncate it.
+        if !same(&run.join(f), &keep.join(f)) {
+            std::fs::copy(run.join(f), keep.join(f))
+                .with_context(|| format!("while copying {f}"))?;
+        }
     }
     let train_command = std::fs::read_to_string(run.join("command.txt"))
         .unwrap_or_default()
@@ -519,12 +558,12 @@ pub fn write_manifest(
     }
     let m = Manifest {
         blob: format!("{name}.blob"),
-        test_accuracy: c.report.test_acc,
-        test_correct,
-        float_test_accuracy: c.report.float_test_acc,
+        test_accuracy: facts.test_accuracy,
+        test_correct: facts.test_correct,
+        float_test_accuracy: facts.float_test_accuracy,
         seed: tcfg.seed,
         train_command,
-        compress_command: std::env::args().collect::<Vec<_>>().join(" "),
+        compress_command: facts.compress_command.clone(),
         files,
     };
     write_atomic(

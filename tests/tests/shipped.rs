@@ -73,3 +73,35 @@ fn a_corrupted_manifest_entry_is_caught() {
         .to_string();
     assert!(err.contains("SHA-256"), "{err}");
 }
+
+#[test]
+fn export_reproduces_the_shipped_onnx_files() {
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let written = host::export::export_files(
+        &models().join("shipped.run"),
+        &models().join(&m.blob),
+        out.path(),
+        "shipped",
+    )
+    .unwrap();
+    assert_eq!(written.len(), 4);
+    // The shipped files were written by the same exporter: byte for byte the same.
+    for ext in ["blob", "float.onnx", "int8.onnx", "qdq.onnx"] {
+        let name = format!("shipped.{ext}");
+        let ours = std::fs::read(out.path().join(&name)).unwrap();
+        let shipped =
+            std::fs::read(models().join(&name)).unwrap_or_else(|e| panic!("models/{name}: {e}"));
+        assert!(ours == shipped, "{name} differs from the shipped one");
+    }
+    // A blob that fails validation exports nothing.
+    let bad = out.path().join("bad.blob");
+    let mut bytes = std::fs::read(models().join(&m.blob)).unwrap();
+    bytes[40] ^= 0x10;
+    std::fs::write(&bad, &bytes).unwrap();
+    let fresh = out.path().join("fresh");
+    let err =
+        host::export::export_files(&models().join("shipped.run"), &bad, &fresh, "x").unwrap_err();
+    assert!(format!("{err:#}").contains("invalid blob"), "{err:#}");
+    assert!(!fresh.exists());
+}
