@@ -29,4 +29,10 @@ bash shared/qemu/run-tests.sh
 step "firmware: both boards built, booted in QEMU, images classified over the serial link"
 bash firmware/ci.sh
 
+step "the whole pipeline on a small budget: train, compress with fine-tuning, export, verify, firmware in QEMU"
+quick=$(mktemp -d)
+cargo build --release -p sqz-host
+./target/release/sqz pipeline --quick --out "$quick" --device --device-images 50
+rm -rf "$quick"
+
 step "all checks passed in $(( $(date +%s) - t0 )) s"
