@@ -99,6 +99,17 @@ fn check_conv<K: DotKernel>(c: ConvCase) {
             want[i], got[i]
         );
     }
+    // A longer scratch (what `run` passes when the arena has room) lets the kernels keep every
+    // pixel's packed activations: same result.
+    let mut got = vec![7i8; oh * ow * stride];
+    let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense()) + 4 * k * oh * ow + 64];
+    conv_s8::<K>(&p, &q, &x, &dec, &mut got, &mut scratch);
+    if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
+        panic!(
+            "{c:?} (long scratch): first difference at {i}: reference {} vs {}",
+            want[i], got[i]
+        );
+    }
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {

@@ -167,10 +167,15 @@ pub fn conv_s8<K: DotKernel>(
     let npix = p.output.h as usize * p.output.w as usize;
     let direct = p.direct();
     let nb = block_channels(cout, kq);
-    let (acts, rest) = take_words(scratch, 4 * kq);
+    // When the scratch (which may be longer than `conv_scratch_len`) holds every pixel pair's
+    // packed activations next to the weight block, they are packed once instead of once per
+    // block of channels (the small deep layers: many blocks, few pixels).
+    let np = npix.div_ceil(2);
+    let extra = if direct { 0 } else { 2 * k } + if w.is_dense() { 0 } else { k };
+    let all = np > 1 && 3 + 16 * kq * np + 8 * nb * kq + extra <= scratch.len();
+    let (acts, rest) = take_words(scratch, 4 * kq * if all { np } else { 1 });
     let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);
     let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
-    let ow = p.output.w as usize;
     let rq = q.requant();
     if npix == 1 {
         // One output pixel (the deepest fires at small inputs): no weight packing, raw rows
@@ -224,26 +229,23 @@ pub fn conv_s8<K: DotKernel>(
             beff[j] = le_i32_at(q.bias, ob + j);
             mults[j] = le_f32_at(q.multipliers, ob + j);
         }
+        if all && ob == 0 {
+            for pp in 0..np {
+                let a = &mut acts[pp * 4 * kq..(pp + 1) * 4 * kq];
+                pack_pair::<K>(p, q.in_zp, input, direct, 2 * pp, npix, cols, a);
+            }
+        }
         let mut px = 0;
         while px < npix {
             let two = px + 1 < npix;
-            if direct {
-                K::pack_acts(&input[px * k..], k, 0, q.in_zp, acts);
-                let a1 = if two { px + 1 } else { px };
-                K::pack_acts(&input[a1 * k..], k, 1, q.in_zp, acts);
+            let a: &[u32] = if all {
+                &acts[(px / 2) * 4 * kq..(px / 2 + 1) * 4 * kq]
             } else {
-                let (c0, c1) = cols.split_at_mut(k);
-                im2col(p, input, px / ow, px % ow, q.in_zp, c0);
-                K::pack_acts(c0, k, 0, q.in_zp, acts);
-                if two {
-                    im2col(p, input, (px + 1) / ow, (px + 1) % ow, q.in_zp, c1);
-                    K::pack_acts(c1, k, 1, q.in_zp, acts);
-                } else {
-                    K::pack_acts(c0, k, 1, q.in_zp, acts);
-                }
-            }
+                pack_pair::<K>(p, q.in_zp, input, direct, px, npix, cols, acts);
+                acts
+            };
             let npairs = n.div_ceil(2);
-            K::dot_block(acts, wpk, kq, npairs, &beff, &mut acc);
+            K::dot_block(a, wpk, kq, npairs, &beff, &mut acc);
             let o0 = px * p.out_channel_stride + p.out_channel_offset + ob;
             K::requant_row(&acc[..n], &mults[..n], &rq, &mut out[o0..o0 + n]);
             if two {
@@ -258,6 +260,40 @@ pub fn conv_s8<K: DotKernel>(
             px += 2;
         }
         ob += n;
+    }
+}
+
+/// Packs output pixels `px` and `px + 1` (or `px` twice when it is the last) into the pair
+/// `acts` (`4 * kq` words), through the two-pixel im2col `cols` unless the conv is direct.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack_pair<K: DotKernel>(
+    p: &ConvParams,
+    zp: i8,
+    input: &[i8],
+    direct: bool,
+    px: usize,
+    npix: usize,
+    cols: &mut [i8],
+    acts: &mut [u32],
+) {
+    let k = p.k();
+    let ow = p.output.w as usize;
+    let two = px + 1 < npix;
+    if direct {
+        K::pack_acts(&input[px * k..], k, 0, zp, acts);
+        let a1 = if two { px + 1 } else { px };
+        K::pack_acts(&input[a1 * k..], k, 1, zp, acts);
+    } else {
+        let (c0, c1) = cols.split_at_mut(k);
+        im2col(p, input, px / ow, px % ow, zp, c0);
+        K::pack_acts(c0, k, 0, zp, acts);
+        if two {
+            im2col(p, input, (px + 1) / ow, (px + 1) % ow, zp, c1);
+            K::pack_acts(c1, k, 1, zp, acts);
+        } else {
+            K::pack_acts(c0, k, 1, zp, acts);
+        }
     }
 }
 

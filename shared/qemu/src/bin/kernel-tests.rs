@@ -163,6 +163,27 @@ fn conv_case<K: DotKernel>(
         );
         return false;
     }
+    // The whole scratch (longer than the minimum, as `run` passes when the arena has room).
+    ob[..n_out].fill(5);
+    conv_s8::<K>(
+        &p,
+        &q,
+        &x[..input.len()],
+        &dec,
+        &mut ob[..n_out],
+        &mut scratch[..],
+    );
+    if let Some(i) = (0..n_out).find(|&i| oa[i] != ob[i]) {
+        hprintln!(
+            "conv case {} {:?} (long scratch): first difference at {}: reference {} vs {}",
+            case,
+            (h, wd, cin, cout, k, s, pad),
+            i,
+            oa[i],
+            ob[i]
+        );
+        return false;
+    }
     true
 }
 
