@@ -267,22 +267,34 @@ impl DotKernel for ArmDot {
         let full = k / 4;
         let kq = k.div_ceil(4);
         let (idx, dst) = (&idx[..k / 2], &mut dst[..4 * kq]);
-        for q in 0..full {
-            // Bytes [w0, w1, w2, w3] of the quad, then SXTB16 splits them into the even and
-            // odd pairs.
-            let wd = t16[idx[2 * q] as usize] as u32 | (t16[idx[2 * q + 1] as usize] as u32) << 16;
-            let (e, o): (u32, u32);
-            // SAFETY: register-only DSP instructions.
+        if full > 0 && slot < 2 {
+            // SAFETY: reads `2 * full <= idx.len()` index bytes (LDRH may be unaligned on the
+            // Cortex-M4) and table entries `t16[b]` for bytes `b < 256`; writes words
+            // `4 q + 2 slot` and `4 q + 2 slot + 1` for `q < full`, inside `dst[..4 * kq]`
+            // (`slot < 2`; STRD on the word-aligned slice). Per quad: the two index bytes, their
+            // two byte pairs, then SXTB16 splits [w0, w1, w2, w3] into the even and odd pairs.
             unsafe {
                 core::arch::asm!(
-                    "sxtb16 {e}, {w}",
-                    "sxtb16 {o}, {w}, ror #8",
-                    w = in(reg) wd, e = out(reg) e, o = out(reg) o,
-                    options(pure, nomem, nostack),
+                    "2:",
+                    "ldrh {i}, [{p}], #2",
+                    "uxtb {a}, {i}",
+                    "lsrs {i}, {i}, #8",
+                    "ldrh {a}, [{t}, {a}, lsl #1]",
+                    "ldrh {i}, [{t}, {i}, lsl #1]",
+                    "orr {a}, {a}, {i}, lsl #16",
+                    "sxtb16 {i}, {a}",
+                    "sxtb16 {a}, {a}, ror #8",
+                    "strd {i}, {a}, [{d}], #16",
+                    "cmp {p}, {end}",
+                    "bne 2b",
+                    p = inout(reg) idx.as_ptr() => _,
+                    end = in(reg) idx.as_ptr().add(2 * full),
+                    t = in(reg) t16.as_ptr(),
+                    d = inout(reg) dst.as_mut_ptr().add(2 * slot) => _,
+                    i = out(reg) _, a = out(reg) _,
+                    options(nostack),
                 );
             }
-            dst[4 * q + 2 * slot] = e;
-            dst[4 * q + 2 * slot + 1] = o;
         }
         if full < kq {
             pack_nibbles_portable(
@@ -340,23 +352,29 @@ fn pack_arm(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
     let kq = k.div_ceil(4);
     let (row, dst) = (&row[..k], &mut dst[..4 * kq]);
     let zz = (zp as i16 as u16 as u32) * 0x0001_0001;
-    for q in 0..full {
-        let b = &row[q * 4..q * 4 + 4];
-        let w = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
-        let (e, o): (u32, u32);
-        // SAFETY: register-only DSP instructions.
+    if full > 0 && slot < 2 {
+        // SAFETY: reads `4 * full <= k` bytes of `row` (unaligned LDR is allowed on the
+        // Cortex-M4); writes words `4 q + 2 slot` and `4 q + 2 slot + 1` for `q < full`, inside
+        // `dst[..4 * kq]` (`slot < 2`; STRD on the word-aligned slice).
         unsafe {
             core::arch::asm!(
+                "2:",
+                "ldr {w}, [{p}], #4",
                 "sxtb16 {e}, {w}",
-                "sxtb16 {o}, {w}, ror #8",
+                "sxtb16 {w}, {w}, ror #8",
                 "ssub16 {e}, {e}, {zz}",
-                "ssub16 {o}, {o}, {zz}",
-                w = in(reg) w, zz = in(reg) zz, e = out(reg) e, o = out(reg) o,
-                options(pure, nomem, nostack),
+                "ssub16 {w}, {w}, {zz}",
+                "strd {e}, {w}, [{d}], #16",
+                "cmp {p}, {end}",
+                "bne 2b",
+                p = inout(reg) row.as_ptr() => _,
+                end = in(reg) row.as_ptr().add(4 * full),
+                d = inout(reg) dst.as_mut_ptr().add(2 * slot) => _,
+                zz = in(reg) zz,
+                w = out(reg) _, e = out(reg) _,
+                options(nostack),
             );
         }
-        dst[4 * q + 2 * slot] = e;
-        dst[4 * q + 2 * slot + 1] = o;
     }
     if full < kq {
         pack_portable(
