@@ -369,6 +369,19 @@ impl<'a> RowDecoder<'a> {
         matches!(self.w, WeightsDesc::Dense { .. })
     }
 
+    /// For 4-bit codebook weights (any `k`): all index bytes (weight `i` of the layer, row-major,
+    /// in the low nibble of byte `i / 2` when `i` is even, the high nibble when odd) and the
+    /// centroid table (entries past the codebook are 0). `None` for any other encoding.
+    #[inline]
+    pub fn nibbles(&self) -> Option<(&'a [u8], &[i8; 256])> {
+        match self.w {
+            WeightsDesc::Codebook {
+                bits: 4, indices, ..
+            } => Some((indices, &self.lut)),
+            _ => None,
+        }
+    }
+
     /// For 4-bit codebook weights whose rows start on a byte (`k` even): row `r`'s `k / 2`
     /// index bytes (weight `2i` in the low nibble of byte `i`, `2i + 1` in the high nibble) and
     /// the centroid table (entries past the codebook are 0). `None` for any other encoding.

@@ -547,9 +547,16 @@ fn stem_c1_3x3(
             for j in 0..4 {
                 let c = 4 * (g0 + g) + j;
                 let mut row = [0i8; 9];
-                match w.dense_row(c) {
-                    Some(d) => row.copy_from_slice(&as_i8(d)[..9]),
-                    None => {
+                match (w.dense_row(c), w.nibbles()) {
+                    (Some(d), _) => row.copy_from_slice(&as_i8(d)[..9]),
+                    (None, Some((idx, lut))) => {
+                        for (i, v) in row.iter_mut().enumerate() {
+                            let n = 9 * c + i;
+                            let b = idx.get(n / 2).copied().unwrap_or(0);
+                            *v = lut[((b >> (4 * (n % 2))) & 15) as usize];
+                        }
+                    }
+                    _ => {
                         // A validated model decodes without error.
                         let _ = w.decode_row(c, &mut row);
                     }
