@@ -249,6 +249,16 @@ impl<'a> FastBits<'a> {
     }
     #[inline(always)]
     fn refill(&mut self) {
+        if let Some(b) = self.data.get(self.byte..self.byte + 4) {
+            // A whole word: the bits past the last whole byte taken are the stream's own next
+            // bits, so OR-ing them in again on the next refill changes nothing.
+            let w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            self.buf |= w << self.n;
+            let add = (31 - self.n) / 8;
+            self.byte += add as usize;
+            self.n += 8 * add;
+            return;
+        }
         while self.n <= 24 {
             let b = self.data.get(self.byte).copied().unwrap_or(0);
             self.buf |= (b as u32) << self.n;
@@ -412,6 +422,73 @@ impl<'a> RowDecoder<'a> {
         }
         // `walk` only calls back with `pos < k == out.len()`.
         self.walk(r, |pos, v| out[pos] = v)
+    }
+
+    /// [`RowDecoder::decode_row`] for a model that passed [`crate::Model::from_bytes`] (which
+    /// decoded every row with all checks): sparse rows skip the per-entry checks (a position
+    /// past `k` is ignored, an index past the codebook reads 0), so malformed data decodes to
+    /// unspecified values instead of an error; never out of bounds.
+    #[inline]
+    pub fn decode_row_validated(&self, r: usize, out: &mut [i8]) {
+        let Some(out) = out.get_mut(..self.k) else {
+            return;
+        };
+        let lut = &self.lut;
+        match self.w {
+            WeightsDesc::Sparse {
+                values,
+                gap_bits,
+                row_ptr,
+                entries,
+            } => {
+                out.fill(0);
+                let (a, b) = (
+                    le_u32(row_ptr, r).unwrap_or(0) as usize,
+                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
+                );
+                let (gb, vb) = (gap_bits as u32, values.bits());
+                let eb = (gb + vb) as usize;
+                let mut rd = FastBits::new(entries, a * eb);
+                let mut pos = 0usize;
+                for _ in a..b.max(a) {
+                    pos += rd.take(gb) as usize;
+                    let sym = rd.take(vb) as usize;
+                    if let Some(o) = out.get_mut(pos) {
+                        *o = lut[sym & 0xff];
+                    }
+                    pos += 1;
+                }
+            }
+            WeightsDesc::HuffSparse {
+                row_ptr,
+                row_bits,
+                stream,
+                ..
+            } => {
+                out.fill(0);
+                let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
+                    return;
+                };
+                let (a, b) = (
+                    le_u32(row_ptr, r).unwrap_or(0) as usize,
+                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
+                );
+                let s = le_u32(row_bits, r).unwrap_or(0) as usize;
+                let mut rd = FastBits::new(stream, s);
+                let mut pos = 0usize;
+                for _ in a..b.max(a) {
+                    pos += rd.huff(&self.t1, hg).unwrap_or(0) as usize;
+                    let sym = rd.huff(&self.t2, hv).unwrap_or(0) as usize;
+                    if let Some(o) = out.get_mut(pos) {
+                        *o = lut[sym & 0xff];
+                    }
+                    pos += 1;
+                }
+            }
+            _ => {
+                let _ = self.decode_row(r, out);
+            }
+        }
     }
 
     /// Decodes row `r` without storing it (validation): the same code path as

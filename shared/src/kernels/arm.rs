@@ -558,7 +558,7 @@ fn stem_c1_3x3(
                     }
                     _ => {
                         // A validated model decodes without error.
-                        let _ = w.decode_row(c, &mut row);
+                        w.decode_row_validated(c, &mut row);
                     }
                 }
                 let t = &mut r[6 * j..6 * j + 6];

@@ -191,7 +191,7 @@ pub fn conv_s8<K: DotKernel>(
             let r: &[i8] = match w.dense_row(oc) {
                 Some(r) => as_i8(r),
                 None => {
-                    let _ = w.decode_row(oc, row);
+                    w.decode_row_validated(oc, row);
                     &row[..k]
                 }
             };
@@ -222,7 +222,7 @@ pub fn conv_s8<K: DotKernel>(
                 (Some(r), _, _) => K::pack(as_i8(r), k, j % 2, pair),
                 (None, Some(t16), Some((idx, _))) => K::pack_nibbles(idx, t16, k, j % 2, pair),
                 _ => {
-                    let _ = w.decode_row(ob + j, row);
+                    w.decode_row_validated(ob + j, row);
                     K::pack(&row[..k], k, j % 2, pair);
                 }
             }

@@ -355,7 +355,7 @@ fn decode<const AVX: bool>(
         nibbles::<AVX>(idx, lut, &mut dst[..k]);
     } else {
         // A validated model decodes without error (`Model::from_bytes` decoded every row).
-        let _ = w.decode_row(r, row);
+        w.decode_row_validated(r, row);
         for (o, &v) in dst[..k].iter_mut().zip(&row[..k]) {
             *o = v as i16;
         }
