@@ -232,8 +232,11 @@ fn network(ipt: f32) {
             validate,
             core::hint::black_box(logits)
         );
-        // Per observed tensor (layer, sub-op): instructions since the previous observation
-        // (the observer's own cost, a few hundred instructions, included).
+        if !net.starts_with("models/") {
+            continue;
+        }
+        // Shipped model, per observed tensor (layer, sub-op): instructions since the previous
+        // observation (the observer's own cost, a few hundred instructions, included).
         let arena = unsafe { &mut ARENA[..m.arena_len()] };
         let mut last = ticks();
         shared::run_observed(&m, &input, arena, &mut logits, &mut |l, op, _| {
