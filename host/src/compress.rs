@@ -102,6 +102,89 @@ pub struct CompressReport {
     pub weights: usize,
     /// Arena bytes for one inference.
     pub arena_bytes: usize,
+    /// Where the blob's bytes go.
+    #[serde(default)]
+    pub breakdown: BlobBreakdown,
+}
+
+/// Where a blob's bytes go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobBreakdown {
+    /// Weight values: dense bytes, packed indices, Huffman streams, sparse entries, codebooks,
+    /// code-length tables.
+    pub weights: usize,
+    /// Per-row offsets of sparse and Huffman encodings (u32 per output channel).
+    pub row_offsets: usize,
+    /// Per output channel: i32 bias, f32 weight scale, f32 multiplier.
+    pub per_channel: usize,
+    /// Header, layer graph, quantisation parameters.
+    pub other: usize,
+}
+
+/// Splits a blob's bytes into weights, row offsets, per-channel parameters and the rest.
+pub fn blob_breakdown(blob: &[u8]) -> Result<BlobBreakdown> {
+    use shared::format::{Bypass, ConvDesc, LayerDesc};
+    use shared::weights::{Values, WeightsDesc};
+    let model = shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut b = BlobBreakdown::default();
+    let mut conv = |c: &ConvDesc<'_>| {
+        b.per_channel += c.bias.len() + c.w_scales.len() + c.multipliers.len();
+        let cb = |v: &Values<'_>| match v {
+            Values::Raw => 0,
+            Values::Codebook { centroids, .. } => centroids.len(),
+        };
+        match &c.weights {
+            WeightsDesc::Dense { data } => b.weights += data.len(),
+            WeightsDesc::Codebook {
+                centroids, indices, ..
+            } => b.weights += centroids.len() + indices.len(),
+            WeightsDesc::Sparse {
+                values,
+                row_ptr,
+                entries,
+                ..
+            } => {
+                b.weights += cb(values) + entries.len();
+                b.row_offsets += row_ptr.len();
+            }
+            WeightsDesc::HuffSparse {
+                values,
+                gap_lengths,
+                value_lengths,
+                row_ptr,
+                row_bits,
+                stream,
+            } => {
+                b.weights += cb(values) + gap_lengths.len() + value_lengths.len() + stream.len();
+                b.row_offsets += row_ptr.len() + row_bits.len();
+            }
+            WeightsDesc::HuffCodebook {
+                centroids,
+                lengths,
+                row_bits,
+                stream,
+            } => {
+                b.weights += centroids.len() + lengths.len() + stream.len();
+                b.row_offsets += row_bits.len();
+            }
+        }
+    };
+    for info in model.layers() {
+        match &info.desc {
+            LayerDesc::Conv(c) => conv(c),
+            LayerDesc::Fire(f) => {
+                conv(&f.squeeze);
+                conv(&f.expand1);
+                conv(&f.expand3);
+                if let Bypass::Complex { conv: c, .. } = &f.bypass {
+                    conv(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    b.other = blob.len() - b.weights - b.row_offsets - b.per_channel;
+    Ok(b)
 }
 
 /// Reads a run directory's config and best weights, with errors that say what is wrong.
@@ -304,6 +387,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
             blob_bytes: blob.len(),
             weights,
             arena_bytes: model.arena_len(),
+            breakdown: blob_breakdown(&blob)?,
         },
         blob,
         float,
@@ -390,6 +474,20 @@ impl CompressReport {
             100.0 * self.test_acc,
             100.0 * self.float_test_acc
         ));
+        let b = &self.breakdown;
+        if b.weights > 0 {
+            s.push_str(&format!(
+                "\nBlob bytes: weights (values, indices, codes, codebooks) {} ({:.1}x below the \
+                 float32 weights, {:.2} bits per weight), row offsets {}, per-channel bias / \
+                 scale / multiplier {}, header and graph {}.\n",
+                b.weights,
+                (4 * self.weights) as f64 / b.weights as f64,
+                8.0 * b.weights as f64 / self.weights as f64,
+                b.row_offsets,
+                b.per_channel,
+                b.other
+            ));
+        }
         s
     }
 }

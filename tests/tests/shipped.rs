@@ -105,3 +105,17 @@ fn export_reproduces_the_shipped_onnx_files() {
     assert!(format!("{err:#}").contains("invalid blob"), "{err:#}");
     assert!(!fresh.exists());
 }
+
+#[test]
+fn blob_breakdown_accounts_for_every_weight() {
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    let blob = std::fs::read(models().join(&m.blob)).unwrap();
+    let b = host::compress::blob_breakdown(&blob).unwrap();
+    let decoded = host::compress::decoded_weights(&blob).unwrap();
+    let weights: usize = decoded.iter().map(|w| w.len()).sum();
+    let channels: usize = decoded.len(); // at least one channel per conv
+    assert!(b.weights > 0 && b.per_channel >= 12 * channels, "{b:?}");
+    assert_eq!(b.weights + b.row_offsets + b.per_channel + b.other, blob.len());
+    // The graph and header are small next to the weights.
+    assert!(b.other < blob.len() / 20, "{b:?} of {} bytes for {weights} weights", blob.len());
+}
