@@ -4,11 +4,14 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shared::encode::example::{self, Enc, Rng};
 use shared::format::Dims;
-use shared::kernels::{ConvParams, ConvQuant, PortableDot, RefDot, conv_s8, conv_scratch_len};
+use shared::kernels::{
+    ConvParams, ConvQuant, PortableDot, PortableScalarDot, RefDot, conv_s8, conv_scratch_len,
+};
 use shared::weights::RowDecoder;
 use std::hint::black_box;
 
-const SHAPES: [(&str, u16, u16, u16, u8, u8); 4] = [
+const SHAPES: [(&str, u16, u16, u16, u8, u8); 5] = [
+    ("stem_3x3_1_64_28", 28, 1, 64, 3, 1),
     ("squeeze_1x1_64_16_14", 14, 64, 16, 1, 0),
     ("expand_1x1_16_64_14", 14, 16, 64, 1, 0),
     ("expand_3x3_16_64_14", 14, 16, 64, 3, 1),
@@ -20,6 +23,7 @@ fn convs(c: &mut Criterion) {
     for (name, hw, cin, cout, k, pad) in SHAPES {
         for (enc_name, enc) in [
             ("dense", Enc::Dense),
+            ("codebook4", Enc::Codebook),
             ("huff_sparse_cb", Enc::HuffSparseCodebook),
         ] {
             let mut rng = Rng(7);
@@ -73,6 +77,18 @@ fn convs(c: &mut Criterion) {
                 })
             });
             if enc == Enc::Dense {
+                g.bench_function(format!("{name}/{enc_name}/portable_scalar"), |b| {
+                    b.iter(|| {
+                        conv_s8::<PortableScalarDot>(
+                            &p,
+                            &q,
+                            black_box(&x),
+                            &dec,
+                            &mut out,
+                            &mut scratch,
+                        )
+                    })
+                });
                 g.bench_function(format!("{name}/{enc_name}/reference_dot"), |b| {
                     b.iter(|| {
                         conv_s8::<RefDot>(&p, &q, black_box(&x), &dec, &mut out, &mut scratch)
