@@ -387,9 +387,9 @@ fn pack_arm(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
     }
 }
 
-/// Words of one record group of [`stem_c1_3x3`]: 4 x (bias, 5 packed weight pairs), 4 f32
-/// multipliers.
-const STEM_GROUP_WORDS: usize = 28;
+/// Words per channel of a [`stem_c1_3x3`] record group: bias, 5 packed weight pairs, f32
+/// multiplier (a group: the channels' first 6 words one after the other, then the multipliers).
+const STEM_CHANNEL_WORDS: usize = 7;
 
 /// One 4-channel step of the 1-channel stem: the pixel's 5 packed tap pairs stay in r1..r5;
 /// per channel one `LDM` of (bias, 5 weight pairs) and 5 `SMLAD` (the bias is the first
@@ -476,6 +476,148 @@ macro_rules! stem_asm {
     };
 }
 
+/// The 8-channel variant of `stem_asm!` (`cout % 8 == 0`): records of 8 x (bias, 5 weight
+/// pairs) then 8 multipliers; 8 sums in s0..s7, multipliers in s8..s15, one loop test per 8
+/// outputs.
+macro_rules! stem8_asm {
+    ($rec:expr, $end:expr, $acts:expr, $zp:expr, $out:expr, $relu:expr) => {
+        core::arch::asm!(
+            "push {{r6, r7, r8}}",
+            "2:",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s0, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s1, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s2, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s3, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s4, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s5, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s6, r6",
+            "ldm r0!, {{r6, r7, r8, r9, r10, r11}}",
+            "smlad r6, r1, r7, r6",
+            "smlad r6, r2, r8, r6",
+            "smlad r6, r3, r9, r6",
+            "smlad r6, r4, r10, r6",
+            "smlad r6, r5, r11, r6",
+            "vmov s7, r6",
+            "vldmia r0!, {{s8-s15}}",
+            "vcvt.f32.s32 s0, s0",
+            "vcvt.f32.s32 s1, s1",
+            "vcvt.f32.s32 s2, s2",
+            "vcvt.f32.s32 s3, s3",
+            "vcvt.f32.s32 s4, s4",
+            "vcvt.f32.s32 s5, s5",
+            "vcvt.f32.s32 s6, s6",
+            "vcvt.f32.s32 s7, s7",
+            "vmul.f32 s0, s0, s8",
+            "vmul.f32 s1, s1, s9",
+            "vmul.f32 s2, s2, s10",
+            "vmul.f32 s3, s3, s11",
+            "vmul.f32 s4, s4, s12",
+            "vmul.f32 s5, s5, s13",
+            "vmul.f32 s6, s6, s14",
+            "vmul.f32 s7, s7, s15",
+            "vcvtr.s32.f32 s0, s0",
+            "vcvtr.s32.f32 s1, s1",
+            "vcvtr.s32.f32 s2, s2",
+            "vcvtr.s32.f32 s3, s3",
+            "vcvtr.s32.f32 s4, s4",
+            "vcvtr.s32.f32 s5, s5",
+            "vcvtr.s32.f32 s6, s6",
+            "vcvtr.s32.f32 s7, s7",
+            "vmov r6, r7, s0, s1",
+            "vmov r8, r9, s2, s3",
+            "add r6, r6, r12",
+            "add r7, r7, r12",
+            "add r8, r8, r12",
+            "add r9, r9, r12",
+            "ssat r6, #8, r6",
+            "ssat r7, #8, r7",
+            "ssat r8, #8, r8",
+            "ssat r9, #8, r9",
+            $relu,
+            "strb r6, [lr, #0]",
+            "strb r7, [lr, #1]",
+            "strb r8, [lr, #2]",
+            "strb r9, [lr, #3]",
+            "vmov r6, r7, s4, s5",
+            "vmov r8, r9, s6, s7",
+            "add r6, r6, r12",
+            "add r7, r7, r12",
+            "add r8, r8, r12",
+            "add r9, r9, r12",
+            "ssat r6, #8, r6",
+            "ssat r7, #8, r7",
+            "ssat r8, #8, r8",
+            "ssat r9, #8, r9",
+            $relu,
+            "strb r6, [lr, #4]",
+            "strb r7, [lr, #5]",
+            "strb r8, [lr, #6]",
+            "strb r9, [lr, #7]",
+            "adds lr, lr, #8",
+            "ldr r6, [sp, #8]",
+            "cmp r0, r6",
+            "bne 2b",
+            "pop {{r6, r7, r8}}",
+            inout("r0") $rec => _,
+            in("r1") $acts[0],
+            in("r2") $acts[1],
+            in("r3") $acts[2],
+            in("r4") $acts[3],
+            in("r5") $acts[4],
+            inout("r8") $end => _,
+            in("r12") $zp,
+            inout("lr") $out => _,
+            out("r9") _, out("r10") _, out("r11") _,
+            out("s0") _, out("s1") _, out("s2") _, out("s3") _,
+            out("s4") _, out("s5") _, out("s6") _, out("s7") _,
+            out("s8") _, out("s9") _, out("s10") _, out("s11") _,
+            out("s12") _, out("s13") _, out("s14") _, out("s15") _,
+        )
+    };
+}
+
 /// `max(q, zp)` for the four results (fused ReLU: `lo = zp`).
 macro_rules! RELU4 {
     () => {
@@ -497,7 +639,7 @@ macro_rules! RELU4 {
 }
 
 /// The 1-channel 3x3 convolution (the stem, any stride and padding) on the DSP: channels are
-/// processed 4 at a time against one pixel's 9 taps held in registers as 5 packed pairs
+/// processed 8 (or 4) at a time against one pixel's 9 taps held in registers as 5 packed pairs
 /// (`(x - zp)` as i16, the 10th tap 0), so each output costs 5 `SMLAD` and its share of one
 /// requantisation sequence (see `stem_asm!`). Per-channel records (bias, packed weight pairs,
 /// multiplier) fill the scratch; when not all channels fit, the pixels are walked once per
@@ -519,19 +661,21 @@ fn stem_c1_3x3(
     }
     let skip = scratch.as_ptr().align_offset(4).min(3);
     let nwords = scratch.len().saturating_sub(skip) / 4;
-    let groups = cout / 4;
-    let fit = nwords / STEM_GROUP_WORDS;
+    // 8 channels per asm step when the channel count allows (one loop test and one
+    // multiplier load per 8 outputs), else 4.
+    let gs = if cout.is_multiple_of(8) { 8 } else { 4 };
+    let gw = gs * STEM_CHANNEL_WORDS;
+    let groups = cout / gs;
+    let fit = nwords / gw;
     if fit == 0 {
         return false;
     }
     let nblocks = groups.div_ceil(fit);
     let gb = groups.div_ceil(nblocks);
-    let buf = &mut scratch[skip..skip + 4 * gb * STEM_GROUP_WORDS];
-    // SAFETY: `buf` starts 4-byte aligned (align_offset) and holds exactly
-    // `4 * gb * STEM_GROUP_WORDS` bytes; every bit pattern is a valid u32.
-    let rec = unsafe {
-        core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), gb * STEM_GROUP_WORDS)
-    };
+    let buf = &mut scratch[skip..skip + 4 * gb * gw];
+    // SAFETY: `buf` starts 4-byte aligned (align_offset) and holds exactly `4 * gb * gw` bytes;
+    // every bit pattern is a valid u32.
+    let rec = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), gb * gw) };
     let zp = q.in_zp as i32;
     let (h, iw) = (p.input.h as isize, p.input.w as isize);
     let (oh, ow) = (p.output.h as usize, p.output.w as usize);
@@ -543,9 +687,9 @@ fn stem_c1_3x3(
     while g0 < groups {
         let ng = gb.min(groups - g0);
         for g in 0..ng {
-            let r = &mut rec[g * STEM_GROUP_WORDS..(g + 1) * STEM_GROUP_WORDS];
-            for j in 0..4 {
-                let c = 4 * (g0 + g) + j;
+            let r = &mut rec[g * gw..(g + 1) * gw];
+            for j in 0..gs {
+                let c = gs * (g0 + g) + j;
                 let mut row = [0i8; 9];
                 match (w.dense_row(c), w.nibbles()) {
                     (Some(d), _) => row.copy_from_slice(&as_i8(d)[..9]),
@@ -567,10 +711,10 @@ fn stem_c1_3x3(
                     let hi = if 2 * i + 1 < 9 { row[2 * i + 1] } else { 0 };
                     *wd = pair(row[2 * i] as i32, hi as i32);
                 }
-                r[24 + j] = le_f32_at(q.multipliers, c).to_bits();
+                r[6 * gs + j] = le_f32_at(q.multipliers, c).to_bits();
             }
         }
-        let recs = &rec[..ng * STEM_GROUP_WORDS];
+        let recs = &rec[..ng * gw];
         for oy in 0..oh {
             let y0 = oy as isize * sy - py;
             for ox in 0..ow {
@@ -608,33 +752,21 @@ fn stem_c1_3x3(
                         pair(t[8], 0),
                     ]
                 };
-                let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + 4 * g0;
-                let dst = &mut out[o..o + 4 * ng];
+                let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + gs * g0;
+                let dst = &mut out[o..o + gs * ng];
                 let range = recs.as_ptr_range();
-                // SAFETY: reads the `ng` records of `recs` (28 words each, word aligned) from
-                // `range.start` to `range.end` exactly, writes `4 * ng` bytes of `dst` (bounds
-                // checked by the slicing above). r6/r7 (not nameable) and r8 (the end pointer,
-                // kept on the stack) are saved and restored; every other register used is a
-                // declared operand or clobber.
+                // SAFETY: reads the `ng` record groups of `recs` (`gw` words each, word aligned)
+                // from `range.start` to `range.end` exactly, writes `gs * ng` bytes of `dst`
+                // (bounds checked by the slicing above). r6/r7 (not nameable) and r8 (the end
+                // pointer, kept on the stack) are saved and restored; every other register used
+                // is a declared operand or clobber.
                 unsafe {
-                    if relu {
-                        stem_asm!(
-                            range.start,
-                            range.end,
-                            acts,
-                            rq.zero_point,
-                            dst.as_mut_ptr(),
-                            RELU4!()
-                        );
-                    } else {
-                        stem_asm!(
-                            range.start,
-                            range.end,
-                            acts,
-                            rq.zero_point,
-                            dst.as_mut_ptr(),
-                            ""
-                        );
+                    let (a, b, z, d) = (range.start, range.end, rq.zero_point, dst.as_mut_ptr());
+                    match (gs, relu) {
+                        (8, true) => stem8_asm!(a, b, acts, z, d, RELU4!()),
+                        (8, false) => stem8_asm!(a, b, acts, z, d, ""),
+                        (_, true) => stem_asm!(a, b, acts, z, d, RELU4!()),
+                        (_, false) => stem_asm!(a, b, acts, z, d, ""),
                     }
                 }
             }
