@@ -281,8 +281,9 @@ impl DotKernel for PortableDot {
     }
 }
 
-/// [`PortableDot`] with the wide driver's plain-Rust micro-kernel on every CPU (what
-/// `PortableDot` runs without AVX2 and on non-x86 targets), so that tests cover both.
+/// [`PortableDot`] without the AVX2 path on every CPU (what `PortableDot` runs on x86-64 CPUs
+/// without AVX2: the SSE2 micro-kernel; on other targets the same as `PortableDot`), so that
+/// tests cover both.
 #[derive(Debug, Clone, Copy)]
 pub struct PortableScalarDot;
 

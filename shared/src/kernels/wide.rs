@@ -1,6 +1,6 @@
 //! The "wide" convolution driver behind [`crate::kernels::PortableDot`] (the host path): rows of
 //! i16 padded to [`LANES`], a 2-pixel x 4-channel micro-kernel (AVX2 `VPMADDWD` when the CPU
-//! has it, else plain Rust that LLVM vectorises to `PMADDWD` on x86-64), 4-bit codebook rows
+//! has it, else SSE2 `PMADDWD` on x86-64, plain Rust on other targets), 4-bit codebook rows
 //! decoded straight into i16 (`PSHUFB` on AVX2 CPUs).
 //!
 //! # Scratch
@@ -47,7 +47,8 @@ pub fn conv_wide(
     conv_wide_body::<false>(p, q, input, w, out, scratch)
 }
 
-/// [`conv_wide`] with the portable micro-kernel whatever the CPU (tests run both).
+/// [`conv_wide`] without AVX2 whatever the CPU (SSE2 micro-kernel on x86-64, plain Rust
+/// elsewhere; tests run both).
 #[inline]
 pub fn conv_wide_portable(
     p: &ConvParams,
@@ -256,6 +257,66 @@ fn outer_pixel<const AVX: bool>(a: &[i16], wt: &[i16], nb: usize, bias: &[i32], 
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // 16 channels (4 registers) at a time, then 8.
+        let mut c0 = 0;
+        while c0 + 16 <= nb {
+            outer_sse2::<4>(a, wt, nb, c0, bias, acc);
+            c0 += 16;
+        }
+        if c0 < nb {
+            outer_sse2::<2>(a, wt, nb, c0, bias, acc);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    outer_portable(a, wt, nb, bias, acc);
+}
+
+/// [`outer_pixel`] for channels `c0..c0 + 4 * G` with SSE2 (the x86-64 baseline).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn outer_sse2<const G: usize>(
+    a: &[i16],
+    wt: &[i16],
+    nb: usize,
+    c0: usize,
+    bias: &[i32],
+    acc: &mut [i32],
+) {
+    use core::arch::x86_64::*;
+    let th = a.len() / 2;
+    let (wt, bias, acc) = (
+        &wt[..2 * th * nb],
+        &bias[c0..c0 + 4 * G],
+        &mut acc[c0..c0 + 4 * G],
+    );
+    // SAFETY: SSE2 is part of the x86-64 baseline. Reads `a[2t..2t + 2]` for `t < th`,
+    // `wt[2 (t nb + c0 + 4 g)..+8]` for `g < G` (`c0 + 4 G <= nb`, inside `wt[..2 th nb]`),
+    // `bias[4 g..4 g + 4]`; writes `acc[4 g..4 g + 4]`; all within the slices checked above.
+    unsafe {
+        let mut s = [_mm_setzero_si128(); G];
+        for (g, r) in s.iter_mut().enumerate() {
+            *r = _mm_loadu_si128(bias.as_ptr().add(4 * g).cast());
+        }
+        for t in 0..th {
+            let x = _mm_set1_epi32(a.as_ptr().add(2 * t).cast::<i32>().read_unaligned());
+            let wr = wt.as_ptr().add(2 * (t * nb + c0));
+            for (g, r) in s.iter_mut().enumerate() {
+                let v = _mm_loadu_si128(wr.add(8 * g).cast());
+                *r = _mm_add_epi32(*r, _mm_madd_epi16(x, v));
+            }
+        }
+        for (g, r) in s.iter().enumerate() {
+            _mm_storeu_si128(acc.as_mut_ptr().add(4 * g).cast(), *r);
+        }
+    }
+}
+
+/// Plain-Rust [`outer_pixel`] (targets other than x86-64).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn outer_portable(a: &[i16], wt: &[i16], nb: usize, bias: &[i32], acc: &mut [i32]) {
     let th = a.len() / 2;
     let (acc, bias) = (&mut acc[..nb], &bias[..nb]);
     acc.copy_from_slice(bias);
@@ -420,11 +481,55 @@ fn micro<const AVX: bool>(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32;
         // SAFETY: `AVX` is only true inside `conv_wide_avx2`, reached after detecting AVX2.
         return unsafe { micro_avx2(a0, a1, w, kp) };
     }
+    #[cfg(target_arch = "x86_64")]
+    return micro_sse2(a0, a1, w, kp);
+    #[cfg(not(target_arch = "x86_64"))]
     micro_portable(a0, a1, w, kp)
 }
 
-/// Plain-Rust micro-kernel: 8 lanes of pairwise products per output (the shape of `PMADDWD`,
-/// which LLVM emits for it on x86-64).
+/// SSE2 micro-kernel (the x86-64 baseline): [`micro_avx2`] on 128-bit registers, 8 `PMADDWD`
+/// per 8 values, sums by unpack-and-add.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn micro_sse2(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32; 8] {
+    use core::arch::x86_64::*;
+    let (a0, a1, w) = (&a0[..kp], &a1[..kp], &w[..4 * kp]);
+    let mut r = [0i32; 8];
+    // Four accumulators to one register of their four sums.
+    #[inline(always)]
+    fn sums(a: __m128i, b: __m128i, c: __m128i, d: __m128i) -> __m128i {
+        // SAFETY: SSE2 is part of the x86-64 baseline; register-only operations.
+        unsafe {
+            let ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
+            let cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
+            _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd))
+        }
+    }
+    // SAFETY: SSE2 is part of the x86-64 baseline. `kp` is a multiple of 16, so every load
+    // `[i, i + 8)` with `i < kp` stays inside `a0`, `a1` and row `j < 4` of `w`
+    // (`w.len() == 4 * kp`, checked by the slicing above); the stores write `r[..4]`, `r[4..]`.
+    unsafe {
+        let mut s = [_mm_setzero_si128(); 8];
+        let mut i = 0;
+        while i < kp {
+            let x0 = _mm_loadu_si128(a0.as_ptr().add(i).cast());
+            let x1 = _mm_loadu_si128(a1.as_ptr().add(i).cast());
+            for j in 0..4 {
+                let v = _mm_loadu_si128(w.as_ptr().add(j * kp + i).cast());
+                s[j] = _mm_add_epi32(s[j], _mm_madd_epi16(x0, v));
+                s[4 + j] = _mm_add_epi32(s[4 + j], _mm_madd_epi16(x1, v));
+            }
+            i += 8;
+        }
+        _mm_storeu_si128(r.as_mut_ptr().cast(), sums(s[0], s[1], s[2], s[3]));
+        _mm_storeu_si128(r.as_mut_ptr().add(4).cast(), sums(s[4], s[5], s[6], s[7]));
+    }
+    r
+}
+
+/// Plain-Rust micro-kernel (targets other than x86-64): 8 lanes of pairwise products per
+/// output (the shape of `PMADDWD`).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 #[inline(always)]
 fn micro_portable(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32; 8] {
     let n = kp / LANES;
