@@ -1,9 +1,11 @@
 //! `sqz export`: the deployable files of a model: the blob (in `shared`'s format, checked by
 //! `Model::from_bytes`), the float ONNX of the trained network (BatchNorm folded), and the
 //! quantised ONNX of the compressed model, which tract 0.23.9 loads and runs, in two forms:
-//! `NAME.qdq.onnx` (QDQ: DequantizeLinear -> Conv -> QuantizeLinear for convs and pools) and
-//! `NAME.int8.onnx` (QLinearConv; the form the per-layer check is bit-exact on). Bypasses are
-//! DequantizeLinear / Add / QuantizeLinear in both. Outputs are the logits, dequantised and as
+//! `NAME.qdq.onnx` (QDQ, integer-exact: DequantizeLinear with scale 1 gives the integers x - zp,
+//! w and the bias as floats, a float Conv sums them exactly, then Mul by the channel
+//! multipliers and QuantizeLinear with scale 1 requantise exactly as the kernels do) and
+//! `NAME.int8.onnx` (QLinearConv). Bypasses are DequantizeLinear / Add / QuantizeLinear in
+//! both. Outputs are the logits, dequantised and as
 //! int8 (tract's quantised Softmax is broken, so there is none).
 
 use std::path::{Path, PathBuf};

@@ -147,6 +147,22 @@ impl GraphBuilder {
         out
     }
 
+    /// `DequantizeLinear` of int8 `x` with scale 1: the integers `x - zero_point` as floats.
+    fn int_dequant(&mut self, x: &str, zero_point: i8) -> String {
+        let s = self.tensor_f32("one", &[], &[1.0]);
+        let z = self.tensor_i8("zp", &[], &[zero_point]);
+        let out = self.fresh("int_f");
+        self.node("DequantizeLinear", &[x, &s, &z], &out, vec![]);
+        out
+    }
+
+    /// `QuantizeLinear` with scale 1: round half to even, add `zero_point`, saturate.
+    fn int_quant_into(&mut self, x: &str, zero_point: i8, out: &str) {
+        let s = self.tensor_f32("one", &[], &[1.0]);
+        let z = self.tensor_i8("zp", &[], &[zero_point]);
+        self.node("QuantizeLinear", &[x, &s, &z], out, vec![]);
+    }
+
     /// `QuantizeLinear` of `x` into `out` with `q`.
     fn quant_into(&mut self, x: &str, q: QuantParams, out: &str) {
         let (s, z) = self.quant_scalars(q);
@@ -235,35 +251,37 @@ fn qlinear_conv(
         ),
     ];
     if g.qdq {
-        // DQ(x), DQ(w) per output channel, DQ(bias) at in_scale * w_scale, float Conv, Relu,
-        // Q: the form quantisation tools emit and runtimes fuse into an integer conv.
-        let xf = g.fresh("x_f");
-        g.node("DequantizeLinear", &[x, &xs, &xz], &xf, vec![]);
-        let wf = g.fresh("w_f");
-        g.node(
-            "DequantizeLinear",
-            &[&w, &ws, &wz],
-            &wf,
-            vec![attr_int("axis", 0)],
-        );
-        let bias_scales: Vec<f32> = le_f32(c.w_scales).iter().map(|s| s * in_q.scale).collect();
-        let bs = g.tensor_f32("b_scale", &[cout as i64], &bias_scales);
-        let bz = g.tensor_i32("b_zp", &[cout as i64], &vec![0; cout]);
+        // Integer-exact QDQ: DequantizeLinear with scale 1 turns x - zp, w and the bias into
+        // integer-valued floats, so a float Conv sums them exactly (below 2^24); Mul by the
+        // channel's multiplier and QuantizeLinear (scale 1, round half to even) are then the
+        // kernels' requantisation step for step. Any runtime that computes in f32 agrees.
+        let xf = g.int_dequant(x, in_q.zero_point);
+        let wf = g.int_dequant(&w, 0);
+        let bias_zp = g.tensor_i32("b_zp", &[], &[0]);
+        let one = g.tensor_f32("one", &[], &[1.0]);
         let bf = g.fresh("b_f");
-        g.node(
-            "DequantizeLinear",
-            &[&b, &bs, &bz],
-            &bf,
-            vec![attr_int("axis", 0)],
-        );
-        let mut y = g.fresh("conv_f");
-        g.node("Conv", &[&xf, &wf, &bf], &y, attrs);
+        g.node("DequantizeLinear", &[&b, &one, &bias_zp], &bf, vec![]);
+        let mut acc = g.fresh("acc_f");
+        g.node("Conv", &[&xf, &wf, &bf], &acc, attrs);
+        // An element-wise op between the Conv and the multiplier keeps an optimiser from
+        // folding the multiplier into the weights (which would end exactness): ReLU before
+        // the positive multiplier (the same result), or a Max with -2^24 that never binds.
+        let r = g.fresh("barrier_f");
         if c.relu {
-            let r = g.fresh("relu_f");
-            g.node("Relu", &[&y], &r, vec![]);
-            y = r;
+            g.node("Relu", &[&acc], &r, vec![]);
+        } else {
+            let floor = g.tensor_f32("floor", &[], &[-16_777_216.0]);
+            g.node("Max", &[&acc, &floor], &r, vec![]);
         }
-        g.quant_into(&y, c.out_quant, out);
+        acc = r;
+        let m = g.tensor_f32(
+            "multiplier",
+            &[1, cout as i64, 1, 1],
+            &le_f32(c.multipliers),
+        );
+        let y = g.fresh("scaled_f");
+        g.node("Mul", &[&acc, &m], &y, vec![]);
+        g.int_quant_into(&y, c.out_quant.zero_point, out);
         return Ok(());
     }
     let relu_needed = c.relu && c.out_quant.zero_point != -128;
@@ -315,13 +333,17 @@ fn avg_pool_as_conv(
         attr_int("group", c),
     ];
     if g.qdq {
-        let xf = g.fresh("x_f");
-        g.node("DequantizeLinear", &[x, &xs, &xz], &xf, vec![]);
-        let wf = g.fresh("ones_f");
-        g.node("DequantizeLinear", &[&wt, &ws, &wz], &wf, vec![]);
-        let y = g.fresh("pool_f");
-        g.node("Conv", &[&xf, &wf], &y, attrs);
-        g.quant_into(&y, out_q, out);
+        // Integer-exact QDQ as for convs: the window sum of x - zp, times the pool multiplier.
+        let xf = g.int_dequant(x, in_q.zero_point);
+        let wf = g.int_dequant(&wt, 0);
+        let sum = g.fresh("sum_f");
+        g.node("Conv", &[&xf, &wf], &sum, attrs);
+        let count = (kh * kw) as u32;
+        let mult = shared::quant::pool_multiplier(in_q.scale, count, out_q.scale);
+        let m = g.tensor_f32("multiplier", &[], &[mult]);
+        let y = g.fresh("scaled_f");
+        g.node("Mul", &[&sum, &m], &y, vec![]);
+        g.int_quant_into(&y, out_q.zero_point, out);
         return;
     }
     let (ys, yz) = g.quant_scalars(out_q);

@@ -348,10 +348,6 @@ pub mod tolerance {
     pub const TOP1_AGREEMENT: f64 = 0.999;
     /// Whole network: int8 logits within this many quantisation steps.
     pub const LOGIT_STEPS: i32 = 2;
-    /// QDQ form, per layer: |int8 difference| at most this (float rounding, see the report).
-    pub const QDQ_LAYER_LSB: i32 = 1;
-    /// QDQ form, whole network: int8 logits within this many steps.
-    pub const QDQ_LOGIT_STEPS: i32 = 4;
     /// Float: |logit difference| at most this.
     pub const FLOAT_ABS: f32 = 1e-4;
 }
@@ -439,7 +435,6 @@ pub fn check_blob<I: Images + ?Sized>(
     let layers = per_layer(&model, layer_set)?;
     eprintln!("per-layer parity, QDQ form, on {layer_images} images...");
     let qdq_layers = per_layer_as(&model, layer_set, QuantFormat::Qdq)?;
-    let qdq_layer_max = qdq_layers.iter().map(|l| l.max_delta).max().unwrap_or(0);
     eprintln!("whole-network parity on {} images...", net_set.count());
     let (_, blob_logits) = crate::quantize::evaluate_blob(blob, net_set)?;
     let network = whole_network(&model, &blob_logits, net_set, 100)?;
@@ -454,9 +449,11 @@ pub fn check_blob<I: Images + ?Sized>(
     let mut passed = layer_bad == tolerance::LAYER_MISMATCHES
         && agree >= tolerance::TOP1_AGREEMENT
         && network.max_logit_delta <= tolerance::LOGIT_STEPS
-        && qdq_layer_max <= tolerance::QDQ_LAYER_LSB
+        && qdq_layers
+            .iter()
+            .all(|l| l.mismatches == tolerance::LAYER_MISMATCHES)
         && qdq_agree >= tolerance::TOP1_AGREEMENT
-        && qdq.max_logit_delta <= tolerance::QDQ_LOGIT_STEPS;
+        && qdq.max_logit_delta <= tolerance::LOGIT_STEPS;
     let mut md = format!(
         "# Parity of {} with tract {}\n\n## Per layer ({} images, each layer fed the kernels' own activations)\n\n{}\n",
         name,
@@ -475,7 +472,7 @@ pub fn check_blob<I: Images + ?Sized>(
         "Total mismatching int8 values: {layer_bad} (threshold {}).\n\n## Whole network ({} images)\n\n\
          | ONNX form | top-1 agreement | max int8 logit delta | shared accuracy | tract accuracy |\n|---|---|---|---|---|\n\
          | QLinearConv | {:.2} % ({} / {}) | {} steps | {} | {} |\n\
-         | QDQ (DequantizeLinear, Conv, QuantizeLinear) | {:.2} % ({} / {}) | {} steps | {} | {} |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps (QLinearConv) and {} steps (QDQ).\n",
+         | QDQ (DequantizeLinear, Conv, QuantizeLinear) | {:.2} % ({} / {}) | {} steps | {} | {} |\n\nThresholds: agreement >= {:.1} %, delta <= {} steps (both forms).\n",
         tolerance::LAYER_MISMATCHES,
         network.images,
         100.0 * agree,
@@ -491,20 +488,16 @@ pub fn check_blob<I: Images + ?Sized>(
         pct(qdq.shared_acc),
         pct(qdq.tract_acc),
         100.0 * tolerance::TOP1_AGREEMENT,
-        tolerance::LOGIT_STEPS,
-        tolerance::QDQ_LOGIT_STEPS
+        tolerance::LOGIT_STEPS
     ));
+    let qdq_bad: usize = qdq_layers.iter().map(|l| l.mismatches).sum();
     md.push_str(&format!(
         "\n## QDQ form, per layer ({layer_images} images)\n\n\
-         tract runs a DequantizeLinear -> Conv -> QuantizeLinear layer as a float convolution \
-         (f32 products and sums) rounded once at the end, where the kernels and QLinearConv \
-         accumulate exactly in i32 and requantise with one f32 multiplier: values that land \
-         within f32 error of a rounding tie can round the other way, by 1 LSB at most per layer \
-         (threshold {} LSB), and such differences then travel through later layers (whole \
-         network threshold {} steps).\n\n{}\n",
-        tolerance::QDQ_LAYER_LSB,
-        tolerance::QDQ_LOGIT_STEPS,
-        layer_table(&qdq_layers)
+         Each layer as DequantizeLinear (scale 1: the integers x - zp, w, bias) -> Conv -> Mul by \
+         the channel multipliers -> QuantizeLinear (scale 1), which tract computes in f32 \
+         exactly.\n\n{}\nTotal mismatching int8 values: {qdq_bad} (threshold {}).\n",
+        layer_table(&qdq_layers),
+        tolerance::LAYER_MISMATCHES
     ));
     if let Some(f) = &float {
         passed &= f.parity.max_abs_delta <= f.threshold;
