@@ -115,7 +115,14 @@ fn blob_breakdown_accounts_for_every_weight() {
     let weights: usize = decoded.iter().map(|w| w.len()).sum();
     let channels: usize = decoded.len(); // at least one channel per conv
     assert!(b.weights > 0 && b.per_channel >= 12 * channels, "{b:?}");
-    assert_eq!(b.weights + b.row_offsets + b.per_channel + b.other, blob.len());
+    assert_eq!(
+        b.weights + b.row_offsets + b.per_channel + b.other,
+        blob.len()
+    );
     // The graph and header are small next to the weights.
-    assert!(b.other < blob.len() / 20, "{b:?} of {} bytes for {weights} weights", blob.len());
+    assert!(
+        b.other < blob.len() / 20,
+        "{b:?} of {} bytes for {weights} weights",
+        blob.len()
+    );
 }
