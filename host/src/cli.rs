@@ -60,6 +60,9 @@ pub enum Command {
     /// Write MANIFEST.json for a model directory whose compression ran elsewhere: every file's
     /// digest, the blob re-evaluated on the test set, the commands that made it.
     Manifest(ManifestArgs),
+    /// Store a blob's weights another way (smallest, or fastest to decode): same values, same
+    /// logits (checked on test images), different flash size and device cost.
+    Recode(RecodeArgs),
     /// Check a blob against tract: per layer (bit-exact), whole network, and float.
     Verify(VerifyArgs),
     /// Import a SqueezeNet-family ONNX model (PyTorch, burn, tf2onnx), calibrate it on your
@@ -464,6 +467,24 @@ pub struct ManifestArgs {
     compress_command: String,
 }
 
+/// `sqz recode`.
+#[derive(Debug, Args)]
+pub struct RecodeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The blob to re-encode.
+    blob: PathBuf,
+    /// The new blob.
+    #[arg(long)]
+    out: PathBuf,
+    /// How to store the weights.
+    #[arg(long, value_enum, default_value = "fast-decode")]
+    encoding: crate::recode::Encoding,
+    /// Test images whose logits must be identical on both blobs.
+    #[arg(long, default_value_t = 1000)]
+    check_images: usize,
+}
+
 /// `sqz pipeline`.
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
@@ -710,6 +731,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 100.0 * acc,
                 d.test.len(),
                 args.dir.join("MANIFEST.json").display()
+            );
+            Ok(())
+        }
+        Command::Recode(args) => {
+            let blob = std::fs::read(&args.blob)
+                .with_context(|| format!("while reading {}", args.blob.display()))?;
+            let d = args.data.load()?;
+            let n = args.check_images.min(d.test.len());
+            let out = crate::recode::recode(&blob, args.encoding, (0..n).map(|i| d.test.image(i)))
+                .with_context(|| format!("re-encoding {}", args.blob.display()))?;
+            crate::train::write_atomic(&args.out, &out)?;
+            println!(
+                "{}: {} -> {} bytes, logits identical on {n} test images",
+                args.out.display(),
+                blob.len(),
+                out.len()
             );
             Ok(())
         }

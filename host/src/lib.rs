@@ -16,6 +16,7 @@ pub mod onnx;
 pub mod pipeline;
 pub mod progress;
 pub mod quantize;
+pub mod recode;
 pub mod report;
 pub mod sharing;
 pub mod shipped;

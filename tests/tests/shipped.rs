@@ -126,3 +126,31 @@ fn blob_breakdown_accounts_for_every_weight() {
         blob.len()
     );
 }
+
+#[test]
+fn recode_keeps_every_logit_and_round_trips() {
+    use host::recode::{Encoding, recode};
+    let m = host::shipped::check_manifest(&models()).unwrap();
+    let blob = std::fs::read(models().join(&m.blob)).unwrap();
+    let d = data();
+    let images = || (0..200).map(|i| d.test.image(i));
+    let small = recode(&blob, Encoding::Smallest, images()).unwrap();
+    let fast = recode(&small, Encoding::FastDecode, images()).unwrap();
+    let again = recode(&fast, Encoding::Smallest, images()).unwrap();
+    assert!(
+        small.len() <= fast.len(),
+        "{} vs {}",
+        small.len(),
+        fast.len()
+    );
+    assert!(
+        again == small,
+        "smallest -> fast -> smallest is not the identity"
+    );
+    let (a, la) = host::quantize::evaluate_blob(&blob, &d.test.slice(0..500)).unwrap();
+    let (b, lb) = host::quantize::evaluate_blob(&fast, &d.test.slice(0..500)).unwrap();
+    assert_eq!((a, la), (b, lb));
+    let mut bad = blob.clone();
+    bad[30] ^= 1;
+    assert!(recode(&bad, Encoding::FastDecode, images()).is_err());
+}
