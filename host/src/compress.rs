@@ -44,11 +44,17 @@ pub struct CompressConfig {
 
 impl CompressConfig {
     /// The recipe of the shipped model in `models/` (and of `sqz pipeline`).
+    /// Weights are stored as packed 4-bit codebook indices (fastest on the device);
+    /// `sqz recode --encoding smallest` gives the Huffman-sparse twin with the same logits.
     pub fn shipped() -> Self {
         Self {
+            sharing: SharingConfig {
+                fast_decode: true,
+                ..SharingConfig::default()
+            },
             finetune: Some(FinetuneConfig {
-                sparsity: 0.85,
-                prune_rounds: 4,
+                sparsity: 0.65,
+                prune_rounds: 3,
                 prune_epochs: 2,
                 share_epochs: 1,
                 bits: 4,
