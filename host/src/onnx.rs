@@ -42,7 +42,8 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn value_info(
+/// A tensor's name, element type and NCHW dims (`None`: a symbolic batch).
+pub fn value_info(
     name: &str,
     elem: pb::tensor_proto::DataType,
     dims: &[Option<i64>],
@@ -227,15 +228,11 @@ fn qlinear_conv(
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
-    let (xs, xz) = g.quant_scalars(in_q);
     let w = g.tensor_i8(
         "w",
         &[cout as i64, in_channels as i64, kh as i64, kw as i64],
         &oihw,
     );
-    let ws = g.tensor_f32("w_scale", &[cout as i64], &le_f32(c.w_scales));
-    let wz = g.tensor_i8("w_zp", &[cout as i64], &vec![0; cout]);
-    let (ys, yz) = g.quant_scalars(c.out_quant);
     let b = g.tensor_i32("bias", &[cout as i64], &le_i32(c.bias));
     let attrs = vec![
         attr_ints("kernel_shape", &[kh as i64, kw as i64]),
@@ -284,6 +281,10 @@ fn qlinear_conv(
         g.int_quant_into(&y, c.out_quant.zero_point, out);
         return Ok(());
     }
+    let (xs, xz) = g.quant_scalars(in_q);
+    let ws = g.tensor_f32("w_scale", &[cout as i64], &le_f32(c.w_scales));
+    let wz = g.tensor_i8("w_zp", &[cout as i64], &vec![0; cout]);
+    let (ys, yz) = g.quant_scalars(c.out_quant);
     let relu_needed = c.relu && c.out_quant.zero_point != -128;
     let conv_out = if relu_needed {
         g.fresh("preact")
@@ -322,10 +323,7 @@ fn avg_pool_as_conv(
 ) {
     let c = i64::from(channels);
     let [kh, kw] = kernel;
-    let (xs, xz) = g.quant_scalars(in_q);
     let wt = g.tensor_i8("ones", &[c, 1, kh, kw], &vec![1; (c * kh * kw) as usize]);
-    let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
-    let wz = g.tensor_i8("w_zp", &[], &[0]);
     let attrs = vec![
         attr_ints("kernel_shape", &kernel),
         attr_ints("strides", &stride),
@@ -346,6 +344,9 @@ fn avg_pool_as_conv(
         g.int_quant_into(&y, out_q.zero_point, out);
         return;
     }
+    let (xs, xz) = g.quant_scalars(in_q);
+    let ws = g.tensor_f32("w_scale", &[], &[1.0 / (kh * kw) as f32]);
+    let wz = g.tensor_i8("w_zp", &[], &[0]);
     let (ys, yz) = g.quant_scalars(out_q);
     g.node(
         "QLinearConv",

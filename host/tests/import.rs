@@ -11,7 +11,7 @@ use host::import::{ImportConfig, import, parse, write_outputs};
 use prost::Message;
 use tract_onnx::pb::{
     self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TypeProto, ValueInfoProto,
+    ValueInfoProto,
 };
 
 /// A graph written the way exporters write it, with random weights.
@@ -222,29 +222,7 @@ impl G {
 }
 
 fn input(name: &str, dims: [Option<i64>; 4]) -> ValueInfoProto {
-    use pb::tensor_shape_proto::{Dimension, dimension::Value};
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|d| Dimension {
-                            value: Some(match d {
-                                Some(v) => Value::DimValue(*v),
-                                None => Value::DimParam("batch_size".into()),
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    host::onnx::value_info(name, pb::tensor_proto::DataType::Float, &dims)
 }
 
 /// Synthetic images: smooth blobs and stripes, different per image, with labels.
