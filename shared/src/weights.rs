@@ -433,6 +433,48 @@ impl<'a> RowDecoder<'a> {
         let Some(out) = out.get_mut(..self.k) else {
             return;
         };
+        if self.is_sparse() {
+            out.fill(0);
+            // Positions past `k` are ignored: see `for_each_stored_validated`.
+            self.for_each_stored_validated(r, |pos, v| {
+                if let Some(o) = out.get_mut(pos) {
+                    *o = v;
+                }
+            });
+        } else {
+            let _ = self.decode_row(r, out);
+        }
+    }
+
+    /// Whether the rows are stored as `(gap, value)` entries (plain or Huffman coded).
+    #[inline]
+    pub fn is_sparse(&self) -> bool {
+        matches!(
+            self.w,
+            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
+        )
+    }
+
+    /// Stored entries (values and gap fillers) of rows `a..b` of a sparse encoding: an upper
+    /// bound of their nonzero weights, read from the row index without decoding. `None` for the
+    /// dense-row encodings.
+    #[inline]
+    pub fn stored_entries(&self, a: usize, b: usize) -> Option<usize> {
+        match self.w {
+            WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
+                let (x, y) = (le_u32(row_ptr, a).ok()?, le_u32(row_ptr, b).ok()?);
+                Some(y.saturating_sub(x) as usize)
+            }
+            _ => None,
+        }
+    }
+
+    /// Calls `put(pos, value)` for each stored entry of sparse row `r` in order (fillers give
+    /// value 0), for a model that passed [`crate::Model::from_bytes`]: no per-entry checks, so
+    /// malformed data yields unspecified `(pos, value)` pairs (positions may pass `k`; callers
+    /// ignore those), never a panic. Does nothing for the dense-row encodings.
+    #[inline]
+    pub fn for_each_stored_validated(&self, r: usize, mut put: impl FnMut(usize, i8)) {
         let lut = &self.lut;
         match self.w {
             WeightsDesc::Sparse {
@@ -441,21 +483,29 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                out.fill(0);
                 let (a, b) = (
                     le_u32(row_ptr, r).unwrap_or(0) as usize,
                     le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
                 );
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
+                if eb == 8 {
+                    // One entry per byte (e.g. 4-bit gaps and 4-bit indices): no bit reader.
+                    let mut pos = 0usize;
+                    let mask = (1u32 << gb) - 1;
+                    for &byte in entries.get(a..b.max(a)).unwrap_or(&[]) {
+                        pos += (byte as u32 & mask) as usize;
+                        put(pos, lut[(byte >> gb) as usize]);
+                        pos += 1;
+                    }
+                    return;
+                }
                 let mut rd = FastBits::new(entries, a * eb);
                 let mut pos = 0usize;
                 for _ in a..b.max(a) {
                     pos += rd.take(gb) as usize;
                     let sym = rd.take(vb) as usize;
-                    if let Some(o) = out.get_mut(pos) {
-                        *o = lut[sym & 0xff];
-                    }
+                    put(pos, lut[sym & 0xff]);
                     pos += 1;
                 }
             }
@@ -465,7 +515,6 @@ impl<'a> RowDecoder<'a> {
                 stream,
                 ..
             } => {
-                out.fill(0);
                 let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
                     return;
                 };
@@ -479,15 +528,11 @@ impl<'a> RowDecoder<'a> {
                 for _ in a..b.max(a) {
                     pos += rd.huff(&self.t1, hg).unwrap_or(0) as usize;
                     let sym = rd.huff(&self.t2, hv).unwrap_or(0) as usize;
-                    if let Some(o) = out.get_mut(pos) {
-                        *o = lut[sym & 0xff];
-                    }
+                    put(pos, lut[sym & 0xff]);
                     pos += 1;
                 }
             }
-            _ => {
-                let _ = self.decode_row(r, out);
-            }
+            _ => {}
         }
     }
 

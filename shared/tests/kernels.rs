@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use shared::QuantParams;
 use shared::encode::example::{Enc, Rng, conv as gen_conv};
 use shared::format::Dims;
+use shared::kernels::dot::{SparseBlock, sparse_entry};
 use shared::kernels::*;
 use shared::weights::RowDecoder;
 
@@ -37,8 +38,9 @@ fn encs() -> [Enc; 7] {
 }
 
 /// Runs `conv_s8::<K>` and `conv_ref_s8` on one case, writing into a wider concat buffer at a
-/// channel offset, and compares every byte (untouched channels included).
-fn check_conv<K: DotKernel>(c: ConvCase) {
+/// channel offset, and compares every byte (untouched channels included). Returns whether the
+/// zero-skipping sparse path applied with the minimal scratch.
+fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
     let mut rng = Rng(c.seed | 1);
     let conv = gen_conv(
         &mut rng,
@@ -92,6 +94,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) {
     let dec = RowDecoder::new(d.weights, k).unwrap();
     let mut got = vec![7i8; oh * ow * stride];
     let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense())];
+    let zero_skip = zero_skip_applies(&p, &dec, scratch.len());
     conv_s8::<K>(&p, &q, &x, &dec, &mut got, &mut scratch);
     if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
         panic!(
@@ -110,6 +113,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) {
             want[i], got[i]
         );
     }
+    zero_skip
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
@@ -232,11 +236,23 @@ macro_rules! conv_suite {
                     }
                 }
             }
+            /// The fire shapes with sparse weights (45 % nonzero) take the zero-skipping path,
+            /// with the minimal scratch, and equal the reference.
+            #[test]
+            fn zero_skip_named() {
+                for c in named_conv_cases().into_iter().take(3) {
+                    // SparseRaw, SparseCodebook, HuffSparseRaw, HuffSparseCodebook
+                    for enc in 2..6 {
+                        let c = ConvCase { enc, ..c };
+                        assert!(check_conv::<$k>(c), "{c:?}: zero-skip path not taken");
+                    }
+                }
+            }
             proptest! {
                 #![proptest_config(ProptestConfig::with_cases(200))]
                 #[test]
                 fn prop(c in conv_case()) {
-                    check_conv::<$k>(c);
+                    let _ = check_conv::<$k>(c);
                 }
             }
         }
@@ -350,6 +366,41 @@ macro_rules! dot_suite {
                         }
                     }
                     prop_assert_eq!(<$k>::dot_row(&acts, &rows[0], k), acc[0] - beff[0]);
+                }
+
+                /// Group packing and the zero-skipping block against direct sums.
+                #[test]
+                fn sparse_block_matches_direct(k in 1usize..300, n in 1usize..(ROW_BLOCK + 1), density in 0u32..101, zp in any::<i8>(), seed in any::<u64>()) {
+                    let mut rng = Rng(seed | 1);
+                    let px: Vec<Vec<i8>> = (0..4).map(|_| (0..k).map(|_| rng.next_u32() as i8).collect()).collect();
+                    let mut acts = vec![0u32; 2 * k];
+                    <$k>::pack_group_pair(&px[0], &px[1], k, 0, &mut acts);
+                    <$k>::pack_group_pair(&px[2], &px[3], k, 1, &mut acts);
+                    let rows: Vec<Vec<i8>> = (0..n)
+                        .map(|_| (0..k).map(|_| if rng.next_u32() % 100 < density { rng.next_u32() as i8 } else { 0 }).collect())
+                        .collect();
+                    let bias: Vec<i32> = (0..n).map(|_| rng.next_u32() as i32 >> 8).collect();
+                    let (mut ents, mut heads) = (Vec::new(), Vec::new());
+                    for (r, &b) in rows.iter().zip(&bias) {
+                        let start = ents.len();
+                        ents.extend(r.iter().enumerate().filter(|(_, w)| **w != 0).map(|(i, &w)| sparse_entry(i, w)));
+                        while ents.len() - start < 2 || (ents.len() - start) % 2 == 1 {
+                            ents.push(0);
+                        }
+                        // The zero point folded into the bias, as the driver does.
+                        let beff = b - zp as i32 * r.iter().map(|&w| w as i32).sum::<i32>();
+                        heads.extend([(ents.len() - start) as u32, beff as u32]);
+                    }
+                    let block = SparseBlock::new(&ents, &heads).unwrap();
+                    prop_assert!(block.fits(acts.len()));
+                    let mut acc = vec![0i32; SPARSE_GROUP * ROW_BLOCK];
+                    <$k>::dot_sparse_block(&acts, &block, &mut acc);
+                    for (c, r) in rows.iter().enumerate() {
+                        for (j, x) in px.iter().enumerate() {
+                            let d: i32 = x.iter().zip(r).map(|(&x, &w)| (x as i32 - zp as i32) * w as i32).sum();
+                            prop_assert_eq!(acc[j * ROW_BLOCK + c], bias[c] + d, "channel {} pixel {}", c, j);
+                        }
+                    }
                 }
 
                 #[test]

@@ -3,7 +3,8 @@
 use crate::format::{le_f32_at, le_i32_at};
 use crate::kernels::conv::{ConvParams, ConvQuant, as_i8};
 use crate::kernels::dot::{
-    DotKernel, dot_row_portable, pack_nibbles_portable, pack_portable, requant_row_portable,
+    DotKernel, SparseBlock, dot_row_portable, pack_nibbles_portable, pack_portable,
+    requant_row_portable,
 };
 use crate::quant::Requant;
 use crate::weights::RowDecoder;
@@ -156,6 +157,116 @@ impl DotKernel for ArmDot {
             } else {
                 dot_block_asm!(acts, wts, kq, npairs, beff, acc, QUAD!());
             }
+        }
+    }
+
+    #[inline]
+    fn pack_group_pair(a: &[i8], b: &[i8], k: usize, half: usize, dst: &mut [u32]) {
+        let (a, b, dst) = (&a[..k], &b[..k], &mut dst[..2 * k]);
+        let full = k / 4;
+        if full > 0 {
+            // SAFETY: reads `4 * full <= k` bytes of `a` and `b` (unaligned LDR is allowed on
+            // the Cortex-M4); writes words `8q + 2j + (half & 1)` for `q < full`, `j < 4`, all
+            // below `8 * full <= 2 * k` (the slice above, word aligned as `&mut [u32]`).
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldr {x}, [{pa}], #4",
+                    "ldr {y}, [{pb}], #4",
+                    "sxtb16 {a02}, {x}",
+                    "sxtb16 {x}, {x}, ror #8",
+                    "sxtb16 {b02}, {y}",
+                    "sxtb16 {y}, {y}, ror #8",
+                    "pkhbt {t}, {a02}, {b02}, lsl #16",
+                    "str {t}, [{d}]",
+                    "pkhtb {t}, {b02}, {a02}, asr #16",
+                    "str {t}, [{d}, #16]",
+                    "pkhbt {t}, {x}, {y}, lsl #16",
+                    "str {t}, [{d}, #8]",
+                    "pkhtb {t}, {y}, {x}, asr #16",
+                    "str {t}, [{d}, #24]",
+                    "adds {d}, #32",
+                    "cmp {pa}, {end}",
+                    "bne 2b",
+                    pa = inout(reg) a.as_ptr() => _,
+                    pb = inout(reg) b.as_ptr() => _,
+                    end = in(reg) a.as_ptr().add(4 * full),
+                    d = inout(reg) dst.as_mut_ptr().add(half & 1) => _,
+                    x = out(reg) _, y = out(reg) _, a02 = out(reg) _, b02 = out(reg) _,
+                    t = out(reg) _,
+                    options(nostack),
+                );
+            }
+        }
+        if 4 * full < k {
+            crate::kernels::dot::pack_group_pair_portable(
+                &a[4 * full..],
+                &b[4 * full..],
+                k - 4 * full,
+                half,
+                &mut dst[8 * full..],
+            );
+        }
+    }
+
+    #[inline]
+    fn dot_sparse_block(acts: &[u32], block: &SparseBlock<'_>, acc: &mut [i32]) {
+        const B: usize = crate::kernels::conv::ROW_BLOCK;
+        const _: () = assert!(4 * crate::kernels::conv::ROW_BLOCK == 256, "asm offsets");
+        let (ents, heads) = block.parts();
+        if !block.fits(acts.len()) || acc.len() < 4 * B {
+            return;
+        }
+        // SAFETY: `SparseBlock::new` checked 1..=B channels, each with an even count >= 2 of
+        // entries, the counts adding up to `ents.len()` (so the 2-entry loop ends exactly on each
+        // channel's last entry); `fits` checked that every entry's activation offset leaves two
+        // words inside `acts`. Writes `acc[j * B + c]` for j < 4, c < channels (the immediates
+        // 256/512/768 are `4 * B * j`). Operands are pinned to named registers; r6/r7 (not
+        // nameable) are saved and restored.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "mov r6, r1",
+                "mov r7, r4",
+                // per channel: (count, bias); accumulators at the bias
+                "3:",
+                "ldrd r1, r3, [r6], #8",
+                "add r1, r0, r1, lsl #2",
+                "mov r4, r3",
+                "mov r5, r3",
+                "mov lr, r3",
+                // two entries per iteration: offset (high half) and weight (low half)
+                "2:",
+                "ldm r0!, {{r8, r12}}",
+                "add r9, r2, r8, lsr #16",
+                "ldrd r9, r10, [r9]",
+                "smlabb r3, r9, r8, r3",
+                "smlatb r4, r9, r8, r4",
+                "smlabb r5, r10, r8, r5",
+                "smlatb lr, r10, r8, lr",
+                "add r9, r2, r12, lsr #16",
+                "ldrd r9, r10, [r9]",
+                "smlabb r3, r9, r12, r3",
+                "smlatb r4, r9, r12, r4",
+                "smlabb r5, r10, r12, r5",
+                "smlatb lr, r10, r12, lr",
+                "cmp r0, r1",
+                "bne 2b",
+                "str r4, [r11, #256]",
+                "str r5, [r11, #512]",
+                "str lr, [r11, #768]",
+                "str r3, [r11], #4",
+                "cmp r6, r7",
+                "bne 3b",
+                "pop {{r6, r7}}",
+                inout("r0") ents.as_ptr() => _,
+                inout("r1") heads.as_ptr() => _,
+                inout("r2") acts.as_ptr() => _,
+                inout("r4") heads.as_ptr().add(heads.len()) => _,
+                inout("r11") acc.as_mut_ptr() => _,
+                out("r3") _, out("r5") _, out("lr") _,
+                out("r8") _, out("r9") _, out("r10") _, out("r12") _,
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! the reference twin [`conv_ref_s8`].
 
 use crate::format::{Dims, Pad, le_f32_at, le_i32_at};
-use crate::kernels::dot::{DotKernel, nibble_pair_table};
+use crate::kernels::dot::{DotKernel, SparseBlock, nibble_pair_table, sparse_entry};
 use crate::quant::{Requant, requantize};
 use crate::weights::RowDecoder;
 
@@ -158,7 +158,7 @@ pub fn conv_s8<K: DotKernel>(
 ) {
     debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
     debug_assert!(input.len() >= p.input.len());
-    if K::conv(p, q, input, w, out, scratch) {
+    if K::conv(p, q, input, w, out, scratch) || conv_sparse_s8::<K>(p, q, input, w, out, scratch) {
         return;
     }
     let k = p.k();
@@ -260,6 +260,172 @@ pub fn conv_s8<K: DotKernel>(
             px += 2;
         }
         ob += n;
+    }
+}
+
+/// Output pixels per group of the zero-skipping sparse driver.
+pub const SPARSE_GROUP: usize = 4;
+
+/// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
+/// scratch: sparse-coded weights (plain or Huffman) storing at most one entry per two weights
+/// (above that the packed dense path costs less), at least two output pixels, `k < 8192`, and
+/// room for one packed pixel group, the im2col of two pixels and the entries of the longest row.
+pub fn zero_skip_applies(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> bool {
+    sparse_layout(p, w, scratch_len).is_some()
+}
+
+/// `(all groups packed at once, entry words available)` when the zero-skipping path applies.
+fn sparse_layout(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> Option<(bool, usize)> {
+    let (k, cout) = (p.k(), p.output.c as usize);
+    let npix = p.output.h as usize * p.output.w as usize;
+    let total = w.stored_entries(0, cout)?;
+    if npix < 2 || k >= 8192 || 2 * total > cout * k {
+        return None;
+    }
+    let longest = (0..cout)
+        .map(|r| w.stored_entries(r, r + 1).unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(0);
+    let cols = if p.direct() { 0 } else { 2 * k };
+    let group = 8 * k;
+    let fixed = 3 + cols;
+    let ng = npix.div_ceil(SPARSE_GROUP);
+    // Entries of one channel, padded to an even count >= 2 for the 2-entry loop.
+    let min_entries = longest.saturating_add(2);
+    let words = |acts: usize| scratch_len.checked_sub(fixed + acts).map(|b| b / 4);
+    // Every group packed once, when that leaves room for all the entries of one full block.
+    let block_entries = w.stored_entries(0, cout.min(ROW_BLOCK))? + 2 * ROW_BLOCK;
+    if ng > 1
+        && let Some(e) = words(group * ng)
+        && e >= block_entries.max(min_entries)
+    {
+        return Some((true, e));
+    }
+    let e = words(group)?;
+    (e >= min_entries).then_some((false, e))
+}
+
+/// The zero-skipping driver for sparse weights: per block of channels, each row's nonzero
+/// weights become entries ([`sparse_entry`]); per group of [`SPARSE_GROUP`] output pixels,
+/// packed as i16 pairs, [`DotKernel::dot_sparse_block`] multiplies only those. Returns `false`
+/// (nothing written) when [`zero_skip_applies`] does not hold. Same contract as [`conv_s8`].
+fn conv_sparse_s8<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) -> bool {
+    let Some((all, ent_words)) = sparse_layout(p, w, scratch.len()) else {
+        return false;
+    };
+    let k = p.k();
+    let cout = p.output.c as usize;
+    let npix = p.output.h as usize * p.output.w as usize;
+    let ng = npix.div_ceil(SPARSE_GROUP);
+    let direct = p.direct();
+    let gw = 2 * k;
+    let (acts, rest) = take_words(scratch, gw * if all { ng } else { 1 });
+    let (cols, rest) = rest.split_at_mut(if direct { 0 } else { 2 * k });
+    let (ents, _) = take_words(rest, ent_words);
+    let rq = q.requant();
+    let mut acc = [0i32; SPARSE_GROUP * ROW_BLOCK];
+    let mut ob = 0;
+    while ob < cout {
+        // (entry count, effective bias) per channel.
+        let mut heads = [0u32; 2 * ROW_BLOCK];
+        let mut mults = [0f32; ROW_BLOCK];
+        let (mut n, mut used) = (0usize, 0usize);
+        while ob + n < cout && n < ROW_BLOCK {
+            let r = ob + n;
+            let stored = w.stored_entries(r, r + 1).unwrap_or(usize::MAX);
+            if stored.saturating_add(used + 2) > ent_words {
+                break;
+            }
+            let start = used;
+            let mut wsum = 0i32;
+            w.for_each_stored_validated(r, |pos, v| {
+                if v != 0
+                    && pos < k
+                    && let Some(e) = ents.get_mut(used)
+                {
+                    *e = sparse_entry(pos, v);
+                    wsum += v as i32;
+                    used += 1;
+                }
+            });
+            // Pad to an even count of at least 2 (the kernels' loop takes entries in pairs):
+            // entry 0 (offset 0, weight 0) adds nothing.
+            while used - start < 2 || (used - start) % 2 == 1 {
+                ents[used] = 0;
+                used += 1;
+            }
+            heads[2 * n] = (used - start) as u32;
+            // Pixels are packed raw: sum((x - zp) * w) = sum(x * w) - zp * sum(w), padded taps
+            // (x = zp) included; exact in wrapping i32 arithmetic.
+            heads[2 * n + 1] =
+                le_i32_at(q.bias, r).wrapping_sub((q.in_zp as i32).wrapping_mul(wsum)) as u32;
+            mults[n] = le_f32_at(q.multipliers, r);
+            n += 1;
+        }
+        let Some(block) = SparseBlock::new(&ents[..used], &heads[..2 * n]) else {
+            return false; // unreachable: the entries are made above
+        };
+        for g in 0..ng {
+            let a: &[u32] = if all {
+                let a = &mut acts[g * gw..(g + 1) * gw];
+                if ob == 0 {
+                    pack_group::<K>(p, q.in_zp, input, direct, g, npix, cols, a);
+                }
+                a
+            } else {
+                pack_group::<K>(p, q.in_zp, input, direct, g, npix, cols, acts);
+                acts
+            };
+            K::dot_sparse_block(a, &block, &mut acc);
+            for j in 0..SPARSE_GROUP.min(npix - g * SPARSE_GROUP) {
+                let o = (g * SPARSE_GROUP + j) * p.out_channel_stride + p.out_channel_offset + ob;
+                K::requant_row(
+                    &acc[j * ROW_BLOCK..j * ROW_BLOCK + n],
+                    &mults[..n],
+                    &rq,
+                    &mut out[o..o + n],
+                );
+            }
+        }
+        ob += n;
+    }
+    true
+}
+
+/// Packs the output pixels of group `g` (the last pixel repeated past `npix`) into `acts`
+/// (`2 * k` words), through the two-pixel im2col `cols` unless the conv is direct.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack_group<K: DotKernel>(
+    p: &ConvParams,
+    zp: i8,
+    input: &[i8],
+    direct: bool,
+    g: usize,
+    npix: usize,
+    cols: &mut [i8],
+    acts: &mut [u32],
+) {
+    let k = p.k();
+    let ow = p.output.w as usize;
+    for half in 0..2 {
+        let pa = (g * SPARSE_GROUP + 2 * half).min(npix - 1);
+        let pb = (pa + 1).min(npix - 1);
+        if direct {
+            K::pack_group_pair(&input[pa * k..], &input[pb * k..], k, half, acts);
+        } else {
+            let (c0, c1) = cols.split_at_mut(k);
+            im2col(p, input, pa / ow, pa % ow, zp, c0);
+            im2col(p, input, pb / ow, pb % ow, zp, c1);
+            K::pack_group_pair(c0, c1, k, half, acts);
+        }
     }
 }
 

@@ -56,6 +56,23 @@ pub trait DotKernel {
         }
     }
 
+    /// Zero-skipping sparse block over a group of four pixels: with `B = ROW_BLOCK`, for each
+    /// channel `c` of `block` and pixel `j` in 0..4:
+    /// `acc[j * B + c] = bias(c) + sum over the channel's entries e of x_j(e) * w(e)`
+    /// (wrapping), where `x_j(e)` is half `j % 2` of word `offset(e) / 4 + j / 2` of `acts` (see
+    /// [`sparse_entry`]). `acc.len() >= 4 * B`; a block whose offsets do not fit `acts` leaves
+    /// `acc` untouched. The default is the plain reference.
+    #[inline]
+    fn dot_sparse_block(acts: &[u32], block: &SparseBlock<'_>, acc: &mut [i32]) {
+        dot_sparse_block_ref(acts, block, acc)
+    }
+
+    /// Packs two pixel rows into half of a sparse pixel group ([`pack_group_pair_portable`]).
+    #[inline]
+    fn pack_group_pair(a: &[i8], b: &[i8], k: usize, half: usize, dst: &mut [u32]) {
+        pack_group_pair_portable(a, b, k, half, dst)
+    }
+
     /// `out[j] = requantize(acc[j], mults[j], rq)` for `j < out.len()` (`acc` and `mults` at
     /// least as long).
     #[inline]
@@ -190,6 +207,111 @@ pub fn pack_nibbles_portable(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize
         let (w2, w3) = if b.len() > 1 { v(b[1]) } else { (0, 0) };
         dst[4 * q + 2 * slot] = pk(w0, w2);
         dst[4 * q + 2 * slot + 1] = pk(w1, w3);
+    }
+}
+
+/// One entry of the zero-skipping sparse kernels: the byte offset `8 * pos` of weight `pos`'s
+/// activations in a packed pixel group (2 words per position: pixels 0 and 1, then 2 and 3, as
+/// i16 halves) in the high half, the weight as i16 in the low half. `pos < 8192`.
+#[inline(always)]
+pub fn sparse_entry(pos: usize, w: i8) -> u32 {
+    ((8 * pos as u32) << 16) | (w as i16 as u16 as u32)
+}
+
+/// The entries of one block of channels for [`DotKernel::dot_sparse_block`], checked once
+/// when made so that the kernels can trust them for every pixel group.
+#[derive(Debug, Clone, Copy)]
+pub struct SparseBlock<'a> {
+    ents: &'a [u32],
+    heads: &'a [u32],
+    max_offset: u32,
+}
+
+impl<'a> SparseBlock<'a> {
+    /// `heads` holds one `(entry count, bias as u32)` pair per channel; channel `c` owns the
+    /// next `count` entries of `ents`. `None` unless there are 1..=ROW_BLOCK channels, every
+    /// count is even and at least 2 (pad with entry 0: offset 0, weight 0) and the counts add up
+    /// to `ents.len()`.
+    pub fn new(ents: &'a [u32], heads: &'a [u32]) -> Option<Self> {
+        let n = heads.len() / 2;
+        if n == 0 || n > crate::kernels::conv::ROW_BLOCK || !heads.len().is_multiple_of(2) {
+            return None;
+        }
+        let mut total = 0usize;
+        for h in heads.chunks_exact(2) {
+            let count = h[0] as usize;
+            if count < 2 || !count.is_multiple_of(2) {
+                return None;
+            }
+            total += count;
+        }
+        if total != ents.len() {
+            return None;
+        }
+        let max_offset = ents.iter().map(|&e| e >> 16).max().unwrap_or(0);
+        Some(Self {
+            ents,
+            heads,
+            max_offset,
+        })
+    }
+    /// Channels in the block.
+    pub fn channels(&self) -> usize {
+        self.heads.len() / 2
+    }
+    /// Whether every entry's two words lie inside a group of `words` words.
+    #[inline]
+    pub fn fits(&self, words: usize) -> bool {
+        (self.max_offset as usize) + 8 <= 4 * words
+    }
+    /// The entries and the `(count, bias)` pairs.
+    #[inline]
+    pub fn parts(&self) -> (&'a [u32], &'a [u32]) {
+        (self.ents, self.heads)
+    }
+}
+
+/// Reference of [`DotKernel::dot_sparse_block`]: one multiply at a time.
+pub fn dot_sparse_block_ref(acts: &[u32], block: &SparseBlock<'_>, acc: &mut [i32]) {
+    const B: usize = crate::kernels::conv::ROW_BLOCK;
+    if !block.fits(acts.len()) {
+        return;
+    }
+    let (ents, heads) = block.parts();
+    let mut start = 0usize;
+    for (c, h) in heads.chunks_exact(2).enumerate() {
+        let end = start + h[0] as usize;
+        let mut a = [h[1] as i32; 4];
+        for &e in &ents[start..end] {
+            let w = e as u16 as i16 as i32;
+            let i = (e >> 16) as usize / 4;
+            let (w01, w23) = (acts[i], acts[i + 1]);
+            let x = [
+                w01 as i16,
+                (w01 >> 16) as i16,
+                w23 as i16,
+                (w23 >> 16) as i16,
+            ];
+            for (aj, xj) in a.iter_mut().zip(x) {
+                *aj = aj.wrapping_add(xj as i32 * w);
+            }
+        }
+        for (j, aj) in a.into_iter().enumerate() {
+            acc[j * B + c] = aj;
+        }
+        start = end;
+    }
+}
+
+/// Packs two pixel rows `a[..k]`, `b[..k]` (raw int8, sign-extended; the zero-skipping driver
+/// folds the zero point into the bias) into half `half` (0: pixels 0 and 1, 1: pixels 2 and 3)
+/// of a group `dst` (`2 * k` words): word `2i + half` holds `a[i]` in its low i16, `b[i]` in its
+/// high i16.
+#[inline]
+pub fn pack_group_pair_portable(a: &[i8], b: &[i8], k: usize, half: usize, dst: &mut [u32]) {
+    let (a, b) = (&a[..k], &b[..k]);
+    for (i, d) in dst[..2 * k].chunks_exact_mut(2).enumerate() {
+        d[half & 1] = pk(a[i] as i16, b[i] as i16);
     }
 }
 

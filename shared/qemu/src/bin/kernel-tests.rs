@@ -5,10 +5,11 @@
 
 use cortex_m_rt::entry;
 use shared::Model;
-use shared::format::{Dims, WeightsDesc};
+use shared::format::{Dims, Values, WeightsDesc};
 use shared::kernels::arm::ArmDot;
 use shared::kernels::{
     ConvParams, ConvQuant, DotKernel, PortableDot, RefDot, conv_ref_s8, conv_s8, conv_scratch_len,
+    zero_skip_applies,
 };
 use shared::run::run_with;
 use shared::weights::RowDecoder;
@@ -38,6 +39,8 @@ static mut MULT: [u8; 4 * 128] = [0; 4 * 128];
 static mut OUT_A: [i8; MAXX * 4] = [0; MAXX * 4];
 static mut OUT_B: [i8; MAXX * 4] = [0; MAXX * 4];
 static mut SCRATCH: [i8; 16 * 1024] = [0; 16 * 1024];
+static mut ENT: [u8; 3 * MAXW] = [0; 3 * MAXW];
+static mut ROWP: [u8; 4 * 129] = [0; 4 * 129];
 static mut ARENA: [u8; 64 * 1024] = [0; 64 * 1024];
 
 fn fnv(d: &[i8]) -> u32 {
@@ -56,12 +59,16 @@ fn example_input(out: &mut [i8], seed: u64) {
     }
 }
 
-/// One random conv case; returns false on mismatch.
+/// One random conv case; returns false on mismatch. With `sparse`, a random 0-60 % of the
+/// weights are nonzero and the layer is stored as plain sparse rows (8-bit gaps with fillers,
+/// raw values), which takes the zero-skipping path when it applies (`*zero_skip` counts those).
 #[allow(static_mut_refs)]
 fn conv_case<K: DotKernel>(
     rng: &mut Rng,
     case: u32,
     shape: Option<(u16, u16, u16, u16, u8, u8, u8)>,
+    sparse: bool,
+    zero_skip: &mut u32,
 ) -> bool {
     // SAFETY: single-threaded test program; the statics are only used here, one case at a time.
     let (w, x, bias, mult, oa, ob, scratch) = unsafe {
@@ -109,8 +116,13 @@ fn conv_case<K: DotKernel>(
     };
     let kk = p.k();
     let nw = kk * cout as usize;
+    let density = if sparse { rng.range(0, 60) } else { 100 };
     for b in &mut w[..nw] {
-        *b = rng.next() as u8;
+        *b = if rng.range(0, 99) < density {
+            rng.next() as u8
+        } else {
+            0
+        };
     }
     for v in &mut x[..input.len()] {
         *v = rng.next() as i8;
@@ -139,10 +151,48 @@ fn conv_case<K: DotKernel>(
     ob[..n_out].fill(5);
     let wv: &[i8] = unsafe { core::slice::from_raw_parts(w.as_ptr().cast::<i8>(), nw) };
     conv_ref_s8(&p, &q, &x[..input.len()], wv, &mut oa[..n_out]);
-    let dec = RowDecoder::new(WeightsDesc::Dense { data: &w[..nw] }, kk).unwrap();
-    let sl = conv_scratch_len(&p, true);
+    // SAFETY: single-threaded test program; the statics are only used here.
+    let (ents, rowp) = unsafe { (&mut ENT, &mut ROWP) };
+    let desc = if sparse {
+        let mut n = 0usize;
+        for r in 0..cout as usize {
+            rowp[4 * r..4 * r + 4].copy_from_slice(&((n / 2) as u32).to_le_bytes());
+            let mut pos = 0usize;
+            for (i, &v) in w[r * kk..(r + 1) * kk].iter().enumerate() {
+                if v == 0 {
+                    continue;
+                }
+                while i - pos > 255 {
+                    // Filler: skip 255 zeros, place a zero.
+                    ents[n] = 255;
+                    ents[n + 1] = 0;
+                    n += 2;
+                    pos += 256;
+                }
+                ents[n] = (i - pos) as u8;
+                ents[n + 1] = v;
+                n += 2;
+                pos = i + 1;
+            }
+        }
+        let c = cout as usize;
+        rowp[4 * c..4 * c + 4].copy_from_slice(&((n / 2) as u32).to_le_bytes());
+        WeightsDesc::Sparse {
+            values: Values::Raw,
+            gap_bits: 8,
+            row_ptr: &rowp[..4 * (c + 1)],
+            entries: &ents[..n],
+        }
+    } else {
+        WeightsDesc::Dense { data: &w[..nw] }
+    };
+    let dec = RowDecoder::new(desc, kk).unwrap();
+    let sl = conv_scratch_len(&p, !sparse);
     if sl > scratch.len() {
         return true;
+    }
+    if zero_skip_applies(&p, &dec, sl) {
+        *zero_skip += 1;
     }
     conv_s8::<K>(
         &p,
@@ -376,19 +426,34 @@ fn main() -> ! {
         (1, 1, 3, 1, 1, 1, 0),
     ];
     let mut cases = 0;
+    let mut zs = 0u32;
     for (i, s) in named.iter().enumerate() {
-        ok &= conv_case::<ArmDot>(&mut rng, i as u32, Some(*s));
-        ok &= conv_case::<PortableDot>(&mut rng, i as u32, Some(*s));
+        ok &= conv_case::<ArmDot>(&mut rng, i as u32, Some(*s), false, &mut zs);
+        ok &= conv_case::<PortableDot>(&mut rng, i as u32, Some(*s), false, &mut zs);
         cases += 2;
     }
     for i in 0..300 {
-        ok &= conv_case::<ArmDot>(&mut rng, 100 + i, None);
+        ok &= conv_case::<ArmDot>(&mut rng, 100 + i, None, false, &mut zs);
         cases += 1;
     }
     for i in 0..50 {
-        ok &= conv_case::<PortableDot>(&mut rng, 1000 + i, None);
+        ok &= conv_case::<PortableDot>(&mut rng, 1000 + i, None, false, &mut zs);
         cases += 1;
     }
+    // Sparse weights: the zero-skipping driver (ArmDot's asm block and packer, and the
+    // portable defaults) against the reference.
+    let mut zero_skip = 0u32;
+    for (i, s) in named.iter().enumerate() {
+        ok &= conv_case::<ArmDot>(&mut rng, 2000 + i as u32, Some(*s), true, &mut zero_skip);
+        ok &= conv_case::<RefDot>(&mut rng, 2000 + i as u32, Some(*s), true, &mut zero_skip);
+        cases += 2;
+    }
+    for i in 0..300 {
+        ok &= conv_case::<ArmDot>(&mut rng, 3000 + i, None, true, &mut zero_skip);
+        cases += 1;
+    }
+    hprintln!("sparse conv cases on the zero-skipping path: {}", zero_skip);
+    ok &= zero_skip >= 100;
     hprintln!("conv: {} cases {}", cases, if ok { "ok" } else { "FAILED" });
     let mut micro = true;
     for _ in 0..500 {
