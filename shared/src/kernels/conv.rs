@@ -266,9 +266,16 @@ pub fn conv_s8<K: DotKernel>(
 /// Output pixels per group of the zero-skipping sparse driver.
 pub const SPARSE_GROUP: usize = 4;
 
+/// Fewest output pixels for the zero-skipping driver. With few pixels the entries are used too
+/// few times: on the shipped model's fires re-encoded as byte-per-entry sparse rows (QEMU), the
+/// 3x3 layers cost 10 % more instructions with it than through the packed path (which decodes
+/// each sparse row into a dense one), the 7x7 layers 1-3 % less, the 14x14 ones 16-19 % less.
+pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
+
 /// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
 /// scratch: sparse-coded weights (plain or Huffman) storing at most one entry per two weights
-/// (above that the packed dense path costs less), at least two output pixels, `k < 8192`, and
+/// (above that the packed dense path costs less), at least [`ZERO_SKIP_MIN_PIXELS`] output
+/// pixels, `k < 8192`, and
 /// room for one packed pixel group, the im2col of two pixels and the entries of the longest row.
 pub fn zero_skip_applies(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> bool {
     sparse_layout(p, w, scratch_len).is_some()
@@ -279,7 +286,7 @@ fn sparse_layout(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> Opti
     let (k, cout) = (p.k(), p.output.c as usize);
     let npix = p.output.h as usize * p.output.w as usize;
     let total = w.stored_entries(0, cout)?;
-    if npix < 2 || k >= 8192 || 2 * total > cout * k {
+    if npix < ZERO_SKIP_MIN_PIXELS || k >= 8192 || 2 * total > cout * k {
         return None;
     }
     let longest = (0..cout)

@@ -448,7 +448,7 @@ fn main() -> ! {
         ok &= conv_case::<RefDot>(&mut rng, 2000 + i as u32, Some(*s), true, &mut zero_skip);
         cases += 2;
     }
-    for i in 0..300 {
+    for i in 0..400 {
         ok &= conv_case::<ArmDot>(&mut rng, 3000 + i, None, true, &mut zero_skip);
         cases += 1;
     }
