@@ -554,6 +554,21 @@ pub struct TrainArgs {
     /// Train without BatchNorm.
     #[arg(long)]
     no_batch_norm: bool,
+    /// Stem: `small` (3x3 stride 1, for 28x28 inputs) or `paper` (the version's own stem).
+    #[arg(long, value_enum)]
+    stem: Option<crate::model::Stem>,
+    /// Metaparameter base_e: expand width of the first fire module (paper: 128).
+    #[arg(long, value_name = "N")]
+    base_e: Option<usize>,
+    /// Metaparameter incr_e: width added every `freq` fire modules (paper: 128).
+    #[arg(long, value_name = "N")]
+    incr_e: Option<usize>,
+    /// Metaparameter SR: squeeze width / expand width (paper: 0.125).
+    #[arg(long, value_name = "RATIO")]
+    sr: Option<f64>,
+    /// Metaparameter pct_3x3: fraction of the expand filters that are 3x3 (paper: 0.5).
+    #[arg(long, value_name = "FRACTION")]
+    pct_3x3: Option<f64>,
     /// Use only the first N training images.
     #[arg(long, value_name = "N")]
     train_limit: Option<usize>,
@@ -595,6 +610,21 @@ impl TrainArgs {
         }
         if self.no_batch_norm {
             c.model.batch_norm = false;
+        }
+        if let Some(v) = self.stem {
+            c.model.stem = v;
+        }
+        if let Some(v) = self.base_e {
+            c.model.meta.base_e = v;
+        }
+        if let Some(v) = self.incr_e {
+            c.model.meta.incr_e = v;
+        }
+        if let Some(v) = self.sr {
+            c.model.meta.sr = v;
+        }
+        if let Some(v) = self.pct_3x3 {
+            c.model.meta.pct_3x3 = v;
         }
         if let Some(v) = self.val_count {
             c.val_count = v;

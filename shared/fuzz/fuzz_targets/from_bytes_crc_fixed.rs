@@ -1,5 +1,6 @@
 //! Mutations of the payload with the header (length, CRC) recomputed, so the fuzzer explores
-//! the validator past the checksum. Accepted models must run without panicking.
+//! the validator past the checksum. Accepted models must run without panicking, on the default
+//! kernels and on the reference dot kernel.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -21,5 +22,14 @@ fuzz_target!(|data: &[u8]| {
         let mut arena = vec![0u8; m.arena_len()];
         let mut logits = vec![0i8; m.num_classes()];
         shared::run(&m, &input, &mut arena, &mut logits);
+        // The generic packed and zero-skipping drivers as well (the host's `run` takes the wide
+        // x86 path).
+        shared::run::run_with::<shared::kernels::RefDot>(
+            &m,
+            &input,
+            &mut arena,
+            &mut logits,
+            &mut |_, _, _| {},
+        );
     }
 });
