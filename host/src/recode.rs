@@ -56,13 +56,16 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, encoding: Encoding) -> Result<Owned
     })
 }
 
-/// Re-encodes every conv's weights of `blob`; `check` images (raw pixels) must give identical
-/// logits on both blobs.
+/// Re-encodes every conv's weights of `blob` (re-planning its arena if an older build made
+/// it); `check` images (raw pixels) must give identical logits on both blobs.
 pub fn recode<'a>(
     blob: &[u8],
     encoding: Encoding,
     check: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Vec<u8>> {
+    // A blob from an older build carries that build's arena plan: re-plan it first.
+    let replanned = shared::format::replan(blob).map_err(|e| anyhow!("invalid blob: {e}"))?;
+    let blob = &replanned[..];
     let model = Model::from_bytes(blob).map_err(|e| anyhow!("invalid blob: {e}"))?;
     // Pass 1: the new convs, in layer order.
     let mut convs = Vec::new();

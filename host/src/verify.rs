@@ -98,7 +98,7 @@ fn nhwc_to_nchw(v: &[i8], h: usize, w: usize, c: usize) -> Vec<i8> {
 
 /// Every tensor the kernels produced for one image: `(name, NHWC data)`, plus each layer's input.
 fn observe(model: &Model<'_>, pixels: &[u8]) -> (Vec<i8>, Vec<(String, Vec<i8>)>) {
-    let mut arena = vec![0u8; model.arena_len()];
+    let mut arena = vec![0u8; model.observed_arena_len()];
     let mut input = vec![0i8; model.input_len()];
     shared::quantize_input_u8(model, pixels, &mut input);
     let mut logits = vec![0i8; model.num_classes()];

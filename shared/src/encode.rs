@@ -950,9 +950,26 @@ pub mod squeezenet {
 
     /// Encodes the network with `enc` weights (dense, or any compressed encoding).
     pub fn blob(seed: u64, num_classes: usize, enc: Enc) -> Vec<u8> {
+        blob_with_stem(seed, num_classes, enc, 2, 0)
+    }
+
+    /// [`blob`] with a 3x3 stem of the given stride and padding (`1, 1`: the shipped model's
+    /// 28x28 stem).
+    pub fn blob_with_stem(seed: u64, num_classes: usize, enc: Enc, stride: u8, pad: u8) -> Vec<u8> {
         let mut r = Rng(seed | 1);
         let mut convs: Vec<OwnedConv> = Vec::new();
-        let stem = conv(&mut r, 1, 64, 3, 2, 0, true, enc, INPUT_QUANT.scale, false);
+        let stem = conv(
+            &mut r,
+            1,
+            64,
+            3,
+            stride,
+            pad,
+            true,
+            enc,
+            INPUT_QUANT.scale,
+            false,
+        );
         let mut s = stem.out_quant.scale;
         let mut cin = 64;
         convs.push(stem);
@@ -993,9 +1010,13 @@ pub mod squeezenet {
             scale: 0.05,
             zero_point: -100,
         };
-        // Output of the last pool: 28 -> 13 -> 6 -> 3 -> 1.
+        // Output of the last pool (28 -> 13 -> 6 -> 3 -> 1 for the 3x3/2 stem): pools of 3/2
+        // in ceil mode after the stem and after fires 3 and 5.
+        let pooled = |n: usize| (n.saturating_sub(3)).div_ceil(2) + 1;
+        let stem_out = (28 + 2 * pad as usize - 3) / stride as usize + 1;
+        let side = pooled(pooled(pooled(stem_out))) as u32;
         layers.push(LayerDesc::GlobalAvgPool(GlobalAvgPoolDesc {
-            multiplier: pool_multiplier(cs, 1, gq.scale),
+            multiplier: pool_multiplier(cs, side * side, gq.scale),
             out_quant: gq,
         }));
         let d = ModelDesc {

@@ -53,7 +53,7 @@ pub enum Error {
     BadOutput,
     /// A size computation overflowed.
     TooLarge,
-    /// The stored arena size is below the plan's (blob from an incompatible exporter).
+    /// The stored arena size differs from this build's plan (blob from another exporter).
     BadArena,
 }
 
@@ -75,7 +75,10 @@ impl fmt::Display for Error {
             Error::BadLayerWeights(l) => write!(f, "layer {l}: malformed weights"),
             Error::BadOutput => write!(f, "network output is not 1x1xnum_classes"),
             Error::TooLarge => write!(f, "size overflow"),
-            Error::BadArena => write!(f, "stored arena size is below the plan of this build"),
+            Error::BadArena => write!(
+                f,
+                "stored arena size differs from this build's plan (re-plan the blob: sqz recode)"
+            ),
         }
     }
 }
@@ -284,7 +287,8 @@ pub struct ModelHead {
     pub num_classes: u16,
     /// Number of [`LayerDesc`] values following.
     pub num_layers: u16,
-    /// Arena bytes of the exporter's plan (must be >= this build's plan).
+    /// Arena bytes of the exporter's plan (must equal this build's plan; see
+    /// `format::replan` for blobs from an older exporter).
     pub arena_len: u32,
 }
 
@@ -375,10 +379,40 @@ mod encode_impl {
         crate::Model::from_bytes(&blob)?;
         Ok(blob)
     }
+
+    /// Re-encodes a blob whose stored arena size comes from another build's plan (an older
+    /// exporter): the header and CRC are checked, the description is read as is and encoded
+    /// again, so the new blob carries this build's exact plan and passes the full validation.
+    /// A blob already planned by this build comes back byte for byte.
+    pub fn replan(bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        let (model_id, payload) = split_header(bytes)?;
+        let (head, mut rest): (ModelHead, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+        if head.num_layers as usize > MAX_LAYERS {
+            return Err(Error::BadLayerCount);
+        }
+        let mut layers = Vec::with_capacity(head.num_layers as usize);
+        for _ in 0..head.num_layers {
+            let (l, r): (LayerDesc<'_>, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+            layers.push(l);
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(Error::BadLayerCount);
+        }
+        encode(&ModelDesc {
+            model_id,
+            input: head.input,
+            input_quant: head.input_quant,
+            num_classes: head.num_classes,
+            layers: &layers,
+        })
+    }
 }
 
 #[cfg(feature = "std")]
-pub use encode_impl::encode;
+pub use encode_impl::{encode, replan};
 
 #[cfg(test)]
 mod tests {

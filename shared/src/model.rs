@@ -15,6 +15,7 @@ pub struct Model<'a> {
     head: ModelHead,
     layers: &'a [u8],
     output_quant: QuantParams,
+    observed_arena: usize,
 }
 
 /// Everything about one layer, for reporting and verification.
@@ -237,9 +238,17 @@ pub(crate) fn step(
             };
             let s_len = sq.output.len();
             let d = |c: &ConvDesc<'_>, p: &ConvParams| conv_scratch_len(p, dense(c));
+            let out_len = out.len() * !last as usize;
+            // Without a bypass the input dies with the squeeze, so the concat may overwrite it:
+            // the expands need only the squeeze output, their scratch and the concat.
+            let keep_in = if matches!(f.bypass, Bypass::None) {
+                0
+            } else {
+                in_len
+            };
             let mut need = (in_len + s_len + d(&f.squeeze, &sq))
-                .max(in_len + s_len + d(&f.expand1, &e1) + out.len() * !last as usize)
-                .max(in_len + s_len + d(&f.expand3, &e3) + out.len() * !last as usize);
+                .max(keep_in + s_len + d(&f.expand1, &e1) + out_len)
+                .max(keep_in + s_len + d(&f.expand3, &e3) + out_len);
             let oq = match &f.bypass {
                 Bypass::None => f.expand1.out_quant,
                 Bypass::Simple { out_quant } => {
@@ -271,6 +280,110 @@ pub(crate) fn step(
     Ok((out, oq, need))
 }
 
+/// Arena need of a conv fused with the max pool after it ([`crate::run()`]): the conv's input,
+/// a strip of at most `pool kernel height` conv output rows, the conv's scratch and the pool's
+/// output. `None` if the pair cannot be fused.
+pub(crate) fn fused_conv_pool_need(
+    c: &ConvDesc<'_>,
+    conv_in: Dims,
+    first: bool,
+    pool: &LayerDesc<'_>,
+    pool_out: Dims,
+    last: bool,
+) -> Option<usize> {
+    let LayerDesc::MaxPool(m) = pool else {
+        return None;
+    };
+    let p = conv_params(c, conv_in)?;
+    let rows = (m.kernel[0] as usize).min(p.output.h as usize);
+    let in_len = if first { 0 } else { conv_in.len() };
+    let dense = matches!(c.weights, WeightsDesc::Dense { .. });
+    Some(
+        in_len
+            + rows * p.output.w as usize * p.output.c as usize
+            + conv_scratch_len(&p, dense)
+            + if last { 0 } else { pool_out.len() },
+    )
+}
+
+/// Both arena plans, accumulated layer by layer: `observed` runs every layer whole (every
+/// tensor can be observed); `fused` runs a conv and the max pool after it as one step, so the
+/// conv's whole output never exists (see [`crate::run`]).
+#[derive(Debug, Default)]
+struct PlanAcc {
+    observed: usize,
+    fused: usize,
+    /// The previous layer's need when it is a conv not yet counted: whether it fuses with the
+    /// next layer decides which need counts.
+    pending_conv: Option<usize>,
+}
+
+impl PlanAcc {
+    /// Adds layer `l` (its need `need`; `fused_need` when `l` is a max pool right after a
+    /// conv that is not yet fused).
+    fn add(&mut self, is_conv: bool, need: usize, fused_need: Option<usize>) {
+        self.observed = self.observed.max(need);
+        match (self.pending_conv.take(), fused_need) {
+            (Some(_), Some(f)) => {
+                self.fused = self.fused.max(f);
+                return;
+            }
+            (Some(conv_need), None) => self.fused = self.fused.max(conv_need),
+            (None, _) => {}
+        }
+        if is_conv {
+            self.pending_conv = Some(need);
+        } else {
+            self.fused = self.fused.max(need);
+        }
+    }
+
+    /// The two plans after the last layer: `(fused, observed)`.
+    fn finish(mut self) -> (usize, usize) {
+        if let Some(conv_need) = self.pending_conv.take() {
+            self.fused = self.fused.max(conv_need);
+        }
+        (self.fused, self.observed)
+    }
+}
+
+/// Walks the layers through [`step`] and both plans; returns `(fused, observed, output dims,
+/// output quant)`.
+fn plan_layers<'a>(
+    input: Dims,
+    input_quant: QuantParams,
+    n: usize,
+    mut next: impl FnMut() -> Result<LayerDesc<'a>, Error>,
+    deep: bool,
+) -> Result<(usize, usize, Dims, QuantParams), Error> {
+    let mut dims = input;
+    let mut q = input_quant;
+    let mut acc = PlanAcc::default();
+    let mut prev: Option<(LayerDesc<'a>, Dims, bool)> = None;
+    for i in 0..n {
+        let l = next()?;
+        let (first, last) = (i == 0, i + 1 == n);
+        let (d, oq, need) = step(&l, dims, q, i as u16, first, last, deep)?;
+        let fused = match &prev {
+            Some((LayerDesc::Conv(c), conv_in, conv_first)) => {
+                fused_conv_pool_need(c, *conv_in, *conv_first, &l, d, last)
+            }
+            _ => None,
+        };
+        acc.add(matches!(l, LayerDesc::Conv(_)), need, fused);
+        // A fused pair is one step: the pool does not start another pair.
+        prev = if fused.is_some() {
+            None
+        } else {
+            Some((l, dims, first))
+        };
+        dims = d;
+        q = oq;
+    }
+    let (fused, observed) = acc.finish();
+    Ok((fused, observed, dims, q))
+}
+
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
 /// Computes the exact arena size of the plan (checking shapes and quantisation, not weights).
 pub(crate) fn plan_arena<'a>(
@@ -279,16 +392,15 @@ pub(crate) fn plan_arena<'a>(
     layers: impl ExactSizeIterator<Item = LayerDesc<'a>>,
 ) -> Result<usize, Error> {
     let n = layers.len();
-    let mut dims = input;
-    let mut q = input_quant;
-    let mut arena = 0;
-    for (i, l) in layers.enumerate() {
-        let (d, oq, need) = step(&l, dims, q, i as u16, i == 0, i + 1 == n, false)?;
-        dims = d;
-        q = oq;
-        arena = arena.max(need);
-    }
-    Ok(arena)
+    let mut layers = layers;
+    let (fused, ..) = plan_layers(
+        input,
+        input_quant,
+        n,
+        || layers.next().ok_or(Error::BadLayerCount),
+        false,
+    )?;
+    Ok(fused)
 }
 
 impl<'a> Model<'a> {
@@ -307,18 +419,18 @@ impl<'a> Model<'a> {
             return Err(Error::BadShape(0));
         }
         let mut rest = layers;
-        let mut dims = head.input;
-        let mut q = head.input_quant;
-        let mut arena = 0usize;
-        for i in 0..n {
-            let (l, r): (LayerDesc<'a>, &[u8]) =
-                postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
-            rest = r;
-            let (d, oq, need) = step(&l, dims, q, i as u16, i == 0, i + 1 == n, true)?;
-            dims = d;
-            q = oq;
-            arena = arena.max(need);
-        }
+        let (arena, observed_arena, dims, q) = plan_layers(
+            head.input,
+            head.input_quant,
+            n,
+            || {
+                let (l, r): (LayerDesc<'a>, &[u8]) =
+                    postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+                rest = r;
+                Ok(l)
+            },
+            true,
+        )?;
         if !rest.is_empty() {
             return Err(Error::BadLayerCount);
         }
@@ -339,12 +451,18 @@ impl<'a> Model<'a> {
             head,
             layers,
             output_quant: q,
+            observed_arena,
         })
     }
 
     /// Arena bytes [`crate::run()`] needs (exact for the documented plan).
     pub fn arena_len(&self) -> usize {
         self.head.arena_len as usize
+    }
+    /// Arena bytes [`crate::run_observed()`] needs: every layer runs whole, so that each
+    /// intermediate tensor can be observed (at least [`Model::arena_len`]).
+    pub fn observed_arena_len(&self) -> usize {
+        self.observed_arena
     }
     /// Input dims (`h x w x c`, NHWC).
     pub fn input_dims(&self) -> Dims {

@@ -44,7 +44,7 @@ pub enum SubOp {
 /// [`crate::quantize_input_u8`]); `arena.len() >= model.arena_len()`; `logits.len() >=
 /// model.num_classes()`. Undersized buffers make the call do nothing (debug builds assert).
 pub fn run(model: &Model<'_>, input: &[i8], arena: &mut [u8], logits: &mut [i8]) {
-    run_observed(model, input, arena, logits, &mut |_, _, _| {})
+    run_fused_with::<BestDot>(model, input, arena, logits)
 }
 
 /// [`run`] reporting every quantised intermediate tensor as `(layer index, sub-op, data)`.
@@ -63,7 +63,8 @@ fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
     unsafe { core::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<i8>(), b.len()) }
 }
 
-/// [`run_observed`] with an explicit dot kernel (tests run every implementation).
+/// [`run_observed`] with an explicit dot kernel (tests run every implementation): every layer
+/// runs whole; `arena.len() >= model.observed_arena_len()`.
 pub fn run_with<K: DotKernel>(
     model: &Model<'_>,
     input: &[i8],
@@ -71,44 +72,105 @@ pub fn run_with<K: DotKernel>(
     logits: &mut [i8],
     observer: &mut dyn FnMut(u16, SubOp, &[i8]),
 ) {
+    run_plan::<K>(model, input, arena, logits, Some(observer))
+}
+
+/// [`run`] with an explicit dot kernel: a conv and the max pool after it run fused, in strips
+/// of rows; `arena.len() >= model.arena_len()`.
+pub fn run_fused_with<K: DotKernel>(
+    model: &Model<'_>,
+    input: &[i8],
+    arena: &mut [u8],
+    logits: &mut [i8],
+) {
+    run_plan::<K>(model, input, arena, logits, None)
+}
+
+/// Splits the arena into `(input, middle, output)`: the input at the high end when `high`, the
+/// output at the other end.
+fn split_ends(
+    arena: &mut [i8],
+    high: bool,
+    in_len: usize,
+    out_len: usize,
+) -> (&[i8], &mut [i8], &mut [i8]) {
+    let total = arena.len();
+    if high {
+        let (lo, hi) = arena.split_at_mut(total - in_len);
+        let (o, mid) = lo.split_at_mut(out_len);
+        (&*hi, mid, o)
+    } else {
+        let (lo, rest) = arena.split_at_mut(in_len);
+        let (mid, o) = rest.split_at_mut(total - in_len - out_len);
+        (&*lo, mid, o)
+    }
+}
+
+/// Receives `(layer index, sub-op, tensor)`.
+type Observer<'a> = dyn FnMut(u16, SubOp, &[i8]) + 'a;
+
+/// The layer loop of both plans (`observer` given: every layer whole; `None`: fused pairs).
+fn run_plan<K: DotKernel>(
+    model: &Model<'_>,
+    input: &[i8],
+    arena: &mut [u8],
+    logits: &mut [i8],
+    mut observer: Option<&mut Observer<'_>>,
+) {
+    let need = if observer.is_some() {
+        model.observed_arena_len()
+    } else {
+        model.arena_len()
+    };
     let ok = input.len() >= model.input_len()
-        && arena.len() >= model.arena_len()
+        && arena.len() >= need
         && logits.len() >= model.num_classes();
     debug_assert!(ok, "run: undersized buffer");
     if !ok {
         return;
     }
-    let arena = as_i8_mut(&mut arena[..model.arena_len()]);
+    // Bytes past the plan are extra kernel scratch (larger weight blocks, fewer passes).
+    let arena = as_i8_mut(arena);
     let n = model.num_layers();
-    let total = arena.len();
+    let input = &input[..model.input_len()];
+    let logits = &mut logits[..model.num_classes()];
     // Where the current activation lives: true = high end.
     let mut high = false;
-    for info in model.layers() {
+    let mut noop = |_: u16, _: SubOp, _: &[i8]| {};
+    let mut layers = model.layers().peekable();
+    while let Some(info) = layers.next() {
         let i = info.index as usize;
         let first = i == 0;
-        let last = i + 1 == n;
         let in_len = if first { 0 } else { info.input.len() };
+        // A conv followed by a max pool: one step, the conv's output made a strip at a time.
+        if let (None, LayerDesc::Conv(c), Some(LayerDesc::MaxPool(m))) =
+            (&observer, &info.desc, layers.peek().map(|l| l.desc))
+        {
+            let pool = layers.next().unwrap_or(info);
+            let last = pool.index as usize + 1 == n;
+            let out_len = if last { 0 } else { pool.output.len() };
+            let (x_in, mid, out_buf) = split_ends(arena, high, in_len, out_len);
+            let x = if first { input } else { x_in };
+            let out: &mut [i8] = if last { &mut *logits } else { out_buf };
+            conv_pool_fused::<K>(c, &info, &m, pool.output, x, mid, out);
+            high = !high;
+            continue;
+        }
+        let last = i + 1 == n;
         let out_len = if last { 0 } else { info.output.len() };
-        // Split: [low | mid | high].
-        let (x_in, mid, out_buf): (&[i8], &mut [i8], &mut [i8]) = if high {
-            let (lo, hi) = arena.split_at_mut(total - in_len);
-            let (o, mid) = lo.split_at_mut(out_len);
-            (&*hi, mid, o)
-        } else {
-            let (lo, rest) = arena.split_at_mut(in_len);
-            let (mid, o) = rest.split_at_mut(total - in_len - out_len);
-            (&*lo, mid, o)
+        let obs: &mut dyn FnMut(u16, SubOp, &[i8]) = match observer.as_mut() {
+            Some(o) => &mut **o,
+            None => &mut noop,
         };
-        let x: &[i8] = if first {
-            &input[..model.input_len()]
-        } else {
-            x_in
-        };
-        let out: &mut [i8] = if last {
-            &mut logits[..model.num_classes()]
-        } else {
-            out_buf
-        };
+        if let LayerDesc::Fire(f) = &info.desc
+            && matches!(f.bypass, Bypass::None)
+        {
+            fire_in_place::<K>(f, &info, arena, high, input, logits, last, obs);
+            continue;
+        }
+        let (x_in, mid, out_buf) = split_ends(arena, high, in_len, out_len);
+        let x: &[i8] = if first { input } else { x_in };
+        let out: &mut [i8] = if last { &mut *logits } else { out_buf };
         exec_layer::<K>(
             &info.desc,
             info.index,
@@ -117,11 +179,62 @@ pub fn run_with<K: DotKernel>(
             x,
             mid,
             out,
-            observer,
+            obs,
         );
-        observer(info.index, SubOp::Output, out);
+        obs(info.index, SubOp::Output, out);
         high = !high;
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A fire module without bypass: its input dies with the squeeze, so the concat overwrites it
+/// (the output stays at the input's end of the arena) and the squeeze output sits at the other
+/// end.
+fn fire_in_place<K: DotKernel>(
+    f: &crate::format::FireDesc<'_>,
+    info: &crate::model::LayerInfo<'_>,
+    arena: &mut [i8],
+    high: bool,
+    input: &[i8],
+    logits: &mut [i8],
+    last: bool,
+    obs: &mut dyn FnMut(u16, SubOp, &[i8]),
+) {
+    let first = info.index == 0;
+    let in_len = if first { 0 } else { info.input.len() };
+    let s_dims = Dims {
+        h: info.input.h,
+        w: info.input.w,
+        c: f.squeeze.out_channels,
+    };
+    let s_len = s_dims.len();
+    // Squeeze: input at its end, squeeze output at the other end.
+    {
+        let (x_in, scratch, s) = split_ends(arena, high, in_len, s_len);
+        let x = if first { input } else { x_in };
+        conv_call::<K>(
+            &f.squeeze,
+            info.input,
+            info.in_quant,
+            x,
+            s,
+            s_dims.c as usize,
+            0,
+            scratch,
+        );
+        obs(info.index, SubOp::Squeeze, s);
+    }
+    // Expands: squeeze output at its end, concat at the input's end (or in the logits).
+    let out_len = if last { 0 } else { info.output.len() };
+    let (s, scratch, out_buf) = split_ends(arena, !high, s_len, out_len);
+    let out: &mut [i8] = if last { logits } else { out_buf };
+    let sq_q = f.squeeze.out_quant;
+    let width = f.expand1.out_channels as usize + f.expand3.out_channels as usize;
+    conv_call::<K>(&f.expand1, s_dims, sq_q, s, out, width, 0, scratch);
+    let off = f.expand1.out_channels as usize;
+    conv_call::<K>(&f.expand3, s_dims, sq_q, s, out, width, off, scratch);
+    obs(info.index, SubOp::Expand, out);
+    obs(info.index, SubOp::Output, out);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,15 +256,102 @@ fn conv_call<K: DotKernel>(
     let Ok(w) = RowDecoder::new(c.weights, p.k()) else {
         return;
     };
-    let q = ConvQuant {
+    conv_s8::<K>(&p, &conv_quant(c, in_q), x, &w, out, scratch);
+}
+
+/// A conv and the max pool after it, one pool output row at a time: `mid` holds a strip of at
+/// most `pool kernel height` conv output rows (rows still needed are kept, new ones computed
+/// on the conv's input rows with the padding adjusted), then the kernel scratch.
+fn conv_pool_fused<K: DotKernel>(
+    c: &ConvDesc<'_>,
+    conv: &crate::model::LayerInfo<'_>,
+    m: &crate::format::MaxPoolDesc,
+    pool_out: Dims,
+    x: &[i8],
+    mid: &mut [i8],
+    out: &mut [i8],
+) {
+    let Some(full) = conv_params(c, conv.input) else {
+        return;
+    };
+    let Ok(w) = RowDecoder::new(c.weights, full.k()) else {
+        return;
+    };
+    let q = conv_quant(c, conv.in_quant);
+    let (oh, row) = (
+        full.output.h as usize,
+        full.output.w as usize * full.output.c as usize,
+    );
+    let cap = (m.kernel[0] as usize).min(oh);
+    let (strip, scratch) = mid.split_at_mut(cap * row);
+    let in_row = conv.input.w as usize * conv.input.c as usize;
+    let (ih, sy, pt, kh) = (
+        conv.input.h as usize,
+        full.stride[0] as usize,
+        full.pad[0] as usize,
+        full.kernel[0] as usize,
+    );
+    let pool_row = pool_out.w as usize * pool_out.c as usize;
+    // Conv output rows held in `strip`: `lo..hi`.
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for j in 0..pool_out.h as usize {
+        let top = j as isize * m.stride[0] as isize - m.pad[0] as isize;
+        let a = top.max(0) as usize;
+        let b = ((top + m.kernel[0] as isize).max(0) as usize).min(oh);
+        if a > lo {
+            if a < hi {
+                strip.copy_within((a - lo) * row..(hi - lo) * row, 0);
+            } else {
+                hi = a;
+            }
+            lo = a;
+        }
+        if hi < b {
+            // Conv rows `hi..b`: input rows from `y0`, the top padding what remains of `pt`.
+            let first_tap = hi * sy;
+            let y0 = first_tap.saturating_sub(pt);
+            let y1 = ((b - 1) * sy + kh).saturating_sub(pt).min(ih);
+            let mut p = full;
+            p.input.h = (y1 - y0) as u16;
+            p.output.h = (b - hi) as u16;
+            p.pad[0] = pt.saturating_sub(first_tap) as u8;
+            p.pad[2] = 0;
+            let dst = &mut strip[(hi - lo) * row..(b - lo) * row];
+            conv_s8::<K>(&p, &q, &x[y0 * in_row..y1 * in_row], &w, dst, scratch);
+            hi = b;
+        }
+        let pp = PoolParams {
+            input: Dims {
+                h: (b - a) as u16,
+                w: full.output.w,
+                c: full.output.c,
+            },
+            output: Dims {
+                h: 1,
+                w: pool_out.w,
+                c: pool_out.c,
+            },
+            kernel: m.kernel,
+            stride: m.stride,
+            pad: [(a as isize - top) as u8, m.pad[1], 0, m.pad[3]],
+        };
+        maxpool_s8(
+            &pp,
+            &strip[(a - lo) * row..(b - lo) * row],
+            &mut out[j * pool_row..(j + 1) * pool_row],
+        );
+    }
+}
+
+fn conv_quant<'a>(c: &ConvDesc<'a>, in_q: QuantParams) -> ConvQuant<'a> {
+    ConvQuant {
         in_zp: in_q.zero_point,
         bias: c.bias,
         multipliers: c.multipliers,
         uniform: uniform(c.multipliers),
         out_zp: c.out_quant.zero_point,
         relu: c.relu,
-    };
-    conv_s8::<K>(&p, &q, x, &w, out, scratch);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

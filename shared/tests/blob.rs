@@ -5,7 +5,7 @@ mod common;
 
 use shared::encode::example;
 use shared::kernels::{DotKernel, PortableDot, RefDot};
-use shared::run::run_with;
+use shared::run::{run_fused_with, run_with};
 use shared::{Error, Model, SubOp};
 
 fn check_run<K: DotKernel>(blob: &[u8], seed: u64) {
@@ -16,7 +16,7 @@ fn check_run<K: DotKernel>(blob: &[u8], seed: u64) {
     shared::quantize_input_u8(&m, &px, &mut input);
     let want = common::ref_run(&m, &input);
     let mut got: Vec<(u16, SubOp, Vec<i8>)> = Vec::new();
-    let mut arena = vec![0xAAu8; m.arena_len()];
+    let mut arena = vec![0xAAu8; m.observed_arena_len()];
     let mut logits = vec![0i8; m.num_classes()];
     run_with::<K>(&m, &input, &mut arena, &mut logits, &mut |l, s, d| {
         got.push((l, s, d.to_vec()))
@@ -37,6 +37,55 @@ fn example_runs_exactly_like_reference() {
         check_run::<PortableDot>(&blob, seed);
         check_run::<shared::kernels::BestDot>(&blob, seed);
     }
+}
+
+/// The fused plan (`run`: a conv and its max pool in strips, fires without bypass overwriting
+/// their input) in exactly `arena_len` bytes gives the reference logits, for every kernel.
+fn check_fused<K: DotKernel>(blob: &[u8], seed: u64) {
+    let m = Model::from_bytes(blob).unwrap();
+    assert!(m.arena_len() <= m.observed_arena_len());
+    let mut rng = example::Rng(seed);
+    for _ in 0..2 {
+        let px: Vec<u8> = (0..m.input_len()).map(|_| rng.next_u32() as u8).collect();
+        let mut input = vec![0i8; m.input_len()];
+        shared::quantize_input_u8(&m, &px, &mut input);
+        let want = common::ref_run(&m, &input);
+        let mut arena = vec![0xAAu8; m.arena_len()];
+        let mut logits = vec![0i8; m.num_classes()];
+        run_fused_with::<K>(&m, &input, &mut arena, &mut logits);
+        common::assert_exact("fused logits", &want.last().unwrap().2, &logits);
+    }
+}
+
+#[test]
+fn fused_plan_runs_exactly_like_reference() {
+    use shared::encode::example::Enc;
+    use shared::encode::squeezenet;
+    let mut blobs: Vec<Vec<u8>> = (1..6u64).map(example::blob).collect();
+    for (enc, stride, pad) in [
+        (Enc::Dense, 1, 1),
+        (Enc::Codebook, 1, 1),
+        (Enc::SparseCodebook, 1, 1),
+        (Enc::Dense, 2, 0),
+        (Enc::HuffSparseCodebook, 2, 1),
+    ] {
+        blobs.push(squeezenet::blob_with_stem(11, 10, enc, stride, pad));
+    }
+    for (i, blob) in blobs.iter().enumerate() {
+        check_fused::<RefDot>(blob, i as u64);
+        check_fused::<PortableDot>(blob, i as u64);
+        check_fused::<shared::kernels::BestDot>(blob, i as u64);
+    }
+    // The shipped shape (3x3/1 stem at 28x28): with the stem fused with its pool and the fires
+    // overwriting their input, the whole arena is smaller than the stem's output alone
+    // (28 x 28 x 64 = 50,176 bytes), which the layer-by-layer plan must hold.
+    let m = Model::from_bytes(&blobs[5]).unwrap();
+    assert!(
+        m.arena_len() < 50_176 && m.observed_arena_len() > 50_176,
+        "fused {} vs observed {}",
+        m.arena_len(),
+        m.observed_arena_len()
+    );
 }
 
 #[test]

@@ -61,7 +61,7 @@ fn check<K: DotKernel>() {
         .find(|(n, _)| n == "input")
         .expect("input")
         .1;
-    let mut arena = vec![0u8; m.arena_len()];
+    let mut arena = vec![0u8; m.observed_arena_len()];
     let mut logits = vec![0i8; m.num_classes()];
     let mut seen: Vec<(String, Vec<i8>)> = Vec::new();
     run_with::<K>(&m, input, &mut arena, &mut logits, &mut |l, op, d| {

@@ -23,11 +23,13 @@ fuzz_target!(|data: &[u8]| {
         let mut logits = vec![0i8; m.num_classes()];
         shared::run(&m, &input, &mut arena, &mut logits);
         // The generic packed and zero-skipping drivers as well (the host's `run` takes the wide
-        // x86 path).
+        // x86 path), fused and layer by layer.
+        shared::run::run_fused_with::<shared::kernels::RefDot>(&m, &input, &mut arena, &mut logits);
+        let mut whole = vec![0u8; m.observed_arena_len()];
         shared::run::run_with::<shared::kernels::RefDot>(
             &m,
             &input,
-            &mut arena,
+            &mut whole,
             &mut logits,
             &mut |_, _, _| {},
         );

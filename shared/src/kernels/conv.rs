@@ -75,18 +75,36 @@ impl ConvQuant<'_> {
     }
 }
 
+/// Channels of the smallest weight block the arena plan reserves scratch for: a longer scratch
+/// (free arena bytes at that layer, or a host caller's larger arena) buys larger blocks, up to
+/// [`block_channels`], and fewer passes over the pixels.
+pub const MIN_BLOCK: usize = 32;
+
 /// Scratch bytes [`conv_s8`] needs, in this order: up to 3 bytes of alignment slack, the packed
 /// pixel pair (`16 * kq` bytes, `kq = ceil(k / 4)`), the packed weights of one block of
-/// `nb = block_channels(cout, kq)` channels (`8 * nb * kq` bytes), the two-pixel
+/// `nb = min(block_channels(cout, kq), MIN_BLOCK)` channels (`8 * nb * kq` bytes), the two-pixel
 /// im2col (`2 * k` bytes, 0 for a 1x1 stride-1 unpadded conv) and one decoded row (`k` bytes,
 /// compressed weights only).
 pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
     let k = p.k();
     let kq = k.div_ceil(4);
-    let nb = block_channels(p.output.c as usize, kq);
-    let im2col = if p.direct() { 0 } else { 2 * k };
-    let row = if dense { 0 } else { k };
-    3 + 16 * kq + 8 * nb * kq + im2col + row
+    let nb = block_channels(p.output.c as usize, kq).min(MIN_BLOCK);
+    3 + 16 * kq + 8 * nb * kq + scratch_tail(p, dense)
+}
+
+/// The im2col pair and decoded row bytes at the end of the packed driver's scratch.
+fn scratch_tail(p: &ConvParams, dense: bool) -> usize {
+    let k = p.k();
+    (if p.direct() { 0 } else { 2 * k }) + if dense { 0 } else { k }
+}
+
+/// Channels per block the packed driver uses with `len` scratch bytes: the largest even count
+/// up to [`block_channels`] whose packed weights fit, at least the planned minimum.
+fn fitting_block(p: &ConvParams, dense: bool, len: usize) -> usize {
+    let kq = p.k().div_ceil(4);
+    let most = block_channels(p.output.c as usize, kq);
+    let room = len.saturating_sub(3 + 16 * kq + scratch_tail(p, dense)) / (8 * kq.max(1));
+    (room & !1).clamp(most.min(MIN_BLOCK), most)
 }
 
 /// View a byte slice as int8 (same size, alignment and validity).
@@ -166,12 +184,12 @@ pub fn conv_s8<K: DotKernel>(
     let cout = p.output.c as usize;
     let npix = p.output.h as usize * p.output.w as usize;
     let direct = p.direct();
-    let nb = block_channels(cout, kq);
+    let nb = fitting_block(p, w.is_dense(), scratch.len());
     // When the scratch (which may be longer than `conv_scratch_len`) holds every pixel pair's
     // packed activations next to the weight block, they are packed once instead of once per
     // block of channels (the small deep layers: many blocks, few pixels).
     let np = npix.div_ceil(2);
-    let extra = if direct { 0 } else { 2 * k } + if w.is_dense() { 0 } else { k };
+    let extra = scratch_tail(p, w.is_dense());
     let all = np > 1 && 3 + 16 * kq * np + 8 * nb * kq + extra <= scratch.len();
     let (acts, rest) = take_words(scratch, 4 * kq * if all { np } else { 1 });
     let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);

@@ -237,7 +237,7 @@ fn network(ipt: f32) {
         }
         // Shipped model, per observed tensor (layer, sub-op): instructions since the previous
         // observation (the observer's own cost, a few hundred instructions, included).
-        let arena = unsafe { &mut ARENA[..m.arena_len()] };
+        let arena = unsafe { &mut ARENA[..m.observed_arena_len()] };
         let mut last = ticks();
         shared::run_observed(&m, &input, arena, &mut logits, &mut |l, op, _| {
             let now = ticks();

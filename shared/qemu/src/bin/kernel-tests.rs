@@ -11,11 +11,11 @@ use shared::kernels::{
     ConvParams, ConvQuant, DotKernel, PortableDot, RefDot, conv_ref_s8, conv_s8, conv_scratch_len,
     zero_skip_applies,
 };
-use shared::run::run_with;
+use shared::run::{run_fused_with, run_with};
 use shared::weights::RowDecoder;
 use sqz_shared_qemu::{Rng, exit, hprintln};
 
-static BLOBS: [(&[u8], &[u8]); 3] = [
+static BLOBS: [(&[u8], &[u8]); 4] = [
     (
         include_bytes!(concat!(env!("OUT_DIR"), "/example1.blob")),
         include_bytes!(concat!(env!("OUT_DIR"), "/example1.expect")),
@@ -27,6 +27,10 @@ static BLOBS: [(&[u8], &[u8]); 3] = [
     (
         include_bytes!(concat!(env!("OUT_DIR"), "/example3.blob")),
         include_bytes!(concat!(env!("OUT_DIR"), "/example3.expect")),
+    ),
+    (
+        include_bytes!(concat!(env!("OUT_DIR"), "/stem11.blob")),
+        include_bytes!(concat!(env!("OUT_DIR"), "/stem11.expect")),
     ),
 ];
 
@@ -247,13 +251,13 @@ fn blob_case<K: DotKernel>(i: usize) -> bool {
             return false;
         }
     };
-    let mut input = [0i8; 256];
+    let mut input = [0i8; 1024];
     example_input(&mut input[..m.input_len()], i as u64 + 1);
     let mut logits = [0i8; 16];
     let mut n = 0usize;
     let mut ok = true;
     // SAFETY: single-threaded; ARENA is only used here.
-    let arena = unsafe { &mut ARENA[..m.arena_len()] };
+    let arena = unsafe { &mut ARENA[..m.observed_arena_len()] };
     run_with::<K>(
         &m,
         &input[..m.input_len()],
@@ -273,7 +277,25 @@ fn blob_case<K: DotKernel>(i: usize) -> bool {
             n += 1;
         },
     );
-    ok && n * 4 == expect.len()
+    ok &= n * 4 == expect.len();
+    // The fused plan (`run`) in exactly `arena_len` bytes, stale bytes in the arena: the same
+    // logits.
+    let want = logits;
+    // SAFETY: as above; the observed run's borrow has ended.
+    let arena = unsafe { &mut ARENA[..m.arena_len()] };
+    arena.fill(0xAA);
+    let mut fused = [0i8; 16];
+    run_fused_with::<K>(
+        &m,
+        &input[..m.input_len()],
+        arena,
+        &mut fused[..m.num_classes()],
+    );
+    if fused != want {
+        hprintln!("blob {}: the fused plan's logits differ", i);
+        ok = false;
+    }
+    ok
 }
 
 /// Micro-kernels of `K` against `RefDot` on random packed data.
