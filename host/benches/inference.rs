@@ -50,6 +50,16 @@ fn bench(c: &mut Criterion) {
             logits[0]
         })
     });
+    // The same with a larger arena (the layer-by-layer size): the spare bytes become kernel
+    // scratch, i.e. larger weight blocks where the exact arena is tight.
+    let mut roomy = vec![0u8; model.observed_arena_len()];
+    g.bench_function("shared int8 (shipped blob, roomy arena)", |b| {
+        b.iter(|| {
+            shared::quantize_input_u8(&model, &image, &mut input);
+            shared::run(&model, &input, &mut roomy, &mut logits);
+            logits[0]
+        })
+    });
     g.bench_function("tract 0.23.9 float ONNX", |b| {
         b.iter(|| plan.run(tvec!(tensor.clone().into())).expect("tract run"))
     });

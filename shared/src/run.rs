@@ -2,20 +2,31 @@
 //!
 //! # Arena plan
 //! The arena is used from both ends (ping-pong). Layer 0 reads the caller's `input` slice; the
-//! last layer writes straight into the caller's `logits`. Otherwise layer `i` reads its input
-//! at one end (low for even `i > 0`... alternating, starting with the output of layer 0 at the
-//! high end) and writes its output at the other end; the bytes between hold auxiliary tensors
-//! followed by kernel scratch. For a fire module the auxiliary tensor is the squeeze output
-//! (live during the two expands, which write directly into their channel slices of the concat
-//! output) and then, reusing the same bytes, the complex-bypass 1x1 output; the bypass sum is
-//! computed in place in the concat. Hence, per layer (in = 0 for the first, out = 0 for the last):
+//! last layer writes straight into the caller's `logits`. Otherwise a step reads its input at
+//! one end of the arena and writes its output at the other end; the bytes between hold
+//! auxiliary tensors followed by kernel scratch. Per step (in = 0 for the first layer, out = 0
+//! for the last):
 //!
 //! * conv: `in + conv_scratch_len + out`
 //! * pools: `in + out`
-//! * fire: `max(in + S + scratch(squeeze), in + S + scratch(e1) + out, in + S + scratch(e3) + out,
-//!   in + B + scratch(bypass) + out)` with `S` the squeeze output and `B` the bypass conv output
+//! * conv followed by a max pool (fused, [`run`] only): `in + R + conv_scratch_len + out(pool)`,
+//!   with `R` a strip of `min(pool kernel height, conv output height)` conv output rows: the
+//!   conv's whole output never exists. Pool output row `j` needs conv rows `j * s - pad ..` (a
+//!   window of the pool kernel height); rows still needed stay in the strip (moved to its
+//!   front), new ones are computed by the conv kernel on the input rows they need, with the top
+//!   padding adjusted.
+//! * fire without bypass: `max(in + S + scratch(squeeze), S + scratch(e1 or e3) + out)`: the
+//!   squeeze output `S` goes to the far end, the input dies with the squeeze, and the two expands
+//!   write their channel slices of the concat over it (the output stays at the input's end).
+//! * fire with bypass: `max(in + S + scratch(squeeze), in + S + scratch(e1 or e3) + out,
+//!   in + B + scratch(bypass) + out)` with `B` the complex-bypass 1x1 output (reusing the bytes of
+//!   `S`); the bypass sum is computed in place in the concat.
 //!
-//! and `arena_len` is the maximum over the layers.
+//! `arena_len` is the maximum over the steps. The conv scratch reserves packed weights for
+//! blocks of [`crate::kernels::conv::MIN_BLOCK`] channels; wherever the arena has more free bytes
+//! (every step but the largest), the kernels take larger blocks and pass over the pixels fewer
+//! times. [`run_observed`] runs every layer whole (every tensor observable) and needs
+//! [`Model::observed_arena_len`] bytes.
 
 use crate::format::{Bypass, ConvDesc, Dims, LayerDesc};
 use crate::kernels::add::add_requant_s8;

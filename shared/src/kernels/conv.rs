@@ -78,7 +78,7 @@ impl ConvQuant<'_> {
 /// Channels of the smallest weight block the arena plan reserves scratch for: a longer scratch
 /// (free arena bytes at that layer, or a host caller's larger arena) buys larger blocks, up to
 /// [`block_channels`], and fewer passes over the pixels.
-pub const MIN_BLOCK: usize = 32;
+pub const MIN_BLOCK: usize = 16;
 
 /// Scratch bytes [`conv_s8`] needs, in this order: up to 3 bytes of alignment slack, the packed
 /// pixel pair (`16 * kq` bytes, `kq = ceil(k / 4)`), the packed weights of one block of
@@ -90,6 +90,13 @@ pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
     let kq = k.div_ceil(4);
     let nb = block_channels(p.output.c as usize, kq).min(MIN_BLOCK);
     3 + 16 * kq + 8 * nb * kq + scratch_tail(p, dense)
+}
+
+/// Scratch bytes with which [`conv_s8`] takes its largest weight blocks ([`block_channels`]):
+/// what a layer gets wherever the arena has room ([`conv_scratch_len`] is the minimum).
+pub fn conv_scratch_full_len(p: &ConvParams, dense: bool) -> usize {
+    let kq = p.k().div_ceil(4);
+    3 + 16 * kq + 8 * block_channels(p.output.c as usize, kq) * kq + scratch_tail(p, dense)
 }
 
 /// The im2col pair and decoded row bytes at the end of the packed driver's scratch.
@@ -150,6 +157,55 @@ fn im2col(p: &ConvParams, input: &[i8], oy: usize, ox: usize, zp: i8, dst: &mut 
         let src = (y as usize * w as usize + xa as usize) * c;
         d[lead..lead + n].copy_from_slice(&input[src..src + n]);
         d[lead + n..].fill(zp);
+    }
+}
+
+/// Packs the patch of output pixel `(oy, ox)` into `slot` of `acts` straight from the input,
+/// without an im2col copy: needs `cin % 4 == 0`, so that every tap is whole quads of the
+/// packed layout; padded taps pack to 0 (`zp - zp`).
+fn pack_patch<K: DotKernel>(
+    p: &ConvParams,
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    zp: i8,
+    slot: usize,
+    acts: &mut [u32],
+) {
+    let (h, w, c) = (p.input.h as isize, p.input.w as isize, p.input.c as usize);
+    let (kh, kw) = (p.kernel[0] as isize, p.kernel[1] as isize);
+    let y0 = (oy * p.stride[0] as usize) as isize - p.pad[0] as isize;
+    let x0 = (ox * p.stride[1] as usize) as isize - p.pad[1] as isize;
+    let qrow = kw as usize * c / 4;
+    let zero = |acts: &mut [u32], q0: usize, q1: usize| {
+        for q in q0..q1 {
+            acts[4 * q + 2 * slot] = 0;
+            acts[4 * q + 2 * slot + 1] = 0;
+        }
+    };
+    for dy in 0..kh {
+        let y = y0 + dy;
+        let base = dy as usize * qrow;
+        if y < 0 || y >= h {
+            zero(acts, base, base + qrow);
+            continue;
+        }
+        let xa = x0.max(0);
+        let xb = (x0 + kw).min(w);
+        let lead = ((xa - x0) as usize * c / 4).min(qrow);
+        let n = (xb - xa).max(0) as usize * c;
+        zero(acts, base, base + lead);
+        if n > 0 {
+            let src = (y as usize * w as usize + xa as usize) * c;
+            K::pack_acts(
+                &input[src..src + n],
+                n,
+                slot,
+                zp,
+                &mut acts[4 * (base + lead)..],
+            );
+        }
+        zero(acts, base + lead + n / 4, base + qrow);
     }
 }
 
@@ -349,6 +405,9 @@ fn conv_sparse_s8<K: DotKernel>(
     let cout = p.output.c as usize;
     let npix = p.output.h as usize * p.output.w as usize;
     let ng = npix.div_ceil(SPARSE_GROUP);
+    // One pixel past the last whole group is computed on its own.
+    let lone = npix > SPARSE_GROUP && npix % SPARSE_GROUP == 1;
+    let ow = p.output.w as usize;
     let direct = p.direct();
     let gw = 2 * k;
     let (acts, rest) = take_words(scratch, gw * if all { ng } else { 1 });
@@ -397,7 +456,7 @@ fn conv_sparse_s8<K: DotKernel>(
         let Some(block) = SparseBlock::new(&ents[..used], &heads[..2 * n]) else {
             return false; // unreachable: the entries are made above
         };
-        for g in 0..ng {
+        for g in 0..ng - lone as usize {
             let a: &[u32] = if all {
                 let a = &mut acts[g * gw..(g + 1) * gw];
                 if ob == 0 {
@@ -418,6 +477,31 @@ fn conv_sparse_s8<K: DotKernel>(
                     &mut out[o..o + n],
                 );
             }
+        }
+        if lone {
+            // The last pixel alone (e.g. 7x7 = 12 groups + 1): its patch read byte by byte
+            // instead of a group of four copies of it.
+            let px = npix - 1;
+            let patch: &[i8] = if direct {
+                &input[px * k..(px + 1) * k]
+            } else {
+                im2col(p, input, px / ow, px % ow, q.in_zp, &mut cols[..k]);
+                &cols[..k]
+            };
+            let mut sums = [0i32; ROW_BLOCK];
+            let mut start = 0usize;
+            for (c, h) in heads[..2 * n].chunks_exact(2).enumerate() {
+                let end = start + h[0] as usize;
+                let mut a = h[1] as i32;
+                for &e in &ents[start..end] {
+                    let x = patch.get((e >> 16) as usize / 8).copied().unwrap_or(0);
+                    a = a.wrapping_add(x as i32 * (e as u16 as i16 as i32));
+                }
+                sums[c] = a;
+                start = end;
+            }
+            let o = px * p.out_channel_stride + p.out_channel_offset + ob;
+            K::requant_row(&sums[..n], &mults[..n], &rq, &mut out[o..o + n]);
         }
         ob += n;
     }
@@ -445,6 +529,21 @@ fn pack_group<K: DotKernel>(
         let pb = (pa + 1).min(npix - 1);
         if direct {
             K::pack_group_pair(&input[pa * k..], &input[pb * k..], k, half, acts);
+        } else if let (Some(sa), Some(sb)) = (patch_start(p, pa), patch_start(p, pb)) {
+            // Both patches inside the input: their rows pack straight from it (taps are laid
+            // out one after the other, so each patch row lands at its tap offset).
+            let row = p.kernel[1] as usize * p.input.c as usize;
+            let step = p.input.w as usize * p.input.c as usize;
+            for dy in 0..p.kernel[0] as usize {
+                let (ra, rb) = (sa + dy * step, sb + dy * step);
+                K::pack_group_pair(
+                    &input[ra..ra + row],
+                    &input[rb..rb + row],
+                    row,
+                    half,
+                    &mut acts[2 * dy * row..],
+                );
+            }
         } else {
             let (c0, c1) = cols.split_at_mut(k);
             im2col(p, input, pa / ow, pa % ow, zp, c0);
@@ -452,6 +551,19 @@ fn pack_group<K: DotKernel>(
             K::pack_group_pair(c0, c1, k, half, acts);
         }
     }
+}
+
+/// Input offset of the top-left tap of output pixel `px`'s patch when the whole patch lies
+/// inside the input (no padded tap), else `None`.
+#[inline]
+fn patch_start(p: &ConvParams, px: usize) -> Option<usize> {
+    let ow = p.output.w as usize;
+    let (oy, ox) = (px / ow, px % ow);
+    let y0 = (oy * p.stride[0] as usize).checked_sub(p.pad[0] as usize)?;
+    let x0 = (ox * p.stride[1] as usize).checked_sub(p.pad[1] as usize)?;
+    let inside = y0 + p.kernel[0] as usize <= p.input.h as usize
+        && x0 + p.kernel[1] as usize <= p.input.w as usize;
+    inside.then(|| (y0 * p.input.w as usize + x0) * p.input.c as usize)
 }
 
 /// Packs output pixels `px` and `px + 1` (or `px` twice when it is the last) into the pair
@@ -475,6 +587,11 @@ fn pack_pair<K: DotKernel>(
         K::pack_acts(&input[px * k..], k, 0, zp, acts);
         let a1 = if two { px + 1 } else { px };
         K::pack_acts(&input[a1 * k..], k, 1, zp, acts);
+    } else if p.input.c.is_multiple_of(4) {
+        // Whole quads per tap: each patch row packs straight from the input.
+        pack_patch::<K>(p, input, px / ow, px % ow, zp, 0, acts);
+        let a1 = if two { px + 1 } else { px };
+        pack_patch::<K>(p, input, a1 / ow, a1 % ow, zp, 1, acts);
     } else {
         let (c0, c1) = cols.split_at_mut(k);
         im2col(p, input, px / ow, px % ow, zp, c0);
