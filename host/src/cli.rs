@@ -499,9 +499,12 @@ pub struct PipelineArgs {
     /// Continue an interrupted training stage from its checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Seed of training and fine-tuning (2 made the shipped model).
+    /// Seed of training (2 made the shipped model).
     #[arg(long, default_value_t = 2)]
     seed: u64,
+    /// Seed of the compression's fine-tuning (1 made the shipped model).
+    #[arg(long, default_value_t = 1)]
+    finetune_seed: u64,
     /// Also build the firmware with the new blob and run test images on it in QEMU.
     #[arg(long)]
     device: bool,
@@ -787,6 +790,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 quick: args.quick,
                 resume: args.resume,
                 seed: args.seed,
+                finetune_seed: args.finetune_seed,
                 firmware: args.device.then(|| args.firmware.clone()),
                 device_images: args.device_images,
             };

@@ -53,8 +53,8 @@ impl CompressConfig {
                 ..SharingConfig::default()
             },
             finetune: Some(FinetuneConfig {
-                sparsity: 0.65,
-                prune_rounds: 3,
+                sparsity: 0.5,
+                prune_rounds: 2,
                 prune_epochs: 2,
                 share_epochs: 1,
                 bits: 4,

@@ -24,8 +24,10 @@ pub struct PipelineOptions {
     pub quick: bool,
     /// Continue training from `out/train`'s checkpoint.
     pub resume: bool,
-    /// Seed of training and fine-tuning.
+    /// Seed of training.
     pub seed: u64,
+    /// Seed of the compression's fine-tuning.
+    pub finetune_seed: u64,
     /// The firmware crate: build it with the new blob and run it in QEMU.
     pub firmware: Option<PathBuf>,
     /// Test images sent to the device.
@@ -33,12 +35,12 @@ pub struct PipelineOptions {
 }
 
 /// The training and compression recipe the pipeline runs.
-pub fn recipe(quick: bool, seed: u64) -> (TrainConfig, CompressConfig) {
+pub fn recipe(quick: bool, seed: u64, finetune_seed: u64) -> (TrainConfig, CompressConfig) {
     let mut t = TrainConfig::preset(Preset::Default);
     let mut c = CompressConfig::shipped();
     t.seed = seed;
     if let Some(ft) = &mut c.finetune {
-        ft.seed = seed;
+        ft.seed = finetune_seed;
     }
     if quick {
         t.epochs = 2;
@@ -105,7 +107,7 @@ pub fn build_firmware(firmware: &Path, blob: &Path) -> Result<PathBuf> {
 
 /// Runs every stage; returns the summary (also written to `out/summary.md`).
 pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>> {
-    let (tcfg, ccfg) = recipe(opts.quick, opts.seed);
+    let (tcfg, ccfg) = recipe(opts.quick, opts.seed, opts.finetune_seed);
     let mut lines = Vec::new();
     let train_dir = opts.out.join("train");
     let model_dir = opts.out.join("model");
