@@ -374,14 +374,115 @@ impl DotKernel for ArmDot {
     }
 
     #[inline]
+    fn pack_acts_rows(
+        src: &[i8],
+        stride: usize,
+        len: usize,
+        rows: usize,
+        slot: usize,
+        zp: i8,
+        dst: &mut [u32],
+    ) {
+        let fits = rows > 0
+            && len > 0
+            && len.is_multiple_of(4)
+            && stride >= len
+            && slot < 2
+            && (rows - 1) * stride + len <= src.len()
+            && rows * len <= dst.len();
+        if !fits {
+            // Shapes the asm does not take: the generic per-row packing.
+            for r in 0..rows {
+                let s = &src[r * stride..r * stride + len];
+                Self::pack_acts(s, len, slot, zp, &mut dst[r * len..]);
+            }
+            return;
+        }
+        let zz = (zp as i16 as u16 as u32) * 0x0001_0001;
+        // SAFETY: checked above: reads bytes `r * stride .. r * stride + len` of `src` for
+        // `r < rows` (unaligned LDR is allowed on the Cortex-M4); writes words `4 q + 2 slot` and
+        // `4 q + 2 slot + 1` for `q < rows * len / 4`, i.e. within `dst[..rows * len]` (STRD on
+        // the word-aligned slice). Per quad as in `pack_arm`.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "add {end}, {p}, {len}",
+                "3:",
+                "ldr {w}, [{p}], #4",
+                "sxtb16 {e}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "ssub16 {e}, {e}, {zz}",
+                "ssub16 {w}, {w}, {zz}",
+                "strd {e}, {w}, [{d}], #16",
+                "cmp {p}, {end}",
+                "bne 3b",
+                "add {p}, {p}, {skip}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                p = inout(reg) src.as_ptr() => _,
+                end = out(reg) _,
+                len = in(reg) len,
+                skip = in(reg) stride - len,
+                n = inout(reg) rows => _,
+                d = inout(reg) dst.as_mut_ptr().add(2 * slot) => _,
+                zz = in(reg) zz,
+                w = out(reg) _, e = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    #[inline]
     fn pack_nibbles(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize, dst: &mut [u32]) {
         let full = k / 4;
         let kq = k.div_ceil(4);
         let (idx, dst) = (&idx[..k / 2], &mut dst[..4 * kq]);
-        if full > 0 && slot < 2 {
-            // SAFETY: reads `2 * full <= idx.len()` index bytes (LDRH may be unaligned on the
-            // Cortex-M4) and table entries `t16[b]` for bytes `b < 256`; writes words
-            // `4 q + 2 slot` and `4 q + 2 slot + 1` for `q < full`, inside `dst[..4 * kq]`
+        // Two quads per step while at least two remain (one word of 8 indices), then the rest
+        // one quad at a time.
+        let twos = full / 2;
+        if twos > 0 && slot < 2 {
+            // SAFETY: reads `4 * twos <= 2 * full <= idx.len()` index bytes (unaligned LDR is
+            // allowed on the Cortex-M4) and table entries `t16[b]` for bytes `b < 256`; writes
+            // words `4 q + 2 slot` and `4 q + 2 slot + 1` for `q < 2 * twos <= full`, inside
+            // `dst[..4 * kq]` (`slot < 2`; STRD on the word-aligned slice). Per quad as below.
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldr {i}, [{p}], #4",
+                    "uxtb {a}, {i}",
+                    "ubfx {b}, {i}, #8, #8",
+                    "ldrh {a}, [{t}, {a}, lsl #1]",
+                    "ldrh {b}, [{t}, {b}, lsl #1]",
+                    "orr {a}, {a}, {b}, lsl #16",
+                    "sxtb16 {b}, {a}",
+                    "sxtb16 {a}, {a}, ror #8",
+                    "strd {b}, {a}, [{d}], #16",
+                    "ubfx {a}, {i}, #16, #8",
+                    "lsrs {i}, {i}, #24",
+                    "ldrh {a}, [{t}, {a}, lsl #1]",
+                    "ldrh {i}, [{t}, {i}, lsl #1]",
+                    "orr {a}, {a}, {i}, lsl #16",
+                    "sxtb16 {i}, {a}",
+                    "sxtb16 {a}, {a}, ror #8",
+                    "strd {i}, {a}, [{d}], #16",
+                    "cmp {p}, {end}",
+                    "bne 2b",
+                    p = inout(reg) idx.as_ptr() => _,
+                    end = in(reg) idx.as_ptr().add(4 * twos),
+                    t = in(reg) t16.as_ptr(),
+                    d = inout(reg) dst.as_mut_ptr().add(2 * slot) => _,
+                    i = out(reg) _, a = out(reg) _, b = out(reg) _,
+                    options(nostack),
+                );
+            }
+        }
+        if full > 2 * twos && slot < 2 {
+            let q0 = 2 * twos;
+            let (idx, dst) = (&idx[2 * q0..], &mut dst[4 * q0..]);
+            // SAFETY: reads the remaining `2 * (full - q0)` index bytes (`idx` now starts at
+            // quad `q0`; LDRH may be unaligned on the Cortex-M4) and table entries `t16[b]` for
+            // bytes `b < 256`; writes words `4 q + 2 slot` and `4 q + 2 slot + 1` for
+            // `q < full - q0` of the shifted `dst`, i.e. inside the original `dst[..4 * kq]`
             // (`slot < 2`; STRD on the word-aligned slice). Per quad: the two index bytes, their
             // two byte pairs, then SXTB16 splits [w0, w1, w2, w3] into the even and odd pairs.
             unsafe {
@@ -399,7 +500,7 @@ impl DotKernel for ArmDot {
                     "cmp {p}, {end}",
                     "bne 2b",
                     p = inout(reg) idx.as_ptr() => _,
-                    end = in(reg) idx.as_ptr().add(2 * full),
+                    end = in(reg) idx.as_ptr().add(2 * (full - q0)),
                     t = in(reg) t16.as_ptr(),
                     d = inout(reg) dst.as_mut_ptr().add(2 * slot) => _,
                     i = out(reg) _, a = out(reg) _,

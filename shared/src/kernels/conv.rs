@@ -78,7 +78,7 @@ impl ConvQuant<'_> {
 /// Channels of the smallest weight block the arena plan reserves scratch for: a longer scratch
 /// (free arena bytes at that layer, or a host caller's larger arena) buys larger blocks, up to
 /// [`block_channels`], and fewer passes over the pixels.
-pub const MIN_BLOCK: usize = 16;
+pub const MIN_BLOCK: usize = 12;
 
 /// Scratch bytes [`conv_s8`] needs, in this order: up to 3 bytes of alignment slack, the packed
 /// pixel pair (`16 * kq` bytes, `kq = ceil(k / 4)`), the packed weights of one block of
@@ -174,6 +174,13 @@ fn pack_patch<K: DotKernel>(
 ) {
     let (h, w, c) = (p.input.h as isize, p.input.w as isize, p.input.c as usize);
     let (kh, kw) = (p.kernel[0] as isize, p.kernel[1] as isize);
+    if let Some(start) = patch_start(p, oy * p.output.w as usize + ox) {
+        // No padded tap: the patch rows in one call.
+        let step = w as usize * c;
+        let len = kw as usize * c;
+        K::pack_acts_rows(&input[start..], step, len, kh as usize, slot, zp, acts);
+        return;
+    }
     let y0 = (oy * p.stride[0] as usize) as isize - p.pad[0] as isize;
     let x0 = (ox * p.stride[1] as usize) as isize - p.pad[1] as isize;
     let qrow = kw as usize * c / 4;
@@ -529,20 +536,25 @@ fn pack_group<K: DotKernel>(
         let pb = (pa + 1).min(npix - 1);
         if direct {
             K::pack_group_pair(&input[pa * k..], &input[pb * k..], k, half, acts);
-        } else if let (Some(sa), Some(sb)) = (patch_start(p, pa), patch_start(p, pb)) {
-            // Both patches inside the input: their rows pack straight from it (taps are laid
-            // out one after the other, so each patch row lands at its tap offset).
+        } else if let Some((ta, tb, y0)) = row_patches(p, pa, pb) {
+            // Both patches in the same output row, inside the input horizontally: their rows
+            // pack straight from it (taps are laid out one after the other, so each patch row
+            // lands at its tap offset); rows in the top or bottom padding hold the raw zero
+            // point (folded into the bias like every padded tap).
             let row = p.kernel[1] as usize * p.input.c as usize;
             let step = p.input.w as usize * p.input.c as usize;
+            let zz = (q_zp_pair(zp), half & 1);
             for dy in 0..p.kernel[0] as usize {
-                let (ra, rb) = (sa + dy * step, sb + dy * step);
-                K::pack_group_pair(
-                    &input[ra..ra + row],
-                    &input[rb..rb + row],
-                    row,
-                    half,
-                    &mut acts[2 * dy * row..],
-                );
+                let y = y0 + dy as isize;
+                let d = &mut acts[2 * dy * row..2 * (dy + 1) * row];
+                if y < 0 || y >= p.input.h as isize {
+                    for w2 in d.chunks_exact_mut(2) {
+                        w2[zz.1] = zz.0;
+                    }
+                    continue;
+                }
+                let (ra, rb) = (ta + y as usize * step, tb + y as usize * step);
+                K::pack_group_pair(&input[ra..ra + row], &input[rb..rb + row], row, half, d);
             }
         } else {
             let (c0, c1) = cols.split_at_mut(k);
@@ -551,6 +563,29 @@ fn pack_group<K: DotKernel>(
             K::pack_group_pair(c0, c1, k, half, acts);
         }
     }
+}
+
+/// For output pixels `pa` and `pb` in the same output row whose patches lie inside the input
+/// horizontally: `(column offset of pa's patch, of pb's, top input row)` (the rows may reach
+/// into the top or bottom padding).
+#[inline]
+fn row_patches(p: &ConvParams, pa: usize, pb: usize) -> Option<(usize, usize, isize)> {
+    let ow = p.output.w as usize;
+    if pa / ow != pb / ow {
+        return None;
+    }
+    let col = |px: usize| {
+        let x0 = ((px % ow) * p.stride[1] as usize).checked_sub(p.pad[1] as usize)?;
+        (x0 + p.kernel[1] as usize <= p.input.w as usize).then_some(x0 * p.input.c as usize)
+    };
+    let y0 = ((pa / ow) * p.stride[0] as usize) as isize - p.pad[0] as isize;
+    Some((col(pa)?, col(pb)?, y0))
+}
+
+/// `zp` in both i16 halves of a word (a padded tap of a raw-packed pixel pair).
+#[inline]
+fn q_zp_pair(zp: i8) -> u32 {
+    (zp as i16 as u16 as u32) * 0x0001_0001
 }
 
 /// Input offset of the top-left tap of output pixel `px`'s patch when the whole patch lies

@@ -96,6 +96,25 @@ pub trait DotKernel {
         pack_nibbles_portable(idx, t16, k, slot, dst)
     }
 
+    /// [`DotKernel::pack_acts`] of `rows` segments of `len` values each (`len % 4 == 0`), segment
+    /// `r` at `src[r * stride..]`, laid one after the other in slot `slot` of `dst`: a conv
+    /// patch lying inside the input, packed without an im2col copy.
+    #[inline]
+    fn pack_acts_rows(
+        src: &[i8],
+        stride: usize,
+        len: usize,
+        rows: usize,
+        slot: usize,
+        zp: i8,
+        dst: &mut [u32],
+    ) {
+        for r in 0..rows {
+            let s = &src[r * stride..r * stride + len];
+            Self::pack_acts(s, len, slot, zp, &mut dst[r * len..]);
+        }
+    }
+
     /// Packs activations like [`DotKernel::pack`] with the input zero point subtracted
     /// (`x - zp`, in `-255..=255`), padding values 0, so that dot products need no weight sums.
     #[inline]
