@@ -239,13 +239,24 @@ fn fire_in_place<K: DotKernel>(
     let out_len = if last { 0 } else { info.output.len() };
     let (s, scratch, out_buf) = split_ends(arena, !high, s_len, out_len);
     let out: &mut [i8] = if last { logits } else { out_buf };
+    fire_expands::<K>(f, s_dims, s, out, scratch);
+    obs(info.index, SubOp::Expand, out);
+    obs(info.index, SubOp::Output, out);
+}
+
+/// The two expands of a fire, each written into its channel slice of the concat `out`.
+fn fire_expands<K: DotKernel>(
+    f: &crate::format::FireDesc<'_>,
+    s_dims: Dims,
+    s: &[i8],
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
     let sq_q = f.squeeze.out_quant;
     let width = f.expand1.out_channels as usize + f.expand3.out_channels as usize;
     conv_call::<K>(&f.expand1, s_dims, sq_q, s, out, width, 0, scratch);
     let off = f.expand1.out_channels as usize;
     conv_call::<K>(&f.expand3, s_dims, sq_q, s, out, width, off, scratch);
-    obs(info.index, SubOp::Expand, out);
-    obs(info.index, SubOp::Output, out);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -426,11 +437,7 @@ fn exec_layer<K: DotKernel>(
             let (s, scratch) = mid.split_at_mut(s_dims.len());
             conv_call::<K>(&f.squeeze, input, in_q, x, s, s_dims.c as usize, 0, scratch);
             observer(idx, SubOp::Squeeze, s);
-            let sq_q = f.squeeze.out_quant;
-            let width = f.expand1.out_channels as usize + f.expand3.out_channels as usize;
-            conv_call::<K>(&f.expand1, s_dims, sq_q, s, out, width, 0, scratch);
-            let off = f.expand1.out_channels as usize;
-            conv_call::<K>(&f.expand3, s_dims, sq_q, s, out, width, off, scratch);
+            fire_expands::<K>(f, s_dims, s, out, scratch);
             observer(idx, SubOp::Expand, out);
             let cq = f.expand1.out_quant;
             match &f.bypass {

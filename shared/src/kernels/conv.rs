@@ -86,17 +86,25 @@ pub const MIN_BLOCK: usize = 12;
 /// im2col (`2 * k` bytes, 0 for a 1x1 stride-1 unpadded conv) and one decoded row (`k` bytes,
 /// compressed weights only).
 pub fn conv_scratch_len(p: &ConvParams, dense: bool) -> usize {
-    let k = p.k();
-    let kq = k.div_ceil(4);
-    let nb = block_channels(p.output.c as usize, kq).min(MIN_BLOCK);
-    3 + 16 * kq + 8 * nb * kq + scratch_tail(p, dense)
+    let kq = p.k().div_ceil(4);
+    scratch_with_block(
+        p,
+        dense,
+        block_channels(p.output.c as usize, kq).min(MIN_BLOCK),
+    )
 }
 
 /// Scratch bytes with which [`conv_s8`] takes its largest weight blocks ([`block_channels`]):
 /// what a layer gets wherever the arena has room ([`conv_scratch_len`] is the minimum).
 pub fn conv_scratch_full_len(p: &ConvParams, dense: bool) -> usize {
     let kq = p.k().div_ceil(4);
-    3 + 16 * kq + 8 * block_channels(p.output.c as usize, kq) * kq + scratch_tail(p, dense)
+    scratch_with_block(p, dense, block_channels(p.output.c as usize, kq))
+}
+
+/// The packed driver's scratch with weight blocks of `nb` channels.
+fn scratch_with_block(p: &ConvParams, dense: bool, nb: usize) -> usize {
+    let kq = p.k().div_ceil(4);
+    3 + 16 * kq + 8 * nb * kq + scratch_tail(p, dense)
 }
 
 /// The im2col pair and decoded row bytes at the end of the packed driver's scratch.
@@ -110,7 +118,7 @@ fn scratch_tail(p: &ConvParams, dense: bool) -> usize {
 fn fitting_block(p: &ConvParams, dense: bool, len: usize) -> usize {
     let kq = p.k().div_ceil(4);
     let most = block_channels(p.output.c as usize, kq);
-    let room = len.saturating_sub(3 + 16 * kq + scratch_tail(p, dense)) / (8 * kq.max(1));
+    let room = len.saturating_sub(scratch_with_block(p, dense, 0)) / (8 * kq.max(1));
     (room & !1).clamp(most.min(MIN_BLOCK), most)
 }
 
@@ -543,7 +551,7 @@ fn pack_group<K: DotKernel>(
             // point (folded into the bias like every padded tap).
             let row = p.kernel[1] as usize * p.input.c as usize;
             let step = p.input.w as usize * p.input.c as usize;
-            let zz = (q_zp_pair(zp), half & 1);
+            let zz = (crate::kernels::dot::zp_pair(zp), half & 1);
             for dy in 0..p.kernel[0] as usize {
                 let y = y0 + dy as isize;
                 let d = &mut acts[2 * dy * row..2 * (dy + 1) * row];
@@ -580,12 +588,6 @@ fn row_patches(p: &ConvParams, pa: usize, pb: usize) -> Option<(usize, usize, is
     };
     let y0 = ((pa / ow) * p.stride[0] as usize) as isize - p.pad[0] as isize;
     Some((col(pa)?, col(pb)?, y0))
-}
-
-/// `zp` in both i16 halves of a word (a padded tap of a raw-packed pixel pair).
-#[inline]
-fn q_zp_pair(zp: i8) -> u32 {
-    (zp as i16 as u16 as u32) * 0x0001_0001
 }
 
 /// Input offset of the top-left tap of output pixel `px`'s patch when the whole patch lies

@@ -109,10 +109,7 @@ pub trait DotKernel {
         zp: i8,
         dst: &mut [u32],
     ) {
-        for r in 0..rows {
-            let s = &src[r * stride..r * stride + len];
-            Self::pack_acts(s, len, slot, zp, &mut dst[r * len..]);
-        }
+        pack_rows_each(src, stride, len, rows, slot, zp, dst, Self::pack_acts)
     }
 
     /// Packs activations like [`DotKernel::pack`] with the input zero point subtracted
@@ -128,6 +125,37 @@ pub trait DotKernel {
     fn dot_row(acts: &[u32], row: &[i8], k: usize) -> i32 {
         dot_row_portable(acts, row, k)
     }
+}
+
+/// [`DotKernel::pack_acts_rows`] as one `pack` call per row (the default, and the fallback of
+/// the asm version for shapes it does not take).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn pack_rows_each(
+    src: &[i8],
+    stride: usize,
+    len: usize,
+    rows: usize,
+    slot: usize,
+    zp: i8,
+    dst: &mut [u32],
+    pack: fn(&[i8], usize, usize, i8, &mut [u32]),
+) {
+    for r in 0..rows {
+        pack(
+            &src[r * stride..r * stride + len],
+            len,
+            slot,
+            zp,
+            &mut dst[r * len..],
+        );
+    }
+}
+
+/// `zp` in both i16 halves of a word.
+#[inline]
+pub(crate) fn zp_pair(zp: i8) -> u32 {
+    (zp as i16 as u16 as u32) * 0x0001_0001
 }
 
 /// Portable [`DotKernel::dot_row`].
