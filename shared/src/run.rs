@@ -30,7 +30,7 @@
 
 use crate::format::{Bypass, ConvDesc, Dims, LayerDesc};
 use crate::kernels::add::add_requant_s8;
-use crate::kernels::conv::{ConvQuant, conv_s8};
+use crate::kernels::conv::{ConvQuant, conv_s8, conv_s8_next_strip};
 use crate::kernels::dot::{BestDot, DotKernel};
 use crate::kernels::pool::{PoolParams, avgpool_s8, global_avgpool_s8, maxpool_s8};
 use crate::model::{Model, conv_params, uniform};
@@ -316,6 +316,8 @@ fn conv_pool_fused<K: DotKernel>(
     let pool_row = pool_out.w as usize * pool_out.c as usize;
     // Conv output rows held in `strip`: `lo..hi`.
     let (mut lo, mut hi) = (0usize, 0usize);
+    // `scratch` is touched by the conv alone: later strips may reuse the kernel's state.
+    let mut first_strip = true;
     for j in 0..pool_out.h as usize {
         let top = j as isize * m.stride[0] as isize - m.pad[0] as isize;
         let a = top.max(0) as usize;
@@ -339,7 +341,13 @@ fn conv_pool_fused<K: DotKernel>(
             p.pad[0] = pt.saturating_sub(first_tap) as u8;
             p.pad[2] = 0;
             let dst = &mut strip[(hi - lo) * row..(b - lo) * row];
-            conv_s8::<K>(&p, &q, &x[y0 * in_row..y1 * in_row], &w, dst, scratch);
+            let x = &x[y0 * in_row..y1 * in_row];
+            if first_strip {
+                conv_s8::<K>(&p, &q, x, &w, dst, scratch);
+            } else {
+                conv_s8_next_strip::<K>(&p, &q, x, &w, dst, scratch);
+            }
+            first_strip = false;
             hi = b;
         }
         let pp = PoolParams {

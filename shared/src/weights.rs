@@ -455,6 +455,27 @@ impl<'a> RowDecoder<'a> {
         )
     }
 
+    /// For sparse rows of one byte per entry (gap in the low `gap_bits` bits, value symbol
+    /// above): row `r`'s entry bytes, `gap_bits` and the value table. `None` for any other
+    /// encoding. A validated model's rows decode without error (see
+    /// [`RowDecoder::for_each_stored_validated`], which walks the same bytes).
+    #[inline]
+    pub fn byte_entries_row(&self, r: usize) -> Option<(&'a [u8], u32, &[i8; 256])> {
+        match self.w {
+            WeightsDesc::Sparse {
+                values,
+                gap_bits,
+                row_ptr,
+                entries,
+            } if gap_bits as u32 + values.bits() == 8 => {
+                let a = le_u32(row_ptr, r).ok()? as usize;
+                let b = le_u32(row_ptr, r + 1).ok()? as usize;
+                Some((entries.get(a..b)?, gap_bits as u32, &self.lut))
+            }
+            _ => None,
+        }
+    }
+
     /// Stored entries (values and gap fillers) of rows `a..b` of a sparse encoding: an upper
     /// bound of their nonzero weights, read from the row index without decoding. `None` for the
     /// dense-row encodings.

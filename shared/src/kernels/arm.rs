@@ -83,7 +83,19 @@ impl DotKernel for ArmDot {
         out: &mut [i8],
         scratch: &mut [i8],
     ) -> bool {
-        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch)
+        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch, false)
+    }
+
+    #[inline]
+    fn conv_next_strip(
+        p: &ConvParams,
+        q: &ConvQuant<'_>,
+        input: &[i8],
+        w: &RowDecoder<'_>,
+        out: &mut [i8],
+        scratch: &mut [i8],
+    ) -> bool {
+        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch, true)
     }
 
     #[inline]
@@ -874,7 +886,10 @@ macro_rules! RELU4 {
 /// multiplier) fill the scratch; when not all channels fit, the pixels are walked once per
 /// block of channels. Returns `false` (nothing written) unless `cout % 4 == 0`, the layer takes
 /// the f32 requantisation path and the scratch holds at least one 4-channel group; the caller
-/// then runs the packed driver.
+/// then runs the packed driver. `reuse`: the previous call was this layer's previous row strip
+/// on the same scratch (see [`DotKernel::conv_next_strip`]), so records that all fitted at once
+/// are still there and are not built again.
+#[inline(never)]
 fn stem_c1_3x3(
     p: &ConvParams,
     q: &ConvQuant<'_>,
@@ -882,6 +897,7 @@ fn stem_c1_3x3(
     w: &RowDecoder<'_>,
     out: &mut [i8],
     scratch: &mut [i8],
+    reuse: bool,
 ) -> bool {
     let cout = p.output.c as usize;
     let rq = q.requant();
@@ -906,103 +922,187 @@ fn stem_c1_3x3(
     // every bit pattern is a valid u32.
     let rec = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), gb * gw) };
     let zp = q.in_zp as i32;
+    let relu = rq.lo > -128;
+    let input = &input[..p.input.h as usize * p.input.w as usize];
+    let mut g0 = 0;
+    while g0 < groups {
+        let ng = gb.min(groups - g0);
+        // One block holding every group is still in the scratch from the previous strip.
+        if !(reuse && nblocks == 1) {
+            stem_records(&mut rec[..ng * gw], w, q, gs, g0);
+        }
+        stem_pixels(
+            p,
+            zp,
+            &rq,
+            relu,
+            input,
+            &rec[..ng * gw],
+            gs,
+            gs * g0,
+            gs * ng,
+            out,
+        );
+        g0 += ng;
+    }
+    true
+}
+
+/// The pixel walk of [`stem_c1_3x3`] for the channels `c0..c0 + nc` whose records are `recs`.
+/// Out of line so that the record building does not change its register allocation.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn stem_pixels(
+    p: &ConvParams,
+    zp: i32,
+    rq: &Requant,
+    relu: bool,
+    input: &[i8],
+    recs: &[u32],
+    gs: usize,
+    c0: usize,
+    nc: usize,
+    out: &mut [i8],
+) {
+    // The asm walks one record group per `gs` channels, from the start of `recs` to its end.
+    if !matches!(gs, 4 | 8)
+        || nc == 0
+        || !nc.is_multiple_of(gs)
+        || recs.len() != nc * STEM_CHANNEL_WORDS
+    {
+        return;
+    }
     let (h, iw) = (p.input.h as isize, p.input.w as isize);
     let (oh, ow) = (p.output.h as usize, p.output.w as usize);
     let (sy, sx) = (p.stride[0] as isize, p.stride[1] as isize);
     let (py, px0) = (p.pad[0] as isize, p.pad[1] as isize);
-    let relu = rq.lo > -128;
-    let input = &input[..(h * iw) as usize];
-    let mut g0 = 0;
-    while g0 < groups {
-        let ng = gb.min(groups - g0);
-        for g in 0..ng {
-            let r = &mut rec[g * gw..(g + 1) * gw];
-            for j in 0..gs {
-                let c = gs * (g0 + g) + j;
-                let mut row = [0i8; 9];
-                match (w.dense_row(c), w.nibbles()) {
-                    (Some(d), _) => row.copy_from_slice(&as_i8(d)[..9]),
-                    (None, Some((idx, lut))) => {
-                        for (i, v) in row.iter_mut().enumerate() {
-                            let n = 9 * c + i;
-                            let b = idx.get(n / 2).copied().unwrap_or(0);
-                            *v = lut[((b >> (4 * (n % 2))) & 15) as usize];
+    for oy in 0..oh {
+        let y0 = oy as isize * sy - py;
+        for ox in 0..ow {
+            let x0 = ox as isize * sx - px0;
+            let acts = if y0 >= 0 && y0 + 3 <= h && x0 >= 0 && x0 + 3 <= iw {
+                let b = (y0 * iw + x0) as usize;
+                let r = iw as usize;
+                // One bounds check for the whole window (its last tap).
+                let win = &input[b..b + 2 * r + 3];
+                // SAFETY: every index below is at most `2 * r + 2 < win.len()`.
+                let v = |i: usize| unsafe { *win.get_unchecked(i) } as i32 - zp;
+                [
+                    pair(v(0), v(1)),
+                    pair(v(2), v(r)),
+                    pair(v(r + 1), v(r + 2)),
+                    pair(v(2 * r), v(2 * r + 1)),
+                    pair(v(2 * r + 2), 0),
+                ]
+            } else {
+                let mut t = [0i32; 10];
+                for dy in 0..3 {
+                    let y = y0 + dy as isize;
+                    for dx in 0..3 {
+                        let x = x0 + dx as isize;
+                        if y >= 0 && y < h && x >= 0 && x < iw {
+                            t[3 * dy + dx] = input[(y * iw + x) as usize] as i32 - zp;
                         }
                     }
-                    _ => {
-                        // A validated model decodes without error.
-                        w.decode_row_validated(c, &mut row);
-                    }
                 }
-                let t = &mut r[6 * j..6 * j + 6];
-                t[0] = le_i32_at(q.bias, c) as u32;
-                for (i, wd) in t[1..].iter_mut().enumerate() {
-                    let hi = if 2 * i + 1 < 9 { row[2 * i + 1] } else { 0 };
-                    *wd = pair(row[2 * i] as i32, hi as i32);
-                }
-                r[6 * gs + j] = le_f32_at(q.multipliers, c).to_bits();
-            }
-        }
-        let recs = &rec[..ng * gw];
-        for oy in 0..oh {
-            let y0 = oy as isize * sy - py;
-            for ox in 0..ow {
-                let x0 = ox as isize * sx - px0;
-                let acts = if y0 >= 0 && y0 + 3 <= h && x0 >= 0 && x0 + 3 <= iw {
-                    let b = (y0 * iw + x0) as usize;
-                    let r = iw as usize;
-                    // One bounds check for the whole window (its last tap).
-                    let win = &input[b..b + 2 * r + 3];
-                    // SAFETY: every index below is at most `2 * r + 2 < win.len()`.
-                    let v = |i: usize| unsafe { *win.get_unchecked(i) } as i32 - zp;
-                    [
-                        pair(v(0), v(1)),
-                        pair(v(2), v(r)),
-                        pair(v(r + 1), v(r + 2)),
-                        pair(v(2 * r), v(2 * r + 1)),
-                        pair(v(2 * r + 2), 0),
-                    ]
-                } else {
-                    let mut t = [0i32; 10];
-                    for dy in 0..3 {
-                        let y = y0 + dy as isize;
-                        for dx in 0..3 {
-                            let x = x0 + dx as isize;
-                            if y >= 0 && y < h && x >= 0 && x < iw {
-                                t[3 * dy + dx] = input[(y * iw + x) as usize] as i32 - zp;
-                            }
-                        }
-                    }
-                    [
-                        pair(t[0], t[1]),
-                        pair(t[2], t[3]),
-                        pair(t[4], t[5]),
-                        pair(t[6], t[7]),
-                        pair(t[8], 0),
-                    ]
-                };
-                let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + gs * g0;
-                let dst = &mut out[o..o + gs * ng];
-                let range = recs.as_ptr_range();
-                // SAFETY: reads the `ng` record groups of `recs` (`gw` words each, word aligned)
-                // from `range.start` to `range.end` exactly, writes `gs * ng` bytes of `dst`
-                // (bounds checked by the slicing above). r6/r7 (not nameable) and r8 (the end
-                // pointer, kept on the stack) are saved and restored; every other register used
-                // is a declared operand or clobber.
-                unsafe {
-                    let (a, b, z, d) = (range.start, range.end, rq.zero_point, dst.as_mut_ptr());
-                    match (gs, relu) {
-                        (8, true) => stem8_asm!(a, b, acts, z, d, RELU4!()),
-                        (8, false) => stem8_asm!(a, b, acts, z, d, ""),
-                        (_, true) => stem_asm!(a, b, acts, z, d, RELU4!()),
-                        (_, false) => stem_asm!(a, b, acts, z, d, ""),
-                    }
+                [
+                    pair(t[0], t[1]),
+                    pair(t[2], t[3]),
+                    pair(t[4], t[5]),
+                    pair(t[6], t[7]),
+                    pair(t[8], 0),
+                ]
+            };
+            let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + c0;
+            let dst = &mut out[o..o + nc];
+            let range = recs.as_ptr_range();
+            // SAFETY: reads the `nc / gs` record groups of `recs` (`gs * STEM_CHANNEL_WORDS`
+            // words each, checked on entry; word aligned) from `range.start` to `range.end`
+            // exactly, one group per `gs` bytes written of the `nc` bytes of `dst`
+            // (bounds checked by the slicing above). r6/r7 (not nameable) and r8 (the end
+            // pointer, kept on the stack) are saved and restored; every other register used
+            // is a declared operand or clobber.
+            unsafe {
+                let (a, b, z, d) = (range.start, range.end, rq.zero_point, dst.as_mut_ptr());
+                match (gs, relu) {
+                    (8, true) => stem8_asm!(a, b, acts, z, d, RELU4!()),
+                    (8, false) => stem8_asm!(a, b, acts, z, d, ""),
+                    (_, true) => stem_asm!(a, b, acts, z, d, RELU4!()),
+                    (_, false) => stem_asm!(a, b, acts, z, d, ""),
                 }
             }
         }
-        g0 += ng;
     }
-    true
+}
+
+/// Fills the records of the groups of `gs` channels from group `g0` on (one group per `gs *
+/// STEM_CHANNEL_WORDS` words of `rec`). Kept out of line: inlined, it changed the register
+/// allocation of the pixel loop (+7 instructions a pixel).
+#[inline(never)]
+fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usize, g0: usize) {
+    for (g, r) in rec.chunks_exact_mut(gs * STEM_CHANNEL_WORDS).enumerate() {
+        for j in 0..gs {
+            let c = gs * (g0 + g) + j;
+            let t = &mut r[6 * j..6 * j + 6];
+            t[0] = le_i32_at(q.bias, c) as u32;
+            t[1..].copy_from_slice(&stem_weight_pairs(w, c));
+            r[6 * gs + j] = le_f32_at(q.multipliers, c).to_bits();
+        }
+    }
+}
+
+/// Row `c` (9 weights) of a stem as the 5 packed pairs of its record (the 10th weight 0),
+/// decoded straight from each encoding's bytes: the rows are too short for the generic decoder's
+/// set-up to pay off.
+#[inline(always)]
+fn stem_weight_pairs(w: &RowDecoder<'_>, c: usize) -> [u32; 5] {
+    let mut row = [0i8; 9];
+    if let Some(d) = w.dense_row(c) {
+        row.copy_from_slice(as_i8(&d[..9]));
+    } else if let Some((idx, lut)) = w.nibbles() {
+        // Nibbles 9c ..= 9c + 8 lie in the 5 bytes from byte 9c / 2, the first in a high
+        // nibble when 9c is odd.
+        let n0 = 9 * c;
+        if let Some(b) = idx.get(n0 / 2..n0 / 2 + 5) {
+            let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let (first8, last) = if n0.is_multiple_of(2) {
+                (lo, b[4] & 15)
+            } else {
+                ((lo >> 4) | ((b[4] as u32) << 28), b[4] >> 4)
+            };
+            for (i, x) in row[..8].iter_mut().enumerate() {
+                *x = lut[((first8 >> (4 * i)) & 15) as usize];
+            }
+            row[8] = lut[last as usize];
+        }
+    } else if let Some((entries, gb, lut)) = w.byte_entries_row(c) {
+        let mut pos = 0usize;
+        for &e in entries {
+            pos += (e as usize) & ((1 << gb) - 1);
+            // A validated model stores positions below 9; others are ignored.
+            if let Some(x) = row.get_mut(pos) {
+                *x = lut[(e >> gb) as usize];
+            }
+            pos += 1;
+        }
+    } else if w.is_sparse() {
+        // A validated model stores positions below 9; others are ignored.
+        w.for_each_stored_validated(c, |pos, v| {
+            if let Some(x) = row.get_mut(pos) {
+                *x = v;
+            }
+        });
+    } else {
+        w.decode_row_validated(c, &mut row);
+    }
+    let t = |i: usize| row[i] as i32;
+    [
+        pair(t(0), t(1)),
+        pair(t(2), t(3)),
+        pair(t(4), t(5)),
+        pair(t(6), t(7)),
+        pair(t(8), 0),
+    ]
 }
 
 /// `lo | hi << 16` as i16 halves.

@@ -245,9 +245,40 @@ pub fn conv_s8<K: DotKernel>(
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
+    conv_strip::<K>(p, q, input, w, out, scratch, false)
+}
+
+/// [`conv_s8`] on the next row strip of a layer (`p` describing the strip): the previous call
+/// was `conv_s8` or this function on the same `w`, `q` and `scratch` slice, and nothing wrote
+/// the scratch since, so kernels may reuse per-layer state left in it (the stem's records).
+pub fn conv_s8_next_strip<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+) {
+    conv_strip::<K>(p, q, input, w, out, scratch, true)
+}
+
+fn conv_strip<K: DotKernel>(
+    p: &ConvParams,
+    q: &ConvQuant<'_>,
+    input: &[i8],
+    w: &RowDecoder<'_>,
+    out: &mut [i8],
+    scratch: &mut [i8],
+    next_strip: bool,
+) {
     debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
     debug_assert!(input.len() >= p.input.len());
-    if K::conv(p, q, input, w, out, scratch) || conv_sparse_s8::<K>(p, q, input, w, out, scratch) {
+    let hooked = if next_strip {
+        K::conv_next_strip(p, q, input, w, out, scratch)
+    } else {
+        K::conv(p, q, input, w, out, scratch)
+    };
+    if hooked || conv_sparse_s8::<K>(p, q, input, w, out, scratch) {
         return;
     }
     let k = p.k();

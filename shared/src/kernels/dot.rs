@@ -29,6 +29,21 @@ pub trait DotKernel {
         false
     }
 
+    /// [`DotKernel::conv`] on the next row strip of a layer whose previous strip this kernel
+    /// ran (same weights, quantisation and scratch slice, the scratch untouched in between), so
+    /// per-layer state the kernel left in the scratch may be reused. The default runs `conv`.
+    #[inline]
+    fn conv_next_strip(
+        p: &ConvParams,
+        q: &ConvQuant<'_>,
+        input: &[i8],
+        w: &RowDecoder<'_>,
+        out: &mut [i8],
+        scratch: &mut [i8],
+    ) -> bool {
+        Self::conv(p, q, input, w, out, scratch)
+    }
+
     /// `[a0.w0, a0.w1, a1.w0, a1.w1]` (i32, wrapping) where `acts` is the packed pixel pair and
     /// `wts` the packed channel pair, both `4 * kq` words.
     fn dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4];
