@@ -475,7 +475,7 @@ fn conv_sparse_s8<K: DotKernel>(
             }
             let start = used;
             let mut wsum = 0i32;
-            w.for_each_stored_validated(r, |pos, v| {
+            let mut push = |pos: usize, v: i8| {
                 if v != 0
                     && pos < k
                     && let Some(e) = ents.get_mut(used)
@@ -484,7 +484,19 @@ fn conv_sparse_s8<K: DotKernel>(
                     wsum += v as i32;
                     used += 1;
                 }
-            });
+            };
+            // Byte-per-entry rows walked here rather than through the generic decoder: its
+            // bit-reader arms, inlined, cost this loop registers.
+            if let Some((bytes, gb, lut)) = w.byte_entries_row(r) {
+                let mut pos = 0usize;
+                for &e in bytes {
+                    pos += (e as usize) & ((1 << gb) - 1);
+                    push(pos, lut[(e >> gb) as usize]);
+                    pos += 1;
+                }
+            } else {
+                w.for_each_stored_validated(r, push);
+            }
             // Pad to an even count of at least 2 (the kernels' loop takes entries in pairs):
             // entry 0 (offset 0, weight 0) adds nothing.
             while used - start < 2 || (used - start) % 2 == 1 {
