@@ -402,6 +402,13 @@ pub struct CompressArgs {
     /// With --finetune: train on only the first N training images (quick runs).
     #[arg(long, value_name = "N", requires = "finetune")]
     train_limit: Option<usize>,
+    /// With --finetune: weight in [0, 1) of knowledge distillation from the trained network
+    /// (its softened outputs as targets) in the fine-tuning loss; 0 trains on the labels alone.
+    #[arg(long, default_value_t = 0.0, requires = "finetune")]
+    distill: f32,
+    /// With --finetune: softmax temperature of --distill.
+    #[arg(long, default_value_t = 4.0, requires = "finetune")]
+    distill_temperature: f32,
 }
 
 impl CompressArgs {
@@ -425,6 +432,8 @@ impl CompressArgs {
                 centroid_lr: self.centroid_lr,
                 seed: self.seed,
                 train_limit: self.train_limit,
+                distill: self.distill,
+                distill_temperature: self.distill_temperature,
                 ..Default::default()
             }),
         }

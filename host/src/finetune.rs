@@ -66,6 +66,18 @@ pub struct FinetuneConfig {
     pub train_limit: Option<usize>,
     /// Lloyd iterations of k-means.
     pub kmeans_iterations: usize,
+    /// Weight of knowledge distillation from the trained (unpruned) network in the loss, in
+    /// [0, 1): `(1 - a) * CE(labels) + a * T^2 * KL(softmax(teacher / T) || softmax(student / T))`.
+    /// 0 (the default) trains on the labels alone.
+    #[serde(default)]
+    pub distill: f32,
+    /// Softmax temperature `T` of distillation.
+    #[serde(default = "default_temperature")]
+    pub distill_temperature: f32,
+}
+
+fn default_temperature() -> f32 {
+    4.0
 }
 
 impl Default for FinetuneConfig {
@@ -86,6 +98,8 @@ impl Default for FinetuneConfig {
             seed: 1,
             train_limit: None,
             kmeans_iterations: 30,
+            distill: 0.0,
+            distill_temperature: default_temperature(),
         }
     }
 }
@@ -110,6 +124,15 @@ impl FinetuneConfig {
         }
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.distill) {
+            bail!("--distill must be in [0, 1), got {}", self.distill);
+        }
+        if !(self.distill_temperature > 0.0 && self.distill_temperature.is_finite()) {
+            bail!(
+                "--distill-temperature must be positive, got {}",
+                self.distill_temperature
+            );
         }
         Ok(())
     }
@@ -413,6 +436,21 @@ struct Loop<'a> {
     val: &'a Split,
     norm: Normalization,
     stage: u64,
+    /// The trained network without autodiff, when distilling.
+    teacher: Option<&'a SqueezeNet>,
+}
+
+/// `T^2 * mean over the batch of KL(softmax(teacher / T) || softmax(student / T))` (the
+/// teacher's logits are constants; KL rather than cross-entropy so that the logged loss is 0
+/// when the student matches).
+fn distill_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f32) -> Tensor<1> {
+    use burn::tensor::activation::log_softmax;
+    let log_t = log_softmax(teacher.div_scalar(temperature), 1).autodiff();
+    let log_s = log_softmax(student.div_scalar(temperature), 1);
+    (log_t.clone().exp() * (log_t - log_s))
+        .sum_dim(1)
+        .mean()
+        .mul_scalar(temperature * temperature)
 }
 
 /// Trains `net` for `epochs` keeping `constraint`; returns the network.
@@ -455,7 +493,16 @@ fn train_constrained(
                 cfg.augment.then_some(&mut rng),
                 &device,
             );
-            let loss = loss_fn.forward(net.forward(x), y);
+            let loss = match l.teacher {
+                None => loss_fn.forward(net.forward(x), y),
+                Some(teacher) => {
+                    let a = cfg.distill;
+                    let target = teacher.forward(x.clone().inner());
+                    let logits = net.forward(x);
+                    let kd = distill_loss(logits.clone(), target, cfg.distill_temperature);
+                    loss_fn.forward(logits, y).mul_scalar(1.0 - a) + kd.mul_scalar(a)
+                }
+            };
             let lv = f64::from(loss.clone().into_scalar::<f32>());
             if !lv.is_finite() {
                 bail!("{label}: fine-tuning diverged (loss = {lv}); lower the learning rate");
@@ -529,12 +576,14 @@ pub fn finetune(
     let device = Device::flex().autodiff();
     let mut stages = Vec::new();
     let mut net = crate::train::load_weights(model_cfg, weights, &device)?;
+    let teacher = (cfg.distill > 0.0).then(|| net.valid());
     let mut l = Loop {
         cfg,
         train: &train,
         val,
         norm,
         stage: 1,
+        teacher: teacher.as_ref(),
     };
     if cfg.sparsity > 0.0 {
         for r in 1..=cfg.prune_rounds {
@@ -654,6 +703,24 @@ pub fn finetune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distillation_loss_is_zero_on_the_teacher_and_grows_away_from_it() {
+        let device = Device::flex().autodiff();
+        let t = [[2.0f32, -1.0, 0.5], [0.0, 3.0, -2.0]];
+        let teacher = Tensor::<2>::from_data(t, &Device::flex());
+        let same = Tensor::<2>::from_data(t, &device);
+        let other = Tensor::<2>::from_data([[0.0f32, 0.0, 0.0], [3.0, 0.0, -2.0]], &device);
+        let at = |s: Tensor<2>| distill_loss(s, teacher.clone(), 4.0).into_scalar::<f32>();
+        assert!(at(same).abs() < 1e-6);
+        let d = at(other);
+        assert!(d > 0.01, "KL of different logits: {d}");
+        let bad = FinetuneConfig {
+            distill: 1.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
 
     #[test]
     fn shared_layer_pins_each_channel_scale_and_keeps_zeros() {
