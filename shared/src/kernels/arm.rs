@@ -1085,13 +1085,6 @@ fn stem_weight_pairs(w: &RowDecoder<'_>, c: usize) -> [u32; 5] {
             }
             pos += 1;
         }
-    } else if w.is_sparse() {
-        // A validated model stores positions below 9; others are ignored.
-        w.for_each_stored_validated(c, |pos, v| {
-            if let Some(x) = row.get_mut(pos) {
-                *x = v;
-            }
-        });
     } else {
         w.decode_row_validated(c, &mut row);
     }
