@@ -53,10 +53,10 @@ impl CompressConfig {
                 ..SharingConfig::default()
             },
             finetune: Some(FinetuneConfig {
-                sparsity: 0.5,
-                prune_rounds: 2,
-                prune_epochs: 2,
-                share_epochs: 1,
+                sparsity: 0.65,
+                prune_rounds: 3,
+                prune_epochs: 3,
+                share_epochs: 2,
                 bits: 4,
                 ..Default::default()
             }),

@@ -142,6 +142,8 @@ pub struct DeviceLink {
     seq: u16,
     qemu: Option<Qemu>,
     name: String,
+    /// Received bytes not yet deframed (what followed the last frame in its read).
+    pending: Vec<u8>,
 }
 
 impl std::fmt::Debug for DeviceLink {
@@ -321,6 +323,7 @@ impl DeviceLink {
             seq: 0,
             qemu,
             name,
+            pending: Vec::new(),
         }
     }
 
@@ -382,7 +385,21 @@ impl DeviceLink {
     /// Encodes `request` as a frame, sends it and waits for one reply.
     pub fn request(&mut self, request: &Request<'_>) -> Result<Reply> {
         let frame = encode_request(request)?;
-        self.exchange_raw(&frame)
+        self.write_all(&frame)?;
+        // A request frame always carries a payload and its CRC, so a `Truncated` refusal answers
+        // a fragment that reached the device before it (line noise, a partial frame when the
+        // link opened), not this request: its answer is still to come. Bounded, so a device
+        // that answers only refusals still fails.
+        for _ in 0..4 {
+            match self.read_reply()? {
+                Reply::Error {
+                    code: ErrorCode::Truncated,
+                    ..
+                } => continue,
+                reply => return Ok(reply),
+            }
+        }
+        self.read_reply()
     }
 
     /// Sends arbitrary bytes (a frame, a corrupted frame, ...) and waits for one reply.
@@ -404,9 +421,20 @@ impl DeviceLink {
                     .unwrap_or_default();
                 bail!("{}: no reply within {:?}{log}", self.name, self.timeout);
             }
-            let n = self.read_some(&mut buf, deadline - now)?;
-            for &b in &buf[..n] {
+            // Bytes left over after the previous frame come first.
+            let n = if self.pending.is_empty() {
+                self.read_some(&mut buf, deadline - now)?
+            } else {
+                let n = self.pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.pending[..n]);
+                self.pending.drain(..n);
+                n
+            };
+            for (i, &b) in buf[..n].iter().enumerate() {
                 if let Some(frame) = self.rx.push(b) {
+                    // Whatever followed this frame in the same read belongs to the next one.
+                    let rest = buf[i + 1..n].to_vec();
+                    self.pending.splice(0..0, rest);
                     return match frame {
                         Ok(body) => {
                             protocol::decode_response(body)
@@ -815,6 +843,47 @@ pub fn soak(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_refusal_before_the_answer_is_skipped() {
+        // A fake device: reads one request frame, then answers a stray fragment's refusal
+        // followed by the real answer.
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fake = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut b = [0u8; 1];
+            while s.read_exact(&mut b).is_ok() && b[0] != 0 {}
+            let (mut scratch, mut out) = ([0u8; 512], [0u8; 512]);
+            let refusal = protocol::Response::Error(protocol::ErrorReport {
+                code: ErrorCode::Truncated,
+                detail: "",
+            });
+            let info = protocol::Response::Info(protocol::Info {
+                protocol_version: PROTOCOL_VERSION,
+                firmware_version: "0",
+                board: "fake",
+                model_id: 7,
+                blob_len: 1,
+                arena_len: 1,
+                input_dims: [28, 28, 1],
+                num_classes: 10,
+                cost_unit: CostUnit::Instructions,
+                stack_size: 1,
+                stack_hwm: 1,
+            });
+            for r in [refusal, info] {
+                let n = protocol::encode_response(&r, &mut scratch, &mut out);
+                s.write_all(&out[..n]).unwrap();
+            }
+        });
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut link = DeviceLink::new(Transport::Tcp(stream), None, "fake".into());
+        link.set_timeout(Duration::from_secs(10));
+        let info = link.info().unwrap();
+        assert_eq!(info.model_id, 7);
+        fake.join().unwrap();
+    }
 
     #[test]
     fn corrupted_frames_stay_one_frame_and_are_refused() {

@@ -154,3 +154,19 @@ fn recode_keeps_every_logit_and_round_trips() {
     bad[30] ^= 1;
     assert!(recode(&bad, Encoding::FastDecode, images()).is_err());
 }
+
+#[test]
+fn pipeline_defaults_are_the_shipped_recipe() {
+    // The compression config stored beside the shipped blob is the one `sqz pipeline` runs by
+    // default (training seed 2, fine-tuning seed 1; the pipeline stores packed indices, the
+    // compress run the smallest coding that `sqz recode` then re-encoded).
+    let json = std::fs::read_to_string(models().join("shipped.compress.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let shipped: host::compress::CompressConfig =
+        serde_json::from_value(v["config"].clone()).unwrap();
+    let (train, pipeline) = host::pipeline::recipe(false, 2, 1);
+    assert_eq!(train.seed, 2);
+    assert_eq!(pipeline.finetune, shipped.finetune);
+    assert_eq!(pipeline.calib_images, shipped.calib_images);
+    assert_eq!(pipeline.sharing.bits, shipped.sharing.bits);
+}
