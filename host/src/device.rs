@@ -143,7 +143,7 @@ pub struct DeviceLink {
     qemu: Option<Qemu>,
     name: String,
     /// Received bytes not yet deframed (what followed the last frame in its read).
-    pending: Vec<u8>,
+    pending: std::collections::VecDeque<u8>,
 }
 
 impl std::fmt::Debug for DeviceLink {
@@ -323,7 +323,7 @@ impl DeviceLink {
             seq: 0,
             qemu,
             name,
-            pending: Vec::new(),
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -422,19 +422,13 @@ impl DeviceLink {
                 bail!("{}: no reply within {:?}{log}", self.name, self.timeout);
             }
             // Bytes left over after the previous frame come first.
-            let n = if self.pending.is_empty() {
-                self.read_some(&mut buf, deadline - now)?
-            } else {
-                let n = self.pending.len().min(buf.len());
-                buf[..n].copy_from_slice(&self.pending[..n]);
-                self.pending.drain(..n);
-                n
-            };
-            for (i, &b) in buf[..n].iter().enumerate() {
+            if self.pending.is_empty() {
+                let n = self.read_some(&mut buf, deadline - now)?;
+                self.pending.extend(&buf[..n]);
+            }
+            // Whatever follows a frame in the same read stays for the next reply.
+            while let Some(b) = self.pending.pop_front() {
                 if let Some(frame) = self.rx.push(b) {
-                    // Whatever followed this frame in the same read belongs to the next one.
-                    let rest = buf[i + 1..n].to_vec();
-                    self.pending.splice(0..0, rest);
                     return match frame {
                         Ok(body) => {
                             protocol::decode_response(body)
