@@ -32,6 +32,8 @@ pub trait DotKernel {
     /// [`DotKernel::conv`] on the next row strip of a layer whose previous strip this kernel
     /// ran (same weights, quantisation and scratch slice, the scratch untouched in between), so
     /// per-layer state the kernel left in the scratch may be reused. The default runs `conv`.
+    /// A hook of its own rather than a flag on `conv`: with a run-time flag the shipped model
+    /// took 22.5 k more instructions per inference in QEMU.
     #[inline]
     fn conv_next_strip(
         p: &ConvParams,
