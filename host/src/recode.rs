@@ -13,7 +13,9 @@ use shared::format::{Bypass, ConvDesc, FireDesc, LayerDesc, ModelDesc};
 pub enum Encoding {
     /// The smallest of codebook, Huffman codebook, sparse and Huffman sparse, per layer.
     Smallest,
-    /// Packed codebook indices (dense rows): the cheapest to decode.
+    /// The fewest device instructions: packed codebook indices (dense rows, the cheapest to
+    /// decode), except for a 1-channel 3x3 stem sparse enough for the Cortex-M4 kernel to skip
+    /// its zero weights (one byte per entry: gap and codebook index).
     FastDecode,
 }
 
@@ -34,9 +36,25 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, encoding: Encoding) -> Result<Owned
             .iter()
             .map(|v| centroids.binary_search(v).unwrap_or(0) as u8)
             .collect();
+        let stem = cin == 1 && c.kernel == [3, 3] && cout.is_multiple_of(8);
+        let nonzero = w.iter().filter(|&&v| v != 0).count();
+        let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
         match encoding {
-            Encoding::FastDecode => OwnedWeights::codebook(&centroids, bits, &idx)
-                .map_err(|e| anyhow!("encoder: {e}"))?,
+            // One byte per entry (4-bit gap, index), never a filler in a 9-weight row.
+            Encoding::FastDecode
+                if stem
+                    && bits <= 4
+                    && centroids.contains(&0)
+                    && shared::kernels::sparse_stem_pays(nonzero, cout) =>
+            {
+                let src = shared::encode::SparseSource::Codebook {
+                    centroids: &centroids,
+                    bits,
+                    indices: &idx,
+                };
+                e(OwnedWeights::sparse(src, cout, k, 4))?
+            }
+            Encoding::FastDecode => e(OwnedWeights::codebook(&centroids, bits, &idx))?,
             Encoding::Smallest => {
                 crate::sharing::smallest_encoding(&idx, &centroids, bits, cout, k)?
             }

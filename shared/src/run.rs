@@ -345,7 +345,10 @@ fn conv_pool_fused<K: DotKernel>(
             if first_strip {
                 conv_s8::<K>(&p, &q, x, &w, dst, scratch);
             } else {
-                conv_s8_next_strip::<K>(&p, &q, x, &w, dst, scratch);
+                // SAFETY: the previous strip of this layer ran `conv_s8` or this call with
+                // the same kernel, weights and quantisation on this `scratch`, which only
+                // this loop borrows (the max pool below takes no scratch).
+                unsafe { conv_s8_next_strip::<K>(&p, &q, x, &w, dst, scratch) };
             }
             first_strip = false;
             hi = b;

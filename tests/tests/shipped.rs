@@ -137,6 +137,20 @@ fn recode_keeps_every_logit_and_round_trips() {
     let small = recode(&blob, Encoding::Smallest, images()).unwrap();
     let fast = recode(&small, Encoding::FastDecode, images()).unwrap();
     let again = recode(&fast, Encoding::Smallest, images()).unwrap();
+    // The shipped blob is the fast-decode recoding (so `recode` of it changes nothing), and its
+    // 1-channel 3x3 stem, half zeros, is stored as sparse rows for the zero-skipping stem.
+    assert!(
+        fast == blob,
+        "models/ blob differs from `sqz recode --encoding fast-decode` of itself"
+    );
+    let model = shared::Model::from_bytes(&fast).unwrap();
+    let stem = model.layers().next().unwrap();
+    assert!(
+        matches!(&stem.desc, shared::format::LayerDesc::Conv(c)
+            if matches!(c.weights, shared::weights::WeightsDesc::Sparse { .. })),
+        "fast-decode stem: {:?}",
+        stem.desc
+    );
     assert!(
         small.len() <= fast.len(),
         "{} vs {}",

@@ -83,11 +83,14 @@ impl DotKernel for ArmDot {
         out: &mut [i8],
         scratch: &mut [i8],
     ) -> bool {
-        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch, false)
+        // SAFETY: `reuse` false: no contract.
+        p.input.c == 1
+            && p.kernel == [3, 3]
+            && unsafe { stem_c1_3x3(p, q, input, w, out, scratch, false) }
     }
 
     #[inline]
-    fn conv_next_strip(
+    unsafe fn conv_next_strip(
         p: &ConvParams,
         q: &ConvQuant<'_>,
         input: &[i8],
@@ -95,7 +98,10 @@ impl DotKernel for ArmDot {
         out: &mut [i8],
         scratch: &mut [i8],
     ) -> bool {
-        p.input.c == 1 && p.kernel == [3, 3] && stem_c1_3x3(p, q, input, w, out, scratch, true)
+        // SAFETY: the caller's contract is `stem_c1_3x3`'s for `reuse`.
+        p.input.c == 1
+            && p.kernel == [3, 3]
+            && unsafe { stem_c1_3x3(p, q, input, w, out, scratch, true) }
     }
 
     #[inline]
@@ -888,9 +894,15 @@ macro_rules! RELU4 {
 /// the f32 requantisation path and the scratch holds at least one 4-channel group; the caller
 /// then runs the packed driver. `reuse`: the previous call was this layer's previous row strip
 /// on the same scratch (see [`DotKernel::conv_next_strip`]), so records that all fitted at once
-/// are still there and are not built again.
+/// are still there and are not built again. Sparse rows under about 55 % density take the
+/// zero-skipping stream instead (see [`sparse_stem_pays`]).
+///
+/// # Safety
+/// With `reuse`, the previous call on this scratch slice was this function for the same `w`
+/// and `q`, and the scratch was not written since (the zero-skipping stream holds code
+/// addresses).
 #[inline(never)]
-fn stem_c1_3x3(
+unsafe fn stem_c1_3x3(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
@@ -924,6 +936,36 @@ fn stem_c1_3x3(
     let zp = q.in_zp as i32;
     let relu = rq.lo > -128;
     let input = &input[..p.input.h as usize * p.input.w as usize];
+    if gs == 8 && sparse_stem_pays(w, cout) {
+        let gw = STEM_SPARSE_GROUP_WORDS;
+        let fit = nwords.saturating_sub(1) / gw;
+        if fit > 0 {
+            let nblocks = groups.div_ceil(fit);
+            let gb = groups.div_ceil(nblocks);
+            let buf = &mut scratch[skip..skip + 4 * (1 + gb * gw)];
+            // SAFETY: as above, `buf` is 4-byte aligned and holds exactly `1 + gb * gw` words.
+            let rec = unsafe {
+                core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), 1 + gb * gw)
+            };
+            let mut g0 = 0;
+            while g0 < groups {
+                let ng = gb.min(groups - g0);
+                // One block holding every group is still in the scratch from the previous
+                // strip (the caller's contract for `reuse`, see `DotKernel::conv_next_strip`).
+                if !(reuse && nblocks == 1) {
+                    stem_sparse_records(rec, w, q, g0, ng, relu);
+                }
+                // SAFETY: `rec` holds the stream `stem_sparse_records` built for the `8 * ng`
+                // channels from `8 * g0` (just now, or for the previous strip under the
+                // `reuse` contract).
+                unsafe {
+                    stem_pixels::<true>(p, zp, &rq, relu, input, rec, 8, 8 * g0, 8 * ng, out);
+                }
+                g0 += ng;
+            }
+            return true;
+        }
+    }
     let mut g0 = 0;
     while g0 < groups {
         let ng = gb.min(groups - g0);
@@ -931,28 +973,37 @@ fn stem_c1_3x3(
         if !(reuse && nblocks == 1) {
             stem_records(&mut rec[..ng * gw], w, q, gs, g0);
         }
-        stem_pixels(
-            p,
-            zp,
-            &rq,
-            relu,
-            input,
-            &rec[..ng * gw],
-            gs,
-            gs * g0,
-            gs * ng,
-            out,
-        );
+        // SAFETY: dense records (`THREADED = false`) are checked for shape by the walk.
+        unsafe {
+            stem_pixels::<false>(
+                p,
+                zp,
+                &rq,
+                relu,
+                input,
+                &rec[..ng * gw],
+                gs,
+                gs * g0,
+                gs * ng,
+                out,
+            );
+        }
         g0 += ng;
     }
     true
 }
 
-/// The pixel walk of [`stem_c1_3x3`] for the channels `c0..c0 + nc` whose records are `recs`.
-/// Out of line so that the record building does not change its register allocation.
+/// The pixel walk of [`stem_c1_3x3`] for the channels `c0..c0 + nc` whose records are `recs`:
+/// dense record groups (`THREADED = false`, see `stem_asm!`) or the zero-skipping stream of
+/// [`stem_sparse_records`]. Out of line so that the record building does not change its
+/// register allocation.
+///
+/// # Safety
+/// With `THREADED`, `recs` must hold a stream that [`stem_sparse_records`] built for exactly
+/// the `nc` channels from `c0` (the asm jumps to the addresses it names).
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn stem_pixels(
+unsafe fn stem_pixels<const THREADED: bool>(
     p: &ConvParams,
     zp: i32,
     rq: &Requant,
@@ -968,7 +1019,8 @@ fn stem_pixels(
     if !matches!(gs, 4 | 8)
         || nc == 0
         || !nc.is_multiple_of(gs)
-        || recs.len() != nc * STEM_CHANNEL_WORDS
+        || (!THREADED && recs.len() != nc * STEM_CHANNEL_WORDS)
+        || (THREADED && (gs != 8 || recs.len() < 1 + nc / 8 * (8 * 2 + 9)))
     {
         return;
     }
@@ -1015,6 +1067,21 @@ fn stem_pixels(
             };
             let o = (oy * ow + ox) * p.out_channel_stride + p.out_channel_offset + c0;
             let dst = &mut out[o..o + nc];
+            if THREADED {
+                // SAFETY: the stream (the caller's contract) steps through `nc / 8` groups of
+                // 8 channels, each writing 8 bytes of `dst` (`nc` bytes, bounds checked by
+                // the slicing above) and reading only its own records, then exits;
+                // `acts` is 5 words; the function is `extern "C"` and saves what it uses.
+                unsafe {
+                    sqz_stem_sparse_pixel(
+                        recs.as_ptr(),
+                        acts.as_ptr(),
+                        rq.zero_point,
+                        dst.as_mut_ptr(),
+                    );
+                }
+                continue;
+            }
             let range = recs.as_ptr_range();
             // SAFETY: reads the `nc / gs` record groups of `recs` (`gs * STEM_CHANNEL_WORDS`
             // words each, checked on entry; word aligned) from `range.start` to `range.end`
@@ -1035,6 +1102,86 @@ fn stem_pixels(
     }
 }
 
+core::arch::global_asm!(include_str!("arm_stem_sparse.s"), options(raw));
+
+/// Steps of `sqz_stem_sparse_seq` after the 32 channel sequences (indexed by the mask of a
+/// channel's nonzero weight pairs): requantise 8 sums, the same with the fused ReLU, return.
+const STEM_SEQ_REQUANT: usize = 32;
+const STEM_SEQ_REQUANT_RELU: usize = 33;
+const STEM_SEQ_EXIT: usize = 34;
+
+unsafe extern "C" {
+    /// The addresses (Thumb bit set) of the steps of `sqz_stem_sparse_pixel`, written by
+    /// `arm_stem_sparse.s` (generated by `arm_stem_sparse_text.rs`).
+    static sqz_stem_sparse_seq: [u32; 35];
+    /// One output pixel of the zero-skipping stem: `acts` are its 5 packed tap pairs, `rec` a
+    /// stream from [`stem_sparse_records`], `zp` the output zero point, `out` its channels.
+    fn sqz_stem_sparse_pixel(rec: *const u32, acts: *const u32, zp: i32, out: *mut i8);
+}
+
+/// Words of one 8-channel group of the zero-skipping stem's stream, at most: per channel its
+/// bias, up to 5 weight pairs and the next step; the 8 multipliers and the next step.
+const STEM_SPARSE_GROUP_WORDS: usize = 8 * 7 + 9;
+
+/// [`crate::kernels::conv::sparse_stem_pays`] for these rows; dense and codebook rows keep
+/// the kernel that multiplies every weight, as in the fire layers.
+fn sparse_stem_pays(w: &RowDecoder<'_>, cout: usize) -> bool {
+    w.stored_entries(0, cout)
+        .is_some_and(|e| crate::kernels::conv::sparse_stem_pays(e, cout))
+}
+
+/// Builds the zero-skipping stem's stream for the groups `g0..g0 + ng` of 8 channels into
+/// `rec` (at least `1 + ng * STEM_SPARSE_GROUP_WORDS` words): the first step's address, then
+/// per group its channels last to first (so that the pushed sums pop as s0 = first channel),
+/// each as (bias, its nonzero weight pairs, the next step), then the group's 8 multipliers and
+/// the next step (the next group's last channel, or the exit).
+#[inline(never)]
+fn stem_sparse_records(
+    rec: &mut [u32],
+    w: &RowDecoder<'_>,
+    q: &ConvQuant<'_>,
+    g0: usize,
+    ng: usize,
+    relu: bool,
+) {
+    // SAFETY: a static table written by the assembly, never modified.
+    let seq = unsafe { &*core::ptr::addr_of!(sqz_stem_sparse_seq) };
+    let rec = &mut rec[..1 + ng * STEM_SPARSE_GROUP_WORDS];
+    let requant = seq[if relu {
+        STEM_SEQ_REQUANT_RELU
+    } else {
+        STEM_SEQ_REQUANT
+    }];
+    // `next` is the word that will name the step after the one just written.
+    let (mut next, mut n) = (0, 1);
+    for g in g0..g0 + ng {
+        for j in (0..8).rev() {
+            let c = 8 * g + j;
+            let pairs = stem_weight_pairs::<true>(w, c);
+            rec[n] = le_i32_at(q.bias, c) as u32;
+            n += 1;
+            let mut mask = 0;
+            for (i, &x) in pairs.iter().enumerate() {
+                if x != 0 {
+                    mask |= 1 << i;
+                    rec[n] = x;
+                    n += 1;
+                }
+            }
+            rec[next] = seq[mask];
+            next = n;
+            n += 1;
+        }
+        rec[next] = requant;
+        for j in 0..8 {
+            rec[n + j] = le_f32_at(q.multipliers, 8 * g + j).to_bits();
+        }
+        next = n + 8;
+        n += 9;
+    }
+    rec[next] = seq[STEM_SEQ_EXIT];
+}
+
 /// Fills the records of the groups of `gs` channels from group `g0` on (one group per `gs *
 /// STEM_CHANNEL_WORDS` words of `rec`). Kept out of line: inlined, it changed the register
 /// allocation of the pixel loop (+7 instructions a pixel).
@@ -1045,7 +1192,7 @@ fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usiz
             let c = gs * (g0 + g) + j;
             let t = &mut r[6 * j..6 * j + 6];
             t[0] = le_i32_at(q.bias, c) as u32;
-            t[1..].copy_from_slice(&stem_weight_pairs(w, c));
+            t[1..].copy_from_slice(&stem_weight_pairs::<false>(w, c));
             r[6 * gs + j] = le_f32_at(q.multipliers, c).to_bits();
         }
     }
@@ -1054,12 +1201,19 @@ fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usiz
 /// Row `c` (9 weights) of a stem as the 5 packed pairs of its record (the 10th weight 0),
 /// decoded straight from each encoding's bytes: the rows are too short for the generic decoder's
 /// set-up to pay off.
+/// `SPARSE`: the rows are known to be sparse (the zero-skipping stream), so the dense and
+/// codebook branches are left out of that copy.
 #[inline(always)]
-fn stem_weight_pairs(w: &RowDecoder<'_>, c: usize) -> [u32; 5] {
+fn stem_weight_pairs<const SPARSE: bool>(w: &RowDecoder<'_>, c: usize) -> [u32; 5] {
     let mut row = [0i8; 9];
-    if let Some(d) = w.dense_row(c) {
+    let (dense, nibbles) = if SPARSE {
+        (None, None)
+    } else {
+        (w.dense_row(c), w.nibbles())
+    };
+    if let Some(d) = dense {
         row.copy_from_slice(as_i8(&d[..9]));
-    } else if let Some((idx, lut)) = w.nibbles() {
+    } else if let Some((idx, lut)) = nibbles {
         // Nibbles 9c ..= 9c + 8 lie in the 5 bytes from byte 9c / 2, the first in a high
         // nibble when 9c is odd.
         let n0 = 9 * c;

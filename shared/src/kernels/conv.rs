@@ -245,13 +245,19 @@ pub fn conv_s8<K: DotKernel>(
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
-    conv_strip::<K>(p, q, input, w, out, scratch, false)
+    // SAFETY: `next_strip` false: no contract.
+    unsafe { conv_strip::<K>(p, q, input, w, out, scratch, false) }
 }
 
 /// [`conv_s8`] on the next row strip of a layer (`p` describing the strip): the previous call
 /// was `conv_s8` or this function on the same `w`, `q` and `scratch` slice, and nothing wrote
 /// the scratch since, so kernels may reuse per-layer state left in it (the stem's records).
-pub fn conv_s8_next_strip<K: DotKernel>(
+///
+/// # Safety
+/// That contract: the previous call on this `scratch` slice was [`conv_s8`] or this function
+/// with the same kernel `K`, `w` and `q`, and the scratch was not written since (see
+/// [`DotKernel::conv_next_strip`]).
+pub unsafe fn conv_s8_next_strip<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
@@ -259,10 +265,13 @@ pub fn conv_s8_next_strip<K: DotKernel>(
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
-    conv_strip::<K>(p, q, input, w, out, scratch, true)
+    // SAFETY: the caller's contract, passed on.
+    unsafe { conv_strip::<K>(p, q, input, w, out, scratch, true) }
 }
 
-fn conv_strip<K: DotKernel>(
+/// # Safety
+/// With `next_strip`, the contract of [`conv_s8_next_strip`].
+unsafe fn conv_strip<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
@@ -274,7 +283,8 @@ fn conv_strip<K: DotKernel>(
     debug_assert!(scratch.len() >= conv_scratch_len(p, w.is_dense()));
     debug_assert!(input.len() >= p.input.len());
     let hooked = if next_strip {
-        K::conv_next_strip(p, q, input, w, out, scratch)
+        // SAFETY: the caller's contract.
+        unsafe { K::conv_next_strip(p, q, input, w, out, scratch) }
     } else {
         K::conv(p, q, input, w, out, scratch)
     };
@@ -391,6 +401,17 @@ pub const SPARSE_GROUP: usize = 4;
 /// 3x3 layers cost 10 % more instructions with it than through the packed path (which decodes
 /// each sparse row into a dense one), the 7x7 layers 1-3 % less, the 14x14 ones 16-19 % less.
 pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
+
+/// Whether the Cortex-M4 stem kernel (1-channel 3x3, `cout % 8 == 0`) takes its zero-skipping
+/// stream for sparse rows storing `stored` entries in all (plain or Huffman coded; other
+/// encodings never do). A channel costs `3 + pairs` instructions there (`LDM`, one `SMLAD` per
+/// nonzero pair of taps, `PUSH`, `LDR pc`) against 7 with dense records (`LDM`, 5 `SMLAD`,
+/// `VMOV`), the requantisation being the same, so it pays below 4 nonzero pairs a channel: at
+/// density `d` a channel has `4 (1 - (1 - d)^2) + d` of them on average, 4 at about 62 %.
+/// Taken up to 55 %, read from the row index without decoding.
+pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
+    20 * stored <= 11 * 9 * cout
+}
 
 /// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
 /// scratch: sparse-coded weights (plain or Huffman) storing at most one entry per two weights

@@ -34,8 +34,13 @@ pub trait DotKernel {
     /// per-layer state the kernel left in the scratch may be reused. The default runs `conv`.
     /// A hook of its own rather than a flag on `conv`: with a run-time flag the shipped model
     /// took 22.5 k more instructions per inference in QEMU.
+    ///
+    /// # Safety
+    /// The previous call on this scratch slice was `conv` or `conv_next_strip` of this kernel
+    /// with the same `w` and `q`, and nothing wrote the scratch since: a kernel may follow
+    /// code addresses it left there (the Cortex-M4 zero-skipping stem does).
     #[inline]
-    fn conv_next_strip(
+    unsafe fn conv_next_strip(
         p: &ConvParams,
         q: &ConvQuant<'_>,
         input: &[i8],
