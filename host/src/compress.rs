@@ -295,10 +295,12 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     let shared_plan = |_: usize, w: &[i8], _: usize| -> Result<OwnedWeights> {
         Ok(OwnedWeights::dense(&share(w, &sc).0))
     };
-    let final_plan = |_: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
+    let convs = work.convs();
+    let final_plan = |i: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
         let (_, idx, c) = share(w, &sc);
         if sc.fast_decode {
-            OwnedWeights::codebook(&c, sc.bits.max(2), &idx).map_err(|e| anyhow::anyhow!("{e}"))
+            let stem = convs.get(i).is_some_and(|c| c.cin == 1 && c.k == 3);
+            crate::sharing::fastest_encoding(&idx, &c, sc.bits, w.len() / k, k, stem)
         } else {
             smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
         }

@@ -36,25 +36,11 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, encoding: Encoding) -> Result<Owned
             .iter()
             .map(|v| centroids.binary_search(v).unwrap_or(0) as u8)
             .collect();
-        let stem = cin == 1 && c.kernel == [3, 3] && cout.is_multiple_of(8);
-        let nonzero = w.iter().filter(|&&v| v != 0).count();
-        let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
+        let stem = cin == 1 && c.kernel == [3, 3];
         match encoding {
-            // One byte per entry (4-bit gap, index), never a filler in a 9-weight row.
-            Encoding::FastDecode
-                if stem
-                    && bits <= 4
-                    && centroids.contains(&0)
-                    && shared::kernels::sparse_stem_pays(nonzero, cout) =>
-            {
-                let src = shared::encode::SparseSource::Codebook {
-                    centroids: &centroids,
-                    bits,
-                    indices: &idx,
-                };
-                e(OwnedWeights::sparse(src, cout, k, 4))?
+            Encoding::FastDecode => {
+                crate::sharing::fastest_encoding(&idx, &centroids, bits, cout, k, stem)?
             }
-            Encoding::FastDecode => e(OwnedWeights::codebook(&centroids, bits, &idx))?,
             Encoding::Smallest => {
                 crate::sharing::smallest_encoding(&idx, &centroids, bits, cout, k)?
             }

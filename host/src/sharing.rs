@@ -173,6 +173,41 @@ pub fn stored_bytes(w: &OwnedWeights) -> usize {
     }
 }
 
+/// The encoding the device runs fastest: packed codebook indices (dense rows, the cheapest to
+/// decode), except for a 1-channel 3x3 stem (`stem`; `cout % 8 == 0`) sparse enough for the
+/// Cortex-M4 kernel to skip its zero weights ([`shared::kernels::sparse_stem_pays`]): sparse
+/// rows of one byte per entry (4-bit gap, index; never a filler in a 9-weight row).
+pub fn fastest_encoding(
+    idx: &[u8],
+    centroids: &[i8],
+    bits: u8,
+    cout: usize,
+    k: usize,
+    stem: bool,
+) -> Result<OwnedWeights> {
+    let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
+    let bits = bits.max(2);
+    let zero = centroids.iter().position(|&c| c == 0);
+    let nonzero = zero.map(|z| idx.iter().filter(|&&i| i as usize != z).count());
+    match nonzero {
+        Some(n)
+            if stem
+                && k == 9
+                && bits <= 4
+                && cout.is_multiple_of(8)
+                && shared::kernels::sparse_stem_pays(n, cout) =>
+        {
+            let src = SparseSource::Codebook {
+                centroids,
+                bits,
+                indices: idx,
+            };
+            e(OwnedWeights::sparse(src, cout, k, 4))
+        }
+        _ => e(OwnedWeights::codebook(centroids, bits, idx)),
+    }
+}
+
 /// The smallest storage of shared weights: codebook, Huffman-coded codebook, and (when there
 /// are zeros) sparse or Huffman-coded sparse over the codebook.
 pub fn smallest_encoding(
@@ -208,6 +243,42 @@ pub fn smallest_encoding(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fastest_encoding_is_sparse_only_for_sparse_stems() {
+        use shared::weights::WeightsDesc;
+        let centroids = [-50i8, 0, 7, 90];
+        // 64 channels of 9 weights; `density` percent of them nonzero (index != 1).
+        let rows = |density: usize| -> Vec<u8> {
+            (0..64 * 9)
+                .map(|i| if (i * 37) % 100 < density { [0, 2, 3][i % 3] } else { 1 })
+                .collect()
+        };
+        let kind = |idx: &[u8], stem: bool| {
+            let w = fastest_encoding(idx, &centroids, 2, 64, 9, stem).unwrap();
+            match w.desc() {
+                WeightsDesc::Sparse { .. } => "sparse",
+                WeightsDesc::Codebook { .. } => "codebook",
+                _ => "other",
+            }
+        };
+        assert_eq!(kind(&rows(40), true), "sparse");
+        assert_eq!(kind(&rows(40), false), "codebook");
+        assert_eq!(kind(&rows(70), true), "codebook");
+        // Decoding the sparse stem gives back exactly the indexed values.
+        let idx = rows(40);
+        let w = fastest_encoding(&idx, &centroids, 2, 64, 9, true).unwrap();
+        let dec = shared::weights::RowDecoder::new(w.desc(), 9).unwrap();
+        let mut row = [0i8; 9];
+        for r in 0..64 {
+            dec.decode_row(r, &mut row).unwrap();
+            let want: Vec<i8> = idx[9 * r..9 * r + 9]
+                .iter()
+                .map(|&i| centroids[i as usize])
+                .collect();
+            assert_eq!(row.to_vec(), want, "row {r}");
+        }
+    }
 
     #[test]
     fn pruning_zeroes_the_smallest_magnitudes() {
