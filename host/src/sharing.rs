@@ -251,7 +251,13 @@ mod tests {
         // 64 channels of 9 weights; `density` percent of them nonzero (index != 1).
         let rows = |density: usize| -> Vec<u8> {
             (0..64 * 9)
-                .map(|i| if (i * 37) % 100 < density { [0, 2, 3][i % 3] } else { 1 })
+                .map(|i| {
+                    if (i * 37) % 100 < density {
+                        [0, 2, 3][i % 3]
+                    } else {
+                        1
+                    }
+                })
                 .collect()
         };
         let kind = |idx: &[u8], stem: bool| {
