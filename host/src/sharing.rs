@@ -174,7 +174,7 @@ pub fn stored_bytes(w: &OwnedWeights) -> usize {
 }
 
 /// The encoding the device runs fastest: packed codebook indices (dense rows, the cheapest to
-/// decode), except for a 1-channel 3x3 stem (`stem`; `cout % 8 == 0`) sparse enough for the
+/// decode), except for a 1-channel 3x3 stem (`stem`) sparse enough for the
 /// Cortex-M4 kernel to skip its zero weights ([`shared::kernels::sparse_stem_pays`]): sparse
 /// rows of one byte per entry (4-bit gap, index; never a filler in a 9-weight row).
 pub fn fastest_encoding(
@@ -190,13 +190,7 @@ pub fn fastest_encoding(
     let zero = centroids.iter().position(|&c| c == 0);
     let nonzero = zero.map(|z| idx.iter().filter(|&&i| i as usize != z).count());
     match nonzero {
-        Some(n)
-            if stem
-                && k == 9
-                && bits <= 4
-                && cout.is_multiple_of(8)
-                && shared::kernels::sparse_stem_pays(n, cout) =>
-        {
+        Some(n) if stem && k == 9 && bits <= 4 && shared::kernels::sparse_stem_pays(n, cout) => {
             let src = SparseSource::Codebook {
                 centroids,
                 bits,

@@ -936,7 +936,8 @@ unsafe fn stem_c1_3x3(
     let zp = q.in_zp as i32;
     let relu = rq.lo > -128;
     let input = &input[..p.input.h as usize * p.input.w as usize];
-    if gs == 8 && sparse_stem_pays(w, cout) {
+    // `sparse_stem_pays` implies `cout % 8 == 0`, so `gs == 8` here.
+    if sparse_stem_pays(w, cout) {
         let gw = STEM_SPARSE_GROUP_WORDS;
         let fit = nwords.saturating_sub(1) / gw;
         if fit > 0 {
@@ -1201,6 +1202,7 @@ fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usiz
 /// Row `c` (9 weights) of a stem as the 5 packed pairs of its record (the 10th weight 0),
 /// decoded straight from each encoding's bytes: the rows are too short for the generic decoder's
 /// set-up to pay off.
+///
 /// `SPARSE`: the rows are known to be sparse (the zero-skipping stream), so the dense and
 /// codebook branches are left out of that copy.
 #[inline(always)]

@@ -408,9 +408,9 @@ pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
 /// nonzero pair of taps, `PUSH`, `LDR pc`) against 7 with dense records (`LDM`, 5 `SMLAD`,
 /// `VMOV`), the requantisation being the same, so it pays below 4 nonzero pairs a channel: at
 /// density `d` a channel has `4 (1 - (1 - d)^2) + d` of them on average, 4 at about 62 %.
-/// Taken up to 55 %, read from the row index without decoding.
+/// Taken up to 55 %, read from the row index without decoding; `false` unless `cout % 8 == 0`.
 pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
-    20 * stored <= 11 * 9 * cout
+    cout.is_multiple_of(8) && 20 * stored <= 11 * 9 * cout
 }
 
 /// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
