@@ -384,6 +384,10 @@ pub struct CompressArgs {
     /// With --finetune: rounds in which sparsity rises to --sparsity.
     #[arg(long, default_value_t = 3, requires = "finetune")]
     prune_rounds: usize,
+    /// With --finetune: how sparsity rises over the rounds: `linear` (equal steps) or `cubic`
+    /// (large steps first, the last rounds mostly fine-tune; better for high sparsity).
+    #[arg(long, value_enum, default_value_t = crate::finetune::PruneSchedule::Linear, requires = "finetune")]
+    prune_schedule: crate::finetune::PruneSchedule,
     /// With --finetune: training epochs after each pruning round.
     #[arg(long, default_value_t = 1, requires = "finetune")]
     prune_epochs: usize,
@@ -409,6 +413,16 @@ pub struct CompressArgs {
     /// With --finetune: softmax temperature of --distill.
     #[arg(long, default_value_t = 4.0, requires = "finetune")]
     distill_temperature: f32,
+    /// With --finetune: pruning target for the layers LAYER names, replacing --sparsity there
+    /// (repeatable; the last match wins). LAYER is a conv name or a `*` pattern over them:
+    /// stem, fire2.squeeze, fire2.expand1x1, fire2.expand3x3, ..., fire9.*, classifier.
+    /// Example: --layer-sparsity 'fire*.expand3x3=0.9'. Without it the stem is capped at 50 %.
+    #[arg(long, value_name = "LAYER=FRACTION", requires = "finetune")]
+    layer_sparsity: Vec<crate::finetune::LayerSetting<f64>>,
+    /// With --finetune: codebook bits for the layers LAYER names, replacing --bits there
+    /// (repeatable; the last match wins). Example: --layer-bits 'fire*.expand3x3=3'.
+    #[arg(long, value_name = "LAYER=BITS", requires = "finetune")]
+    layer_bits: Vec<crate::finetune::LayerSetting<u8>>,
 }
 
 impl CompressArgs {
@@ -434,6 +448,9 @@ impl CompressArgs {
                 train_limit: self.train_limit,
                 distill: self.distill,
                 distill_temperature: self.distill_temperature,
+                prune_schedule: self.prune_schedule,
+                layer_sparsity: self.layer_sparsity.clone(),
+                layer_bits: self.layer_bits.clone(),
                 ..Default::default()
             }),
         }

@@ -245,7 +245,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
 
     // With fine-tuning, the training stages prune and share in float; the int8 stages then
     // find exactly their shared values (k-means on at most 2^bits distinct values is exact).
-    let (work, sc) = match &cfg.finetune {
+    let (work, sc, layer_bits) = match &cfg.finetune {
         Some(ft) => {
             let done = crate::finetune::finetune(
                 &run.join("best.bpk"),
@@ -256,6 +256,14 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
                 ft,
             )?;
             let biases = float.param_count() - weights;
+            // Codebook bits averaged over the weights (per-layer bits may differ).
+            let mean_bits = float
+                .convs()
+                .iter()
+                .zip(&done.layer_bits)
+                .map(|(c, &b)| c.weight.len() as f64 * f64::from(b))
+                .sum::<f64>()
+                / weights.max(1) as f64;
             for st in &done.stages {
                 // Float stages as the paper stores them: each nonzero with a 4-bit relative
                 // index, as float32 (pruned) or as a codebook index (shared).
@@ -263,7 +271,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
                 let value_bits = if st.stage.starts_with("pruned") {
                     32.0
                 } else {
-                    f64::from(ft.bits)
+                    mean_bits
                 };
                 let bytes = (nnz * (value_bits + 4.0) / 8.0).ceil() as usize + 4 * biases;
                 push_stage(
@@ -280,9 +288,12 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
                 bits: ft.bits,
                 ..cfg.sharing
             };
-            (done.float, sc)
+            (done.float, sc, done.layer_bits)
         }
-        None => (float.clone(), cfg.sharing),
+        None => {
+            let bits = vec![cfg.sharing.bits; float.convs().len()];
+            (float.clone(), cfg.sharing, bits)
+        }
     };
 
     // int8, dense; then pruning and weight sharing (evaluated on dense twins holding exactly
@@ -297,6 +308,10 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     };
     let convs = work.convs();
     let final_plan = |i: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
+        let sc = SharingConfig {
+            bits: layer_bits.get(i).copied().unwrap_or(sc.bits),
+            ..sc
+        };
         let (_, idx, c) = share(w, &sc);
         if sc.fast_decode {
             let stem = convs.get(i).is_some_and(|c| c.cin == 1 && c.k == 3);

@@ -74,6 +74,159 @@ pub struct FinetuneConfig {
     /// Softmax temperature `T` of distillation.
     #[serde(default = "default_temperature")]
     pub distill_temperature: f32,
+    /// How sparsity rises over the rounds.
+    #[serde(default, skip_serializing_if = "PruneSchedule::is_linear")]
+    pub prune_schedule: PruneSchedule,
+    /// Per-layer pruning targets that replace `sparsity` for the layers they name (the last
+    /// matching one wins). A layer named here is not held to [`STEM_SPARSITY_CAP`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_sparsity: Vec<LayerSetting<f64>>,
+    /// Per-layer codebook bits that replace `bits` for the layers they name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_bits: Vec<LayerSetting<u8>>,
+}
+
+/// How the pruned fraction rises to its target over the pruning rounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum PruneSchedule {
+    /// Equal steps: round `r` of `R` prunes `r / R` of the target.
+    #[default]
+    Linear,
+    /// Large steps first, small ones last (Zhu and Gupta's gradual pruning):
+    /// `1 - (1 - r / R)^3` of the target, so the last rounds mostly fine-tune.
+    Cubic,
+}
+
+impl PruneSchedule {
+    fn is_linear(&self) -> bool {
+        *self == PruneSchedule::Linear
+    }
+
+    /// Share of the target reached after round `r` of `rounds`.
+    pub fn progress(self, r: usize, rounds: usize) -> f64 {
+        let t = r as f64 / rounds.max(1) as f64;
+        match self {
+            PruneSchedule::Linear => t,
+            PruneSchedule::Cubic => 1.0 - (1.0 - t).powi(3),
+        }
+    }
+}
+
+/// A setting for the convs whose names (see [`conv_names`]) match `pattern`, where `*` stands
+/// for any run of characters: `fire9.expand3x3`, `fire*.expand3x3`, `fire8.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSetting<T> {
+    /// Glob over conv names.
+    pub pattern: String,
+    /// The value for the matching convs.
+    pub value: T,
+}
+
+impl<T: std::str::FromStr> std::str::FromStr for LayerSetting<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    /// Parses `PATTERN=VALUE`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (pattern, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected LAYER=VALUE (e.g. fire9.expand3x3=0.9), got {s:?}"))?;
+        if pattern.is_empty() {
+            return Err(format!("empty layer pattern in {s:?}"));
+        }
+        let value = value
+            .parse()
+            .map_err(|e| format!("bad value in {s:?}: {e}"))?;
+        Ok(Self {
+            pattern: pattern.to_string(),
+            value,
+        })
+    }
+}
+
+/// `*`-glob match of a whole name.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+/// The value the last matching setting gives each name (`None`: no setting matches).
+/// Every pattern must match at least one name, so a typo is an error rather than a no-op.
+pub fn resolve_layer_settings<T: Copy>(
+    settings: &[LayerSetting<T>],
+    names: &[String],
+    option: &str,
+) -> Result<Vec<Option<T>>> {
+    for s in settings {
+        if !names.iter().any(|n| glob_matches(&s.pattern, n)) {
+            bail!(
+                "{option} {:?} matches no layer; the layers are: {}",
+                s.pattern,
+                names.join(", ")
+            );
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|n| {
+            settings
+                .iter()
+                .rev()
+                .find(|s| glob_matches(&s.pattern, n))
+                .map(|s| s.value)
+        })
+        .collect())
+}
+
+/// Names of the convs in [`convs_mut`] order: `stem`, `fire2.squeeze`, `fire2.expand1x1`,
+/// `fire2.expand3x3`, `fire2.bypass` (complex bypass only), ..., `classifier`. Fires are
+/// numbered from 2, as in the SqueezeNet paper.
+pub fn conv_names(net: &SqueezeNet) -> Vec<String> {
+    let mut v = vec!["stem".to_string()];
+    for (j, f) in net.fires.iter().enumerate() {
+        let n = j + 2;
+        v.extend(["squeeze", "expand1x1", "expand3x3"].map(|p| format!("fire{n}.{p}")));
+        if f.bypass_conv.is_some() {
+            v.push(format!("fire{n}.bypass"));
+        }
+    }
+    v.push("classifier".to_string());
+    v
+}
+
+/// [`conv_names`] of the network `cfg` describes.
+pub fn conv_names_of(cfg: &SqueezeNetConfig) -> Vec<String> {
+    conv_names(&SqueezeNet::new(cfg, &Device::flex()))
+}
+
+/// Final pruning target and codebook bits of every conv (in [`conv_names`] order).
+pub fn layer_targets(cfg: &FinetuneConfig, names: &[String]) -> Result<Vec<(f64, u8)>> {
+    let sparsity = resolve_layer_settings(&cfg.layer_sparsity, names, "--layer-sparsity")?;
+    let bits = resolve_layer_settings(&cfg.layer_bits, names, "--layer-bits")?;
+    Ok(sparsity
+        .into_iter()
+        .zip(bits)
+        .enumerate()
+        .map(|(i, (s, b))| {
+            let s = match s {
+                Some(s) => s,
+                None if i == 0 => cfg.sparsity.min(STEM_SPARSITY_CAP),
+                None => cfg.sparsity,
+            };
+            (s, b.unwrap_or(cfg.bits))
+        })
+        .collect())
 }
 
 fn default_temperature() -> f32 {
@@ -100,6 +253,9 @@ impl Default for FinetuneConfig {
             kmeans_iterations: 30,
             distill: 0.0,
             distill_temperature: default_temperature(),
+            prune_schedule: PruneSchedule::Linear,
+            layer_sparsity: Vec::new(),
+            layer_bits: Vec::new(),
         }
     }
 }
@@ -115,6 +271,20 @@ impl FinetuneConfig {
         }
         if !(2..=8).contains(&self.bits) {
             bail!("--bits must be 2..=8, got {}", self.bits);
+        }
+        for l in &self.layer_sparsity {
+            if !(0.0..1.0).contains(&l.value) {
+                bail!(
+                    "--layer-sparsity {}={}: the fraction must be in [0, 1)",
+                    l.pattern,
+                    l.value
+                );
+            }
+        }
+        for l in &self.layer_bits {
+            if !(2..=8).contains(&l.value) {
+                bail!("--layer-bits {}={}: bits must be 2..=8", l.pattern, l.value);
+            }
         }
         if self.prune_rounds == 0 {
             bail!("--prune-rounds must be at least 1");
@@ -212,19 +382,13 @@ pub fn unfolded(float: &FloatNet, cfg: &SqueezeNetConfig, device: &Device) -> Sq
 /// Most the stem is pruned: its few weights per channel (9 for a 1-channel 3x3) feed everything.
 pub const STEM_SPARSITY_CAP: f64 = 0.5;
 
-/// Keep-masks (1 kept, 0 pruned) that prune `fraction` of each layer by magnitude relative to
-/// the output channel's largest; already-zero weights go first, ties by position.
-/// The stem (a few hundred weights feeding everything) is pruned at most [`STEM_SPARSITY_CAP`].
-pub fn relative_magnitude_masks(net: &SqueezeNet, fraction: f64) -> Vec<Vec<f32>> {
+/// Keep-masks (1 kept, 0 pruned) that prune `fractions[i]` of conv `i` by magnitude relative
+/// to the output channel's largest; already-zero weights go first, ties by position.
+pub fn relative_magnitude_masks(net: &SqueezeNet, fractions: &[f64]) -> Vec<Vec<f32>> {
     convs(net)
         .into_iter()
-        .enumerate()
-        .map(|(layer, c)| {
-            let fraction = if layer == 0 {
-                fraction.min(STEM_SPARSITY_CAP)
-            } else {
-                fraction
-            };
+        .zip(fractions)
+        .map(|(c, &fraction)| {
             let dims = c.weight.val().dims();
             let w = values(c.weight.val());
             let row = dims[1] * dims[2] * dims[3];
@@ -556,6 +720,21 @@ pub struct Finetuned {
     pub stages: Vec<FinetuneStage>,
     /// Codebook sizes per layer (distinct values, 0 included).
     pub codebook_sizes: Vec<usize>,
+    /// Codebook bits of every conv (at least `log2` of its codebook size).
+    pub layer_bits: Vec<u8>,
+}
+
+/// `4`, or `4 (per layer: 3 for fire*.expand3x3)` when some layers differ.
+fn bits_label(cfg: &FinetuneConfig) -> String {
+    if cfg.layer_bits.is_empty() {
+        return cfg.bits.to_string();
+    }
+    let per: Vec<String> = cfg
+        .layer_bits
+        .iter()
+        .map(|l| format!("{} for {}", l.value, l.pattern))
+        .collect();
+    format!("{} (per layer: {})", cfg.bits, per.join(", "))
 }
 
 /// Runs pruning + fine-tuning, then weight sharing + centroid fine-tuning, on the trained
@@ -585,13 +764,22 @@ pub fn finetune(
         stage: 1,
         teacher: teacher.as_ref(),
     };
-    if cfg.sparsity > 0.0 {
+    let targets = layer_targets(cfg, &conv_names(&net))?;
+    if targets.iter().any(|&(s, _)| s > 0.0) {
         for r in 1..=cfg.prune_rounds {
             let started = std::time::Instant::now();
-            let fraction = cfg.sparsity * r as f64 / cfg.prune_rounds as f64;
-            let masks = relative_magnitude_masks(&net, fraction);
+            let step = cfg.prune_schedule.progress(r, cfg.prune_rounds);
+            let fractions: Vec<f64> = targets.iter().map(|&(s, _)| s * step).collect();
+            let masks = relative_magnitude_masks(&net, &fractions);
             net = apply_masks(net, &masks, &device);
             l.stage = r as u64;
+            // Uniform targets are named by their fraction; per-layer ones by the share of all
+            // weights now pruned.
+            let fraction = if cfg.layer_sparsity.is_empty() && cfg.prune_schedule.is_linear() {
+                cfg.sparsity * step
+            } else {
+                sparsity_of(&net)
+            };
             let label = format!("prune {:.0} %", 100.0 * fraction);
             net = train_constrained(
                 net,
@@ -621,13 +809,9 @@ pub fn finetune(
     let mut layers: Vec<SharedLayer> = folded
         .convs()
         .iter()
-        .map(|c| {
-            SharedLayer::new(
-                &c.weight,
-                c.cin * c.k * c.k,
-                cfg.bits,
-                cfg.kmeans_iterations,
-            )
+        .zip(&targets)
+        .map(|(c, &(_, bits))| {
+            SharedLayer::new(&c.weight, c.cin * c.k * c.k, bits, cfg.kmeans_iterations)
         })
         .collect();
     let mut plain = unfolded(&folded, model_cfg, &device);
@@ -638,7 +822,7 @@ pub fn finetune(
     stages.push(FinetuneStage {
         stage: format!(
             "k-means {} bits (0 and +-127 fixed), no fine-tuning",
-            cfg.bits
+            bits_label(cfg)
         ),
         sparsity: sparsity_of(&plain),
         val_acc: shared_acc,
@@ -697,12 +881,78 @@ pub fn finetune(
         float,
         stages,
         codebook_sizes,
+        layer_bits: targets.iter().map(|&(_, b)| b).collect(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cubic_schedule_front_loads_pruning_and_ends_on_target() {
+        let c = |r| PruneSchedule::Cubic.progress(r, 4);
+        assert_eq!(PruneSchedule::Linear.progress(1, 4), 0.25);
+        assert!((c(1) - 0.578125).abs() < 1e-12 && (c(2) - 0.875).abs() < 1e-12);
+        assert_eq!(c(4), 1.0);
+        assert!((1..4).all(|r| c(r) < c(r + 1)));
+    }
+
+    #[test]
+    fn layer_settings_match_globs_and_the_last_match_wins() {
+        let names: Vec<String> = [
+            "stem",
+            "fire2.squeeze",
+            "fire2.expand3x3",
+            "fire9.expand3x3",
+        ]
+        .map(String::from)
+        .to_vec();
+        let parse = |s: &str| s.parse::<LayerSetting<f64>>().unwrap();
+        let cfg = FinetuneConfig {
+            sparsity: 0.6,
+            layer_sparsity: vec![parse("fire*.expand3x3=0.9"), parse("fire9.*=0.95")],
+            layer_bits: vec!["fire9.expand3x3=3".parse().unwrap()],
+            ..Default::default()
+        };
+        let t = layer_targets(&cfg, &names).unwrap();
+        // The stem keeps its cap when not named; the rest take the last matching setting.
+        assert_eq!(t, [(0.5, 4), (0.6, 4), (0.9, 4), (0.95, 3)]);
+        let stem = FinetuneConfig {
+            layer_sparsity: vec![parse("stem=0.7")],
+            ..cfg.clone()
+        };
+        assert_eq!(layer_targets(&stem, &names).unwrap()[0].0, 0.7);
+
+        assert!(glob_matches("*", "fire2.squeeze"));
+        assert!(glob_matches("fire*.squeeze", "fire2.squeeze"));
+        assert!(!glob_matches("fire*.squeeze", "fire2.expand1x1"));
+        assert!(!glob_matches("fire2", "fire2.squeeze"));
+        // A typo is an error that lists the names, not a silent no-op.
+        let typo = FinetuneConfig {
+            layer_sparsity: vec![parse("fire2.expand3=0.9")],
+            ..cfg.clone()
+        };
+        let e = layer_targets(&typo, &names).unwrap_err().to_string();
+        assert!(
+            e.contains("matches no layer") && e.contains("fire2.expand3x3"),
+            "{e}"
+        );
+        // Malformed or out-of-range values are refused.
+        assert!("fire2.squeeze".parse::<LayerSetting<f64>>().is_err());
+        assert!("=0.5".parse::<LayerSetting<f64>>().is_err());
+        assert!("stem=x".parse::<LayerSetting<f64>>().is_err());
+        let high = FinetuneConfig {
+            layer_sparsity: vec![parse("stem=1.0")],
+            ..cfg.clone()
+        };
+        assert!(high.validate().is_err());
+        let bits = FinetuneConfig {
+            layer_bits: vec!["stem=9".parse().unwrap()],
+            ..cfg
+        };
+        assert!(bits.validate().is_err());
+    }
 
     #[test]
     fn distillation_loss_is_zero_on_the_teacher_and_grows_away_from_it() {

@@ -20,6 +20,7 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
     cfg.epochs = 1;
     cfg.batch_size = 64;
     cfg.val_count = 500;
+    let model_cfg = cfg.model.clone();
     let (tr, val) = small.train_val(cfg.val_count);
     let run = tempfile::tempdir().unwrap();
     train(
@@ -62,8 +63,9 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
     assert!(r.passed, "{}", r.markdown);
 
     // The paper's way: masked fine-tuning, then k-means with centroid fine-tuning. Same seed
-    // twice: the same blob; the pruned share holds; every layer uses at most 2^bits values.
-    cfg.finetune = Some(FinetuneConfig {
+    // twice: the same blob; every layer holds its pruned share and uses at most 2^bits values
+    // (targets and bits set per layer for some).
+    let ft = FinetuneConfig {
         sparsity: 0.6,
         prune_rounds: 2,
         prune_epochs: 1,
@@ -71,8 +73,18 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         bits: 3,
         train_limit: Some(384),
         batch_size: 64,
+        layer_sparsity: vec![
+            "fire*.expand3x3=0.85".parse().unwrap(),
+            "stem=0.2".parse().unwrap(),
+        ],
+        layer_bits: vec!["classifier=2".parse().unwrap()],
         ..Default::default()
-    });
+    };
+    let names = host::finetune::conv_names_of(&model_cfg);
+    let targets = host::finetune::layer_targets(&ft, &names).unwrap();
+    assert_eq!(targets[0], (0.2, 3));
+    assert_eq!(*targets.last().unwrap(), (0.6, 2));
+    cfg.finetune = Some(ft);
     let f1 = compress(run.path(), &small, &cfg).unwrap();
     let f2 = compress(run.path(), &small, &cfg).unwrap();
     assert!(
@@ -80,12 +92,9 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         "fine-tuned compression is not deterministic"
     );
     let decoded = host::compress::decoded_weights(&f1.blob).unwrap();
+    assert_eq!(decoded.len(), names.len());
     for (i, w) in decoded.iter().enumerate() {
-        let target = if i == 0 {
-            host::finetune::STEM_SPARSITY_CAP.min(0.6)
-        } else {
-            0.6
-        };
+        let target = targets[i].0;
         let zeros = w.iter().filter(|x| **x == 0).count();
         assert!(
             zeros >= (w.len() as f64 * target).floor() as usize,
@@ -97,7 +106,8 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         let mut v = w.clone();
         v.sort_unstable();
         v.dedup();
-        assert!(v.len() <= 8, "layer {i} uses {} values", v.len());
+        let most = 1usize << targets[i].1;
+        assert!(v.len() <= most, "layer {i} uses {} values", v.len());
     }
     // Staged report: float, two pruning rounds, k-means, centroids, int8, coding.
     let names: Vec<&str> = f1.report.stages.iter().map(|s| s.stage.as_str()).collect();
