@@ -190,6 +190,16 @@ pub struct RowDecoder<'a> {
     bw: usize,
 }
 
+/// Entries `a` and `b` of a row index of `width`-byte entries; `None` past its end. One
+/// out-of-line function for every reader: it runs once per row, and inlined at each of its call
+/// sites it would cost more than a kilobyte of device flash.
+#[inline(never)]
+fn index_pair(index: &[u8], width: usize, a: usize, b: usize) -> Option<(usize, usize)> {
+    let x = le_uint(index, width, a).ok()?;
+    let y = le_uint(index, width, b).ok()?;
+    Some((x as usize, y as usize))
+}
+
 /// Bytes per entry of a row index (`row_ptr`, `row_bits`) of `len` bytes for `cout` rows: the
 /// index holds `cout + 1` little-endian unsigned integers, each 1 to 4 bytes wide (the encoder
 /// picks the narrowest that holds the last, largest, one).
@@ -510,8 +520,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } if gap_bits as u32 + values.bits() == 8 => {
-                let a = le_uint(row_ptr, self.pw, r).ok()? as usize;
-                let b = le_uint(row_ptr, self.pw, r + 1).ok()? as usize;
+                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1)?;
                 Some((entries.get(a..b)?, gap_bits as u32, &self.lut))
             }
             _ => None,
@@ -525,11 +534,8 @@ impl<'a> RowDecoder<'a> {
     pub fn stored_entries(&self, a: usize, b: usize) -> Option<usize> {
         match self.w {
             WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
-                let (x, y) = (
-                    le_uint(row_ptr, self.pw, a).ok()?,
-                    le_uint(row_ptr, self.pw, b).ok()?,
-                );
-                Some(y.saturating_sub(x) as usize)
+                let (x, y) = index_pair(row_ptr, self.pw, a, b)?;
+                Some(y.saturating_sub(x))
             }
             _ => None,
         }
@@ -549,10 +555,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = (
-                    le_uint(row_ptr, self.pw, r).unwrap_or(0) as usize,
-                    le_uint(row_ptr, self.pw, r + 1).unwrap_or(0) as usize,
-                );
+                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).unwrap_or((0, 0));
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if eb == 8 {
@@ -584,11 +587,8 @@ impl<'a> RowDecoder<'a> {
                 let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
                     return;
                 };
-                let (a, b) = (
-                    le_uint(row_ptr, self.pw, r).unwrap_or(0) as usize,
-                    le_uint(row_ptr, self.pw, r + 1).unwrap_or(0) as usize,
-                );
-                let s = le_uint(row_bits, self.bw, r).unwrap_or(0) as usize;
+                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).unwrap_or((0, 0));
+                let (s, _) = index_pair(row_bits, self.bw, r, r + 1).unwrap_or((0, 0));
                 let mut rd = FastBits::new(stream, s);
                 let mut pos = 0usize;
                 for _ in a..b.max(a) {
@@ -646,10 +646,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = (
-                    le_uint(row_ptr, self.pw, r)? as usize,
-                    le_uint(row_ptr, self.pw, r + 1)? as usize,
-                );
+                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).ok_or(Error::BadWeights)?;
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if !(1..=8).contains(&gb)
@@ -683,14 +680,8 @@ impl<'a> RowDecoder<'a> {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(Error::BadHuffman),
                 };
-                let (a, b) = (
-                    le_uint(row_ptr, self.pw, r)? as usize,
-                    le_uint(row_ptr, self.pw, r + 1)? as usize,
-                );
-                let (s, e) = (
-                    le_uint(row_bits, self.bw, r)? as usize,
-                    le_uint(row_bits, self.bw, r + 1)? as usize,
-                );
+                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).ok_or(Error::BadWeights)?;
+                let (s, e) = index_pair(row_bits, self.bw, r, r + 1).ok_or(Error::BadWeights)?;
                 if b < a || e < s || e > stream.len() * 8 || b - a > k {
                     return Err(Error::BadWeights);
                 }
@@ -717,10 +708,7 @@ impl<'a> RowDecoder<'a> {
                 ..
             } => {
                 let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
-                let (s, e) = (
-                    le_uint(row_bits, self.bw, r)? as usize,
-                    le_uint(row_bits, self.bw, r + 1)? as usize,
-                );
+                let (s, e) = index_pair(row_bits, self.bw, r, r + 1).ok_or(Error::BadWeights)?;
                 if e < s || e > stream.len() * 8 {
                     return Err(Error::BadWeights);
                 }
@@ -760,11 +748,11 @@ fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
 pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Result<(), Error> {
     let total = cout.checked_mul(k).ok_or(Error::BadWeights)?;
     // A row index: nondecreasing from 0; returns its last entry.
-    let ptrs = |p: &[u8]| -> Result<u32, Error> {
+    let ptrs = |p: &[u8]| -> Result<usize, Error> {
         let w = index_width(p.len(), cout)?;
-        let mut prev = 0u32;
+        let mut prev = 0usize;
         for i in 0..=cout {
-            let v = le_uint(p, w, i)?;
+            let (v, _) = index_pair(p, w, i, i).ok_or(Error::BadWeights)?;
             if v < prev || (i == 0 && v != 0) {
                 return Err(Error::BadWeights);
             }
@@ -802,7 +790,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if !(1..=8).contains(gap_bits) {
                 return Err(Error::BadWeights);
             }
-            let n = ptrs(row_ptr)? as usize;
+            let n = ptrs(row_ptr)?;
             let eb = *gap_bits as usize + values.bits() as usize;
             if entries.len() != (n * eb).div_ceil(8) {
                 return Err(Error::BadWeights);
@@ -821,7 +809,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
                 return Err(Error::BadHuffman);
             }
             ptrs(row_ptr)?;
-            if (ptrs(row_bits)? as usize).div_ceil(8) != stream.len() {
+            if ptrs(row_bits)?.div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }
         }
@@ -834,7 +822,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
                 return Err(Error::BadHuffman);
             }
-            if (ptrs(row_bits)? as usize).div_ceil(8) != stream.len() {
+            if ptrs(row_bits)?.div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }
         }
