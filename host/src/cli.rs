@@ -807,6 +807,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 blob.len(),
                 out.len()
             );
+            let weights: usize = crate::compress::decoded_weights(&out)?
+                .iter()
+                .map(Vec::len)
+                .sum();
+            let b = crate::compress::blob_breakdown(&out)?;
+            println!("  {}", b.describe(weights));
             Ok(())
         }
         Command::Pipeline(args) => {

@@ -119,12 +119,34 @@ pub struct BlobBreakdown {
     /// Weight values: dense bytes, packed indices, Huffman streams, sparse entries, codebooks,
     /// code-length tables.
     pub weights: usize,
-    /// Per-row offsets of sparse and Huffman encodings (u32 per output channel).
+    /// Row indexes of sparse and Huffman encodings (1 to 4 bytes per output channel each).
     pub row_offsets: usize,
     /// Per output channel: i32 bias, f32 weight scale, f32 multiplier.
     pub per_channel: usize,
     /// Header, layer graph, quantisation parameters.
     pub other: usize,
+}
+
+impl BlobBreakdown {
+    /// One sentence for reports: where the bytes go, and the compression of the `weights`
+    /// weights against float32, without and with the row indexes that locate sparse rows.
+    pub fn describe(&self, weights: usize) -> String {
+        let f32_bytes = (4 * weights) as f64;
+        let with_rows = self.weights + self.row_offsets;
+        format!(
+            "weights (values, indices, codes, codebooks) {} ({:.1}x below the float32 weights, \
+             {:.2} bits per weight), row offsets {} (with them {}: {:.1}x), per-channel bias / \
+             scale / multiplier {}, header and graph {}",
+            self.weights,
+            f32_bytes / self.weights.max(1) as f64,
+            8.0 * self.weights as f64 / weights.max(1) as f64,
+            self.row_offsets,
+            with_rows,
+            f32_bytes / with_rows.max(1) as f64,
+            self.per_channel,
+            self.other
+        )
+    }
 }
 
 /// Splits a blob's bytes into weights, row offsets, per-channel parameters and the rest.
@@ -499,17 +521,7 @@ impl CompressReport {
         ));
         let b = &self.breakdown;
         if b.weights > 0 {
-            s.push_str(&format!(
-                "\nBlob bytes: weights (values, indices, codes, codebooks) {} ({:.1}x below the \
-                 float32 weights, {:.2} bits per weight), row offsets {}, per-channel bias / \
-                 scale / multiplier {}, header and graph {}.\n",
-                b.weights,
-                (4 * self.weights) as f64 / b.weights as f64,
-                8.0 * b.weights as f64 / self.weights as f64,
-                b.row_offsets,
-                b.per_channel,
-                b.other
-            ));
+            s.push_str(&format!("\nBlob bytes: {}.\n", b.describe(self.weights)));
         }
         s
     }
