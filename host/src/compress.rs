@@ -119,7 +119,7 @@ pub struct BlobBreakdown {
     /// Weight values: dense bytes, packed indices, Huffman streams, sparse entries, codebooks,
     /// code-length tables.
     pub weights: usize,
-    /// Row indexes of sparse and Huffman encodings (1 to 4 bytes per output channel each).
+    /// Row indexes of sparse and Huffman encodings (u32 per output channel).
     pub row_offsets: usize,
     /// Per output channel: i32 bias, f32 weight scale, f32 multiplier.
     pub per_channel: usize,

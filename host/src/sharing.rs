@@ -268,7 +268,7 @@ mod tests {
         // Decoding the sparse stem gives back exactly the indexed values.
         let idx = rows(40);
         let w = fastest_encoding(&idx, &centroids, 2, 64, 9, true).unwrap();
-        let dec = shared::weights::RowDecoder::new(w.desc(), 64, 9).unwrap();
+        let dec = shared::weights::RowDecoder::new(w.desc(), 9).unwrap();
         let mut row = [0i8; 9];
         for r in 0..64 {
             dec.decode_row(r, &mut row).unwrap();
@@ -323,7 +323,7 @@ mod tests {
             "{} bytes",
             stored_bytes(&enc)
         );
-        let d = shared::weights::RowDecoder::new(enc.desc(), 64, 16).unwrap();
+        let d = shared::weights::RowDecoder::new(enc.desc(), 16).unwrap();
         for r in 0..64 {
             let mut row = [0i8; 16];
             d.decode_row(r, &mut row).unwrap();

@@ -66,7 +66,7 @@ fn convs(c: &mut Criterion) {
                 relu: true,
             };
             let x: Vec<i8> = (0..p.input.len()).map(|_| rng.next_u32() as i8).collect();
-            let dec = RowDecoder::new(d.weights, cout as usize, p.k()).unwrap();
+            let dec = RowDecoder::new(d.weights, p.k()).unwrap();
             let mut out = vec![0i8; p.output.len()];
             let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense())];
             let macs = p.output.len() as u64 * p.k() as u64;

@@ -204,14 +204,8 @@ fn bytes_i8(v: &[i8]) -> Vec<u8> {
     v.iter().map(|&x| x as u8).collect()
 }
 
-/// A row index (nondecreasing, so its last entry is the largest) as little-endian integers of
-/// the fewest bytes (1 to 4) that hold every entry.
-fn row_index(v: &[u32]) -> Vec<u8> {
-    let top = v.last().copied().unwrap_or(0);
-    let width = (4 - top.leading_zeros() as usize / 8).max(1);
-    v.iter()
-        .flat_map(|x| x.to_le_bytes()[..width].to_vec())
-        .collect()
+fn u32s(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// The sparse entries `(gap, symbol)` of one row, fillers included. `zero_sym` is the symbol
@@ -366,7 +360,7 @@ impl OwnedWeights {
         Ok(OwnedWeights::Sparse {
             centroids: src.centroids(),
             gap_bits,
-            row_ptr: row_index(&ptr),
+            row_ptr: u32s(&ptr),
             entries: w.into_bytes(),
         })
     }
@@ -425,8 +419,8 @@ impl OwnedWeights {
             centroids: src.centroids(),
             gap_lengths: gl,
             value_lengths: vl,
-            row_ptr: row_index(&ptr),
-            row_bits: row_index(&bits),
+            row_ptr: u32s(&ptr),
+            row_bits: u32s(&bits),
             stream: w.into_bytes(),
         })
     }
@@ -458,7 +452,7 @@ impl OwnedWeights {
         Ok(OwnedWeights::HuffCodebook {
             centroids: bytes_i8(centroids),
             lengths: l,
-            row_bits: row_index(&bits),
+            row_bits: u32s(&bits),
             stream: w.into_bytes(),
         })
     }

@@ -109,6 +109,13 @@ pub fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// Reads the `i`-th little-endian u32 of `b`.
+#[inline]
+pub(crate) fn le_u32(b: &[u8], i: usize) -> Result<u32, Error> {
+    let s = b.get(i * 4..i * 4 + 4).ok_or(Error::BadWeights)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
 /// Reads the `i`-th LE i32 of a validated slice (0 when out of range: validation rules it out).
 #[inline(always)]
 pub(crate) fn le_i32_at(b: &[u8], i: usize) -> i32 {

@@ -127,7 +127,7 @@ fn check_conv(
     }
     validate_weights(&c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;
     if deep && !matches!(c.weights, WeightsDesc::Dense { .. }) {
-        let d = RowDecoder::new(c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;
+        let d = RowDecoder::new(c.weights, k).map_err(|_| Error::BadLayerWeights(idx))?;
         for r in 0..cout {
             d.check_row(r).map_err(|_| Error::BadLayerWeights(idx))?;
         }
@@ -551,7 +551,7 @@ impl ConvDesc<'_> {
     /// exporting or checking.
     pub fn decode_weights(&self, in_channels: usize, out: &mut [i8]) -> Result<(), Error> {
         let k = self.kernel[0] as usize * self.kernel[1] as usize * in_channels;
-        let d = RowDecoder::new(self.weights, self.out_channels as usize, k)?;
+        let d = RowDecoder::new(self.weights, k)?;
         for r in 0..self.out_channels as usize {
             d.decode_row(r, out.get_mut(r * k..(r + 1) * k).ok_or(Error::BadWeights)?)?;
         }

@@ -275,7 +275,7 @@ fn conv_call<K: DotKernel>(
     };
     p.out_channel_stride = out_stride;
     p.out_channel_offset = out_offset;
-    let Ok(w) = RowDecoder::new(c.weights, c.out_channels as usize, p.k()) else {
+    let Ok(w) = RowDecoder::new(c.weights, p.k()) else {
         return;
     };
     conv_s8::<K>(&p, &conv_quant(c, in_q), x, &w, out, scratch);
@@ -296,7 +296,7 @@ fn conv_pool_fused<K: DotKernel>(
     let Some(full) = conv_params(c, conv.input) else {
         return;
     };
-    let Ok(w) = RowDecoder::new(c.weights, c.out_channels as usize, full.k()) else {
+    let Ok(w) = RowDecoder::new(c.weights, full.k()) else {
         return;
     };
     let q = conv_quant(c, conv.in_quant);

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::Error;
+use crate::format::{Error, le_u32};
 
 /// Longest canonical Huffman code length accepted.
 pub const MAX_CODE_LEN: usize = 15;
@@ -41,8 +41,7 @@ pub enum WeightsDesc<'a> {
         values: Values<'a>,
         /// Gap width, 1..=8.
         gap_bits: u8,
-        /// `cout + 1` entry offsets (a row index: little-endian, 1 to 4 bytes each, the width
-        /// being `len / (cout + 1)`): row `r` holds entries `row_ptr[r]..row_ptr[r+1]`.
+        /// `cout + 1` u32 LE entry offsets: row `r` holds entries `row_ptr[r]..row_ptr[r+1]`.
         #[serde(borrow)]
         row_ptr: &'a [u8],
         /// Packed entries, each `gap_bits` then `value_bits` (LSB-first).
@@ -62,10 +61,10 @@ pub enum WeightsDesc<'a> {
         /// Code length of each value symbol (`2^value_bits` entries).
         #[serde(borrow)]
         value_lengths: &'a [u8],
-        /// `cout + 1` entry offsets (a row index, as in `Sparse`).
+        /// `cout + 1` u32 LE entry counts prefix.
         #[serde(borrow)]
         row_ptr: &'a [u8],
-        /// `cout + 1` bit offsets into `stream` (a row index, 1 to 4 bytes each).
+        /// `cout + 1` u32 LE bit offsets into `stream`.
         #[serde(borrow)]
         row_bits: &'a [u8],
         /// The Huffman bit stream (codes written MSB-first of the code, bits LSB-first in bytes).
@@ -81,7 +80,7 @@ pub enum WeightsDesc<'a> {
         /// Code length of each index symbol `0..centroids.len()`.
         #[serde(borrow)]
         lengths: &'a [u8],
-        /// `cout + 1` bit offsets (a row index, 1 to 4 bytes each).
+        /// `cout + 1` u32 LE bit offsets.
         #[serde(borrow)]
         row_bits: &'a [u8],
         /// The bit stream.
@@ -185,44 +184,6 @@ pub struct RowDecoder<'a> {
     t2: [u16; 256],
     /// Centroids (or the identity for raw values) indexed by symbol.
     lut: [i8; 256],
-    /// Bytes per entry of `row_ptr` and of `row_bits` (see [`index_width`]).
-    pw: usize,
-    bw: usize,
-}
-
-/// Entries `a` and `b` of a row index of `width`-byte entries; `None` past its end. One
-/// out-of-line function for every reader: it runs once per row, and inlined at each of its call
-/// sites it would cost more than a kilobyte of device flash.
-#[inline(never)]
-fn index_pair(index: &[u8], width: usize, a: usize, b: usize) -> Option<(usize, usize)> {
-    let x = le_uint(index, width, a).ok()?;
-    let y = le_uint(index, width, b).ok()?;
-    Some((x as usize, y as usize))
-}
-
-/// Bytes per entry of a row index (`row_ptr`, `row_bits`) of `len` bytes for `cout` rows: the
-/// index holds `cout + 1` little-endian unsigned integers, each 1 to 4 bytes wide (the encoder
-/// picks the narrowest that holds the last, largest, one).
-pub(crate) fn index_width(len: usize, cout: usize) -> Result<usize, Error> {
-    let n = cout.checked_add(1).ok_or(Error::TooLarge)?;
-    let w = len / n;
-    if !len.is_multiple_of(n) || !(1..=4).contains(&w) {
-        return Err(Error::BadWeights);
-    }
-    Ok(w)
-}
-
-/// Entry `i` of a row index of `width`-byte little-endian entries.
-#[inline(always)]
-pub(crate) fn le_uint(b: &[u8], width: usize, i: usize) -> Result<u32, Error> {
-    let s = b
-        .get(i * width..i * width + width)
-        .ok_or(Error::BadWeights)?;
-    let mut v = 0u32;
-    for (j, &x) in s.iter().enumerate() {
-        v |= (x as u32) << (8 * j);
-    }
-    Ok(v)
 }
 
 /// Builds the 8-bit first-level table of a canonical code.
@@ -351,19 +312,8 @@ impl<'a> FastBits<'a> {
 }
 
 impl<'a> RowDecoder<'a> {
-    /// Prepares decoding of `w`, `cout` rows of `k` values (builds Huffman tables).
-    pub fn new(w: WeightsDesc<'a>, cout: usize, k: usize) -> Result<Self, Error> {
-        let (pw, bw) = match w {
-            WeightsDesc::Sparse { row_ptr, .. } => (index_width(row_ptr.len(), cout)?, 4),
-            WeightsDesc::HuffSparse {
-                row_ptr, row_bits, ..
-            } => (
-                index_width(row_ptr.len(), cout)?,
-                index_width(row_bits.len(), cout)?,
-            ),
-            WeightsDesc::HuffCodebook { row_bits, .. } => (4, index_width(row_bits.len(), cout)?),
-            _ => (4, 4),
-        };
+    /// Prepares decoding of `w` with rows of `k` values (builds Huffman tables).
+    pub fn new(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
         let (mut t1, mut t2) = ([0u16; 256], [0u16; 256]);
         let (h1, h2) = match w {
             WeightsDesc::HuffSparse {
@@ -412,8 +362,6 @@ impl<'a> RowDecoder<'a> {
             t1,
             t2,
             lut,
-            pw,
-            bw,
         })
     }
 
@@ -520,7 +468,8 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } if gap_bits as u32 + values.bits() == 8 => {
-                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1)?;
+                let a = le_u32(row_ptr, r).ok()? as usize;
+                let b = le_u32(row_ptr, r + 1).ok()? as usize;
                 Some((entries.get(a..b)?, gap_bits as u32, &self.lut))
             }
             _ => None,
@@ -534,8 +483,8 @@ impl<'a> RowDecoder<'a> {
     pub fn stored_entries(&self, a: usize, b: usize) -> Option<usize> {
         match self.w {
             WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
-                let (x, y) = index_pair(row_ptr, self.pw, a, b)?;
-                Some(y.saturating_sub(x))
+                let (x, y) = (le_u32(row_ptr, a).ok()?, le_u32(row_ptr, b).ok()?);
+                Some(y.saturating_sub(x) as usize)
             }
             _ => None,
         }
@@ -555,7 +504,10 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).unwrap_or((0, 0));
+                let (a, b) = (
+                    le_u32(row_ptr, r).unwrap_or(0) as usize,
+                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
+                );
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if eb == 8 {
@@ -587,8 +539,11 @@ impl<'a> RowDecoder<'a> {
                 let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
                     return;
                 };
-                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).unwrap_or((0, 0));
-                let (s, _) = index_pair(row_bits, self.bw, r, r + 1).unwrap_or((0, 0));
+                let (a, b) = (
+                    le_u32(row_ptr, r).unwrap_or(0) as usize,
+                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
+                );
+                let s = le_u32(row_bits, r).unwrap_or(0) as usize;
                 let mut rd = FastBits::new(stream, s);
                 let mut pos = 0usize;
                 for _ in a..b.max(a) {
@@ -646,7 +601,10 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).ok_or(Error::BadWeights)?;
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if !(1..=8).contains(&gb)
@@ -680,8 +638,14 @@ impl<'a> RowDecoder<'a> {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(Error::BadHuffman),
                 };
-                let (a, b) = index_pair(row_ptr, self.pw, r, r + 1).ok_or(Error::BadWeights)?;
-                let (s, e) = index_pair(row_bits, self.bw, r, r + 1).ok_or(Error::BadWeights)?;
+                let (a, b) = (
+                    le_u32(row_ptr, r)? as usize,
+                    le_u32(row_ptr, r + 1)? as usize,
+                );
+                let (s, e) = (
+                    le_u32(row_bits, r)? as usize,
+                    le_u32(row_bits, r + 1)? as usize,
+                );
                 if b < a || e < s || e > stream.len() * 8 || b - a > k {
                     return Err(Error::BadWeights);
                 }
@@ -708,7 +672,10 @@ impl<'a> RowDecoder<'a> {
                 ..
             } => {
                 let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
-                let (s, e) = index_pair(row_bits, self.bw, r, r + 1).ok_or(Error::BadWeights)?;
+                let (s, e) = (
+                    le_u32(row_bits, r)? as usize,
+                    le_u32(row_bits, r + 1)? as usize,
+                );
                 if e < s || e > stream.len() * 8 {
                     return Err(Error::BadWeights);
                 }
@@ -747,18 +714,19 @@ fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
 /// caller then decodes every row once to check the content.
 pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Result<(), Error> {
     let total = cout.checked_mul(k).ok_or(Error::BadWeights)?;
-    // A row index: nondecreasing from 0; returns its last entry.
-    let ptrs = |p: &[u8]| -> Result<usize, Error> {
-        let w = index_width(p.len(), cout)?;
-        let mut prev = 0usize;
+    let ptrs = |p: &[u8]| -> Result<(), Error> {
+        if p.len() != (cout + 1) * 4 {
+            return Err(Error::BadWeights);
+        }
+        let mut prev = 0u32;
         for i in 0..=cout {
-            let (v, _) = index_pair(p, w, i, i).ok_or(Error::BadWeights)?;
+            let v = le_u32(p, i)?;
             if v < prev || (i == 0 && v != 0) {
                 return Err(Error::BadWeights);
             }
             prev = v;
         }
-        Ok(prev)
+        Ok(())
     };
     match w {
         WeightsDesc::Dense { data } => {
@@ -790,7 +758,8 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if !(1..=8).contains(gap_bits) {
                 return Err(Error::BadWeights);
             }
-            let n = ptrs(row_ptr)?;
+            ptrs(row_ptr)?;
+            let n = le_u32(row_ptr, cout)? as usize;
             let eb = *gap_bits as usize + values.bits() as usize;
             if entries.len() != (n * eb).div_ceil(8) {
                 return Err(Error::BadWeights);
@@ -809,7 +778,8 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
                 return Err(Error::BadHuffman);
             }
             ptrs(row_ptr)?;
-            if ptrs(row_bits)?.div_ceil(8) != stream.len() {
+            ptrs(row_bits)?;
+            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }
         }
@@ -822,7 +792,8 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
                 return Err(Error::BadHuffman);
             }
-            if ptrs(row_bits)?.div_ceil(8) != stream.len() {
+            ptrs(row_bits)?;
+            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }
         }

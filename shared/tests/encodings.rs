@@ -5,7 +5,7 @@ use shared::encode::{OwnedWeights, SparseSource, huffman_lengths};
 use shared::weights::{Huffman, RowDecoder};
 
 fn decode_all(w: &OwnedWeights, cout: usize, k: usize) -> Vec<i8> {
-    let d = RowDecoder::new(w.desc(), cout, k).unwrap();
+    let d = RowDecoder::new(w.desc(), k).unwrap();
     let mut out = vec![0x55i8; cout * k];
     for r in 0..cout {
         d.check_row(r).unwrap();
@@ -65,82 +65,4 @@ fn oversubscribed_huffman_is_rejected() {
     assert!(Huffman::new(&[1, 1, 1]).is_err());
     assert!(Huffman::new(&[0, 0]).is_err());
     assert!(Huffman::new(&[16]).is_err());
-}
-
-/// Re-stores a row index of `from`-byte entries with `to`-byte entries.
-fn widen(index: &[u8], from: usize, to: usize) -> Vec<u8> {
-    index
-        .chunks(from)
-        .flat_map(|e| {
-            let mut v = e.to_vec();
-            v.resize(to, 0);
-            v
-        })
-        .collect()
-}
-
-#[test]
-fn row_indexes_are_narrowest_and_every_width_decodes_alike() {
-    // 6 rows of 700 weights at ~60 % density: entries fit one byte at most per row sum, bit
-    // offsets need two or three bytes.
-    let (cout, k) = (6usize, 700usize);
-    let mut s = 0x9E37_79B9u32;
-    let raw: Vec<i8> = (0..cout * k)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            if s % 10 < 6 { (s >> 8) as i8 } else { 0 }
-        })
-        .collect();
-    let enc = OwnedWeights::huff_sparse(SparseSource::Raw(&raw), cout, k, 15).unwrap();
-    let OwnedWeights::HuffSparse {
-        centroids,
-        gap_lengths,
-        value_lengths,
-        row_ptr,
-        row_bits,
-        stream,
-    } = enc.clone()
-    else {
-        unreachable!()
-    };
-    let (pw, bw) = (row_ptr.len() / (cout + 1), row_bits.len() / (cout + 1));
-    // The narrowest width holding the last (largest) entry.
-    let last = |b: &[u8], w: usize| {
-        b[cout * w..]
-            .iter()
-            .rev()
-            .fold(0u32, |a, &x| a << 8 | x as u32)
-    };
-    let need = |v: u32| (4 - v.leading_zeros() as usize / 8).max(1);
-    assert_eq!(pw, need(last(&row_ptr, pw)));
-    assert_eq!(bw, need(last(&row_bits, bw)));
-    assert!((2..4).contains(&bw), "bit offsets {bw} bytes wide");
-    assert_eq!(decode_all(&enc, cout, k), raw);
-    for (pt, bt) in [(pw, 4), (4, bw), (4, 4), (pw + 1, bw + 1)] {
-        let wide = OwnedWeights::HuffSparse {
-            centroids: centroids.clone(),
-            gap_lengths: gap_lengths.clone(),
-            value_lengths: value_lengths.clone(),
-            row_ptr: widen(&row_ptr, pw, pt),
-            row_bits: widen(&row_bits, bw, bt),
-            stream: stream.clone(),
-        };
-        assert_eq!(decode_all(&wide, cout, k), raw, "widths {pt}/{bt}");
-    }
-    // An index whose length is no whole number of 1..=4-byte entries per row is refused.
-    for bad in [row_bits.len() - 1, 5 * (cout + 1), 0] {
-        let mut rb = widen(&row_bits, bw, 5);
-        rb.truncate(bad);
-        let w = OwnedWeights::HuffSparse {
-            centroids: centroids.clone(),
-            gap_lengths: gap_lengths.clone(),
-            value_lengths: value_lengths.clone(),
-            row_ptr: row_ptr.clone(),
-            row_bits: rb,
-            stream: stream.clone(),
-        };
-        assert!(RowDecoder::new(w.desc(), cout, k).is_err(), "{bad} bytes");
-    }
 }

@@ -91,7 +91,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
     d.decode_weights(c.cin as usize, &mut dense).unwrap();
     let mut want = vec![7i8; oh * ow * stride];
     conv_ref_s8(&p, &q, &x, &dense, &mut want);
-    let dec = RowDecoder::new(d.weights, c.cout as usize, k).unwrap();
+    let dec = RowDecoder::new(d.weights, k).unwrap();
     let mut got = vec![7i8; oh * ow * stride];
     let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense())];
     let zero_skip = zero_skip_applies(&p, &dec, scratch.len());

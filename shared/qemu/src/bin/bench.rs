@@ -108,7 +108,7 @@ fn main() -> ! {
         let macs = oh * ow * p.k() * cout as usize;
         for (ei, bytes) in WEIGHTS[si].iter().enumerate() {
             let wd: WeightsDesc<'_> = postcard::from_bytes(bytes).unwrap();
-            let dec = RowDecoder::new(wd, cout as usize, p.k()).unwrap();
+            let dec = RowDecoder::new(wd, p.k()).unwrap();
             let xin = &x[..input.len().min(x.len())];
             // Full weight blocks (a layer with room in the arena), then the plan's minimum.
             let mut ins = [0u32; 2];

@@ -190,7 +190,7 @@ fn conv_case<K: DotKernel>(
     } else {
         WeightsDesc::Dense { data: &w[..nw] }
     };
-    let dec = RowDecoder::new(desc, cout as usize, kk).unwrap();
+    let dec = RowDecoder::new(desc, kk).unwrap();
     let sl = conv_scratch_len(&p, !sparse);
     if sl > scratch.len() {
         return true;
