@@ -47,14 +47,28 @@ impl CompressConfig {
     /// Weights are stored as packed 4-bit codebook indices (fastest on the device);
     /// `sqz recode --encoding smallest` gives the Huffman-sparse twin with the same logits.
     pub fn shipped() -> Self {
+        // Pruned per layer: most where the weights are (the 3x3 expands of fire6-9, 64 % of all
+        // weights, on 3x3 maps), least in the small early layers; the cubic schedule takes the
+        // large steps first.
+        let mut layers = vec!["fire4.*=0.65".to_string(), "fire5.*=0.65".to_string()];
+        for f in 6..=9 {
+            layers.push(format!("fire{f}.*=0.72"));
+            layers.push(format!("fire{f}.expand3x3=0.9"));
+        }
+        let layer_sparsity = layers
+            .iter()
+            .map(|s| s.parse().expect("a valid layer setting"))
+            .collect();
         Self {
             sharing: SharingConfig {
                 fast_decode: true,
                 ..SharingConfig::default()
             },
             finetune: Some(FinetuneConfig {
-                sparsity: 0.65,
-                prune_rounds: 3,
+                sparsity: 0.5,
+                layer_sparsity,
+                prune_schedule: crate::finetune::PruneSchedule::Cubic,
+                prune_rounds: 4,
                 prune_epochs: 3,
                 share_epochs: 2,
                 bits: 4,
