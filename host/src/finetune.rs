@@ -189,25 +189,20 @@ pub fn resolve_layer_settings<T: Copy>(
         .collect())
 }
 
-/// Names of the convs in [`convs_mut`] order: `stem`, `fire2.squeeze`, `fire2.expand1x1`,
-/// `fire2.expand3x3`, `fire2.bypass` (complex bypass only), ..., `classifier`. Fires are
-/// numbered from 2, as in the SqueezeNet paper.
-pub fn conv_names(net: &SqueezeNet) -> Vec<String> {
+/// Names of the convs in [`convs_mut`] order for the network `cfg` describes: `stem`,
+/// `fire2.squeeze`, `fire2.expand1x1`, `fire2.expand3x3`, `fire2.bypass` (complex bypass only),
+/// ..., `classifier`. Fires are numbered from 2, as in the SqueezeNet paper.
+pub fn conv_names(cfg: &SqueezeNetConfig) -> Vec<String> {
     let mut v = vec!["stem".to_string()];
-    for (j, f) in net.fires.iter().enumerate() {
+    for (j, w) in cfg.fires().iter().enumerate() {
         let n = j + 2;
         v.extend(["squeeze", "expand1x1", "expand3x3"].map(|p| format!("fire{n}.{p}")));
-        if f.bypass_conv.is_some() {
+        if cfg.fire_bypass(w) == crate::model::FireBypass::Conv {
             v.push(format!("fire{n}.bypass"));
         }
     }
     v.push("classifier".to_string());
     v
-}
-
-/// [`conv_names`] of the network `cfg` describes.
-pub fn conv_names_of(cfg: &SqueezeNetConfig) -> Vec<String> {
-    conv_names(&SqueezeNet::new(cfg, &Device::flex()))
 }
 
 /// Final pruning target and codebook bits of every conv (in [`conv_names`] order).
@@ -764,7 +759,14 @@ pub fn finetune(
         stage: 1,
         teacher: teacher.as_ref(),
     };
-    let targets = layer_targets(cfg, &conv_names(&net))?;
+    let targets = layer_targets(cfg, &conv_names(model_cfg))?;
+    if targets.len() != convs(&net).len() {
+        bail!(
+            "internal error: {} conv names for {} convs",
+            targets.len(),
+            convs(&net).len()
+        );
+    }
     if targets.iter().any(|&(s, _)| s > 0.0) {
         for r in 1..=cfg.prune_rounds {
             let started = std::time::Instant::now();
@@ -775,7 +777,7 @@ pub fn finetune(
             l.stage = r as u64;
             // Uniform targets are named by their fraction; per-layer ones by the share of all
             // weights now pruned.
-            let fraction = if cfg.layer_sparsity.is_empty() && cfg.prune_schedule.is_linear() {
+            let fraction = if cfg.layer_sparsity.is_empty() {
                 cfg.sparsity * step
             } else {
                 sparsity_of(&net)
@@ -888,6 +890,23 @@ pub fn finetune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv_names_follow_the_network_for_every_bypass() {
+        use crate::model::Bypass;
+        for bypass in [Bypass::None, Bypass::Simple, Bypass::Complex] {
+            let cfg = SqueezeNetConfig {
+                bypass,
+                ..SqueezeNetConfig::fashion_mnist()
+            };
+            let names = conv_names(&cfg);
+            let net = SqueezeNet::new(&cfg, &Device::flex());
+            assert_eq!(names.len(), convs(&net).len(), "{bypass:?}");
+            let bypasses = names.iter().filter(|n| n.ends_with(".bypass")).count();
+            let convs_with = net.fires.iter().filter(|f| f.bypass_conv.is_some()).count();
+            assert_eq!(bypasses, convs_with, "{bypass:?}");
+        }
+    }
 
     #[test]
     fn cubic_schedule_front_loads_pruning_and_ends_on_target() {

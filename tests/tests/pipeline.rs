@@ -80,7 +80,7 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         layer_bits: vec!["classifier=2".parse().unwrap()],
         ..Default::default()
     };
-    let names = host::finetune::conv_names_of(&model_cfg);
+    let names = host::finetune::conv_names(&model_cfg);
     let targets = host::finetune::layer_targets(&ft, &names).unwrap();
     assert_eq!(targets[0], (0.2, 3));
     assert_eq!(*targets.last().unwrap(), (0.6, 2));
