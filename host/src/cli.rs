@@ -370,7 +370,9 @@ pub struct CompressArgs {
     /// Codebook bits per layer for k-means weight sharing (2..=8).
     #[arg(long, default_value_t = 4)]
     bits: u8,
-    /// Store plain packed codebook indices (no Huffman/sparse): larger, cheapest to decode.
+    /// Store each conv the way the device runs fastest (`sqz recode --encoding fast-decode`: packed
+    /// codebook indices, or byte-entry sparse rows where zero skipping wins): larger than the
+    /// smallest coding, far cheaper to decode.
     #[arg(long)]
     fast_decode: bool,
     /// Prune and share weights with fine-tuning, as the Deep Compression paper does (iterative

@@ -342,19 +342,13 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     let shared_plan = |_: usize, w: &[i8], _: usize| -> Result<OwnedWeights> {
         Ok(OwnedWeights::dense(&share(w, &sc).0))
     };
-    let convs = work.convs();
     let final_plan = |i: usize, w: &[i8], k: usize| -> Result<OwnedWeights> {
         let sc = SharingConfig {
             bits: layer_bits.get(i).copied().unwrap_or(sc.bits),
             ..sc
         };
         let (_, idx, c) = share(w, &sc);
-        if sc.fast_decode {
-            let stem = convs.get(i).is_some_and(|c| c.cin == 1 && c.k == 3);
-            crate::sharing::fastest_encoding(&idx, &c, sc.bits, w.len() / k, k, stem)
-        } else {
-            smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
-        }
+        smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
     };
     // How each stage stores its weights, for its size: pruned weights as sparse int8 with
     // 4-bit gaps; shared weights as packed codebook indices (sparse when pruned).
@@ -415,7 +409,11 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
         last_weights = decoded_weights(&b)?;
     }
     let q = quantize(&work, &ranges, &final_plan)?;
-    let blob = q.blob(cfg.model_id)?;
+    let mut blob = q.blob(cfg.model_id)?;
+    if sc.fast_decode {
+        // The fastest encoding of a conv depends on its output size, which the blob knows.
+        blob = crate::recode::recode(&blob, crate::recode::Encoding::FastDecode, [])?;
+    }
     // The compressed blob must decode to exactly the weights just evaluated.
     if decoded_weights(&blob)? != last_weights {
         bail!("internal error: the compressed encodings do not decode to the shared weights");
@@ -423,7 +421,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
     push_stage(
         &mut stages,
         if sc.fast_decode {
-            "packed codebook indices (fast decode)"
+            "fastest to decode (packed codebook indices, sparse rows where zero skipping wins)"
         } else {
             "Huffman / sparse coding (smallest per layer)"
         },

@@ -13,13 +13,15 @@ use shared::format::{Bypass, ConvDesc, FireDesc, LayerDesc, ModelDesc};
 pub enum Encoding {
     /// The smallest of codebook, Huffman codebook, sparse and Huffman sparse, per layer.
     Smallest,
-    /// The fewest device instructions: packed codebook indices (dense rows, the cheapest to
-    /// decode), except for a 1-channel 3x3 stem sparse enough for the Cortex-M4 kernel to skip
-    /// its zero weights (one byte per entry: gap and codebook index).
+    /// The fewest device instructions, per conv: packed codebook indices (dense rows, the
+    /// cheapest to decode), or sparse rows of one byte per entry (gap and codebook index) where
+    /// the device's zero-skipping kernels win at that density and output size (e.g. at most
+    /// 20 % nonzero on a 3x3 map, 40 % on 14x14; a 1-channel 3x3 stem up to 55 %).
     FastDecode,
 }
 
-fn recode_conv(c: &ConvDesc<'_>, cin: usize, encoding: Encoding) -> Result<OwnedConv> {
+/// `npix`: the conv's output pixels (the fast-decode choice depends on them).
+fn recode_conv(c: &ConvDesc<'_>, cin: usize, npix: usize, encoding: Encoding) -> Result<OwnedConv> {
     let cout = c.out_channels as usize;
     let k = c.kernel[0] as usize * c.kernel[1] as usize * cin;
     let mut w = vec![0i8; cout * k];
@@ -39,7 +41,7 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, encoding: Encoding) -> Result<Owned
         let stem = cin == 1 && c.kernel == [3, 3];
         match encoding {
             Encoding::FastDecode => {
-                crate::sharing::fastest_encoding(&idx, &centroids, bits, cout, k, stem)?
+                crate::sharing::fastest_encoding(&idx, &centroids, bits, cout, k, stem, npix)?
             }
             Encoding::Smallest => {
                 crate::sharing::smallest_encoding(&idx, &centroids, bits, cout, k)?
@@ -75,15 +77,17 @@ pub fn recode<'a>(
     let mut convs = Vec::new();
     for info in model.layers() {
         let cin = info.input.c as usize;
+        let npix = info.output.h as usize * info.output.w as usize;
         match &info.desc {
-            LayerDesc::Conv(c) => convs.push(recode_conv(c, cin, encoding)?),
+            LayerDesc::Conv(c) => convs.push(recode_conv(c, cin, npix, encoding)?),
             LayerDesc::Fire(f) => {
+                // Every conv of a fire keeps its input's spatial size.
                 let s = f.squeeze.out_channels as usize;
-                convs.push(recode_conv(&f.squeeze, cin, encoding)?);
-                convs.push(recode_conv(&f.expand1, s, encoding)?);
-                convs.push(recode_conv(&f.expand3, s, encoding)?);
+                convs.push(recode_conv(&f.squeeze, cin, npix, encoding)?);
+                convs.push(recode_conv(&f.expand1, s, npix, encoding)?);
+                convs.push(recode_conv(&f.expand3, s, npix, encoding)?);
                 if let Bypass::Complex { conv, .. } = &f.bypass {
-                    convs.push(recode_conv(conv, cin, encoding)?);
+                    convs.push(recode_conv(conv, cin, npix, encoding)?);
                 }
             }
             _ => {}

@@ -18,8 +18,8 @@ pub struct SharingConfig {
     pub bits: u8,
     /// Lloyd iterations of k-means.
     pub iterations: usize,
-    /// Store plain packed codebook indices only (no Huffman, no sparse rows): larger, but the
-    /// cheapest to decode on the device.
+    /// Store each conv the way the device runs fastest ([`fastest_encoding`]: packed codebook
+    /// indices, or byte-entry sparse rows where zero skipping wins) instead of the smallest way.
     pub fast_decode: bool,
 }
 
@@ -173,10 +173,13 @@ pub fn stored_bytes(w: &OwnedWeights) -> usize {
     }
 }
 
-/// The encoding the device runs fastest: packed codebook indices (dense rows, the cheapest to
-/// decode), except for a 1-channel 3x3 stem (`stem`) sparse enough for the
-/// Cortex-M4 kernel to skip its zero weights ([`shared::kernels::sparse_stem_pays`]): sparse
-/// rows of one byte per entry (4-bit gap, index; never a filler in a 9-weight row).
+/// The encoding the device runs fastest for a conv with `npix` output pixels: packed codebook
+/// indices (dense rows, the cheapest to decode), except where the kernels skip zero weights:
+/// a 1-channel 3x3 stem (`stem`) sparse enough for the Cortex-M4 stem kernel
+/// ([`shared::kernels::sparse_stem_pays`]), and any other conv whose byte-entry sparse rows
+/// pass [`shared::kernels::sparse_rows_pay`]. Sparse rows are one byte per entry (gap in the low
+/// `8 - bits` bits, codebook index above), which the zero-skipping driver reads without a bit
+/// reader.
 pub fn fastest_encoding(
     idx: &[u8],
     centroids: &[i8],
@@ -184,22 +187,32 @@ pub fn fastest_encoding(
     cout: usize,
     k: usize,
     stem: bool,
+    npix: usize,
 ) -> Result<OwnedWeights> {
     let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
     let bits = bits.max(2);
-    let zero = centroids.iter().position(|&c| c == 0);
-    let nonzero = zero.map(|z| idx.iter().filter(|&&i| i as usize != z).count());
-    match nonzero {
-        Some(n) if stem && k == 9 && bits <= 4 && shared::kernels::sparse_stem_pays(n, cout) => {
-            let src = SparseSource::Codebook {
-                centroids,
-                bits,
-                indices: idx,
-            };
-            e(OwnedWeights::sparse(src, cout, k, 4))
+    let src = || SparseSource::Codebook {
+        centroids,
+        bits,
+        indices: idx,
+    };
+    if let Some(z) = centroids.iter().position(|&c| c == 0) {
+        if stem && k == 9 && bits <= 4 {
+            let nonzero = idx.iter().filter(|&&i| i as usize != z).count();
+            if shared::kernels::sparse_stem_pays(nonzero, cout) {
+                return e(OwnedWeights::sparse(src(), cout, k, 4));
+            }
+        } else if !stem && bits <= 6 {
+            let sparse = e(OwnedWeights::sparse(src(), cout, k, 8 - bits))?;
+            let stored = shared::weights::RowDecoder::new(sparse.desc(), k)
+                .ok()
+                .and_then(|d| d.stored_entries(0, cout));
+            if stored.is_some_and(|n| shared::kernels::sparse_rows_pay(npix, n, cout, k)) {
+                return Ok(sparse);
+            }
         }
-        _ => e(OwnedWeights::codebook(centroids, bits, idx)),
     }
+    e(OwnedWeights::codebook(centroids, bits, idx))
 }
 
 /// The smallest storage of shared weights: codebook, Huffman-coded codebook, and (when there
@@ -239,12 +252,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fastest_encoding_is_sparse_only_for_sparse_stems() {
+    fn fastest_encoding_is_sparse_where_the_kernels_skip_zeros() {
         use shared::weights::WeightsDesc;
         let centroids = [-50i8, 0, 7, 90];
-        // 64 channels of 9 weights; `density` percent of them nonzero (index != 1).
-        let rows = |density: usize| -> Vec<u8> {
-            (0..64 * 9)
+        // 64 channels of `k` weights; `density` percent of them nonzero (index != 1).
+        let rows = |k: usize, density: usize| -> Vec<u8> {
+            (0..64 * k)
                 .map(|i| {
                     if (i * 37) % 100 < density {
                         [0, 2, 3][i % 3]
@@ -254,29 +267,37 @@ mod tests {
                 })
                 .collect()
         };
-        let kind = |idx: &[u8], stem: bool| {
-            let w = fastest_encoding(idx, &centroids, 2, 64, 9, stem).unwrap();
+        let kind = |k: usize, density: usize, stem: bool, npix: usize| {
+            let w = fastest_encoding(&rows(k, density), &centroids, 2, 64, k, stem, npix).unwrap();
             match w.desc() {
                 WeightsDesc::Sparse { .. } => "sparse",
                 WeightsDesc::Codebook { .. } => "codebook",
                 _ => "other",
             }
         };
-        assert_eq!(kind(&rows(40), true), "sparse");
-        assert_eq!(kind(&rows(40), false), "codebook");
-        assert_eq!(kind(&rows(70), true), "codebook");
-        // Decoding the sparse stem gives back exactly the indexed values.
-        let idx = rows(40);
-        let w = fastest_encoding(&idx, &centroids, 2, 64, 9, true).unwrap();
-        let dec = shared::weights::RowDecoder::new(w.desc(), 9).unwrap();
-        let mut row = [0i8; 9];
-        for r in 0..64 {
-            dec.decode_row(r, &mut row).unwrap();
-            let want: Vec<i8> = idx[9 * r..9 * r + 9]
-                .iter()
-                .map(|&i| centroids[i as usize])
-                .collect();
-            assert_eq!(row.to_vec(), want, "row {r}");
+        // The 1-channel stem: sparse up to 55 %.
+        assert_eq!(kind(9, 40, true, 784), "sparse");
+        assert_eq!(kind(9, 70, true, 784), "codebook");
+        // Other convs: by density and output size (break-even lower on small maps).
+        assert_eq!(kind(576, 10, false, 9), "sparse");
+        assert_eq!(kind(576, 30, false, 9), "codebook");
+        assert_eq!(kind(576, 30, false, 49), "sparse");
+        assert_eq!(kind(576, 30, false, 196), "sparse");
+        assert_eq!(kind(576, 50, false, 196), "codebook");
+        // Decoding the sparse rows gives back exactly the indexed values.
+        for (k, density, stem, npix) in [(9, 40, true, 784), (576, 10, false, 9)] {
+            let idx = rows(k, density);
+            let w = fastest_encoding(&idx, &centroids, 2, 64, k, stem, npix).unwrap();
+            let dec = shared::weights::RowDecoder::new(w.desc(), k).unwrap();
+            let mut row = vec![0i8; k];
+            for r in 0..64 {
+                dec.decode_row(r, &mut row).unwrap();
+                let want: Vec<i8> = idx[k * r..k * (r + 1)]
+                    .iter()
+                    .map(|&i| centroids[i as usize])
+                    .collect();
+                assert_eq!(row, want, "k {k}, row {r}");
+            }
         }
     }
 

@@ -8,6 +8,7 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=../src");
     bench_weights(&out);
+    sweep_weights(&out);
     use shared::encode::example::Enc;
     for (name, enc) in [("dense", Enc::Dense), ("hsc", Enc::HuffSparseCodebook)] {
         let blob = shared::encode::squeezenet::blob(11, 10, enc);
@@ -81,20 +82,29 @@ pub const SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
     ("stem 3x3/1 p1 1->64 @28x28", 28, 28, 1, 64, 3, 1, 1),
 ];
 
-/// Writes `bench{i}_{enc}.w`: postcard `WeightsDesc` of each shape for 4 encodings at 35 %
-/// density (dense stores the same pruned values).
-fn bench_weights(out: &std::path::Path) {
-    use shared::encode::{OwnedWeights, SparseSource};
-    let mut s = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
+/// A xorshift stream of `u32`s from `seed`.
+fn xorshift(mut s: u64) -> impl FnMut() -> u32 {
+    move || {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
         (s >> 16) as u32
-    };
-    let centroids: Vec<i8> = (0..16)
+    }
+}
+
+/// The benches' 4-bit codebook: 0 and 15 values from -112 to 112.
+fn bench_centroids() -> Vec<i8> {
+    (0..16)
         .map(|i| if i == 0 { 0 } else { (i * 16 - 128) as i8 })
-        .collect();
+        .collect()
+}
+
+/// Writes `bench{i}_{enc}.w`: postcard `WeightsDesc` of each shape for 4 encodings at 35 %
+/// density (dense stores the same pruned values).
+fn bench_weights(out: &std::path::Path) {
+    use shared::encode::{OwnedWeights, SparseSource};
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
+    let centroids = bench_centroids();
     for (i, sh) in SHAPES.iter().enumerate() {
         let k = sh.5 as usize * sh.5 as usize * sh.3 as usize;
         let n = k * sh.4 as usize;
@@ -134,4 +144,72 @@ fn bench_weights(out: &std::path::Path) {
             let _ = name;
         }
     }
+}
+
+/// Density sweep of the zero-skipping driver against packed codebook rows:
+/// (name, h, w, cin, cout, k, pad).
+const SWEEP_SHAPES: [(&str, u16, u16, u16, u16, u8, u8); 6] = [
+    ("squeeze 1x1 384->64 @3x3", 3, 3, 384, 64, 1, 0),
+    ("expand 1x1 64->256 @3x3", 3, 3, 64, 256, 1, 0),
+    ("expand 3x3 64->256 @3x3", 3, 3, 64, 256, 3, 1),
+    ("squeeze 1x1 256->32 @7x7", 7, 7, 256, 32, 1, 0),
+    ("expand 3x3 32->128 @7x7", 7, 7, 32, 128, 3, 1),
+    ("expand 3x3 16->64 @14x14", 14, 14, 16, 64, 3, 1),
+];
+const SWEEP_DENSITIES: [u32; 9] = [2, 5, 10, 15, 20, 25, 30, 40, 50];
+
+/// Writes `sweep{i}_{d}.w` (byte-entry sparse codebook rows at `d` % density) and
+/// `sweep{i}_cb.w` (the 50 % weights as packed codebook rows: their cost does not depend on the
+/// values), and `sweep.rs`, the table that includes them.
+fn sweep_weights(out: &std::path::Path) {
+    use shared::encode::{OwnedWeights, SparseSource};
+    use std::fmt::Write;
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+    let centroids = bench_centroids();
+    let mut table =
+        String::from("static SWEEP: &[(&str, u16, u16, u16, u16, u8, u8, u32, &[u8])] = &[\n");
+    for (i, sh) in SWEEP_SHAPES.iter().enumerate() {
+        let k = sh.5 as usize * sh.5 as usize * sh.3 as usize;
+        let cout = sh.4 as usize;
+        for (j, &d) in SWEEP_DENSITIES.iter().enumerate() {
+            let idx: Vec<u8> = (0..k * cout)
+                .map(|_| {
+                    if next() % 1000 < 10 * d {
+                        (1 + next() % 15) as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let cb = SparseSource::Codebook {
+                centroids: &centroids,
+                bits: 4,
+                indices: &idx,
+            };
+            let mut write = |tag: String, pct: u32, w: OwnedWeights| {
+                let bytes = postcard::to_allocvec(&w.desc()).unwrap();
+                std::fs::write(out.join(format!("sweep{i}_{tag}.w")), bytes).unwrap();
+                writeln!(
+                    table,
+                    "    ({:?}, {}, {}, {}, {}, {}, {}, {}, include_bytes!(concat!(env!(\"OUT_DIR\"), \"/sweep{}_{}.w\"))),",
+                    sh.0, sh.1, sh.2, sh.3, sh.4, sh.5, sh.6, pct, i, tag
+                )
+                .unwrap();
+            };
+            if j == SWEEP_DENSITIES.len() - 1 {
+                write(
+                    "cb".into(),
+                    0,
+                    OwnedWeights::codebook(&centroids, 4, &idx).unwrap(),
+                );
+            }
+            write(
+                format!("{d}"),
+                d,
+                OwnedWeights::sparse(cb, cout, k, 4).unwrap(),
+            );
+        }
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("sweep.rs"), table).unwrap();
 }

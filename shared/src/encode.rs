@@ -648,7 +648,7 @@ pub mod example {
         HuffCodebook,
     }
 
-    /// Random conv with the given encoding.
+    /// Random conv with the given encoding, 55 % of its weights zero.
     #[allow(clippy::too_many_arguments)]
     pub fn conv(
         rng: &mut Rng,
@@ -662,6 +662,36 @@ pub mod example {
         in_scale: f32,
         uniform_scales: bool,
     ) -> OwnedConv {
+        conv_with_zeros(
+            rng,
+            cin,
+            cout,
+            kernel,
+            stride,
+            pad,
+            relu,
+            enc,
+            in_scale,
+            uniform_scales,
+            55,
+        )
+    }
+
+    /// [`conv`] with about `zero_percent` % of the weights zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_with_zeros(
+        rng: &mut Rng,
+        cin: usize,
+        cout: usize,
+        kernel: u8,
+        stride: u8,
+        pad: u8,
+        relu: bool,
+        enc: Enc,
+        in_scale: f32,
+        uniform_scales: bool,
+        zero_percent: u32,
+    ) -> OwnedConv {
         let k = kernel as usize * kernel as usize * cin;
         let centroids: Vec<i8> = (0..16)
             .map(|i| if i == 0 { 0 } else { (i * 16 - 128) as i8 })
@@ -669,7 +699,7 @@ pub mod example {
         let mut idx = Vec::with_capacity(cout * k);
         let mut dense = Vec::with_capacity(cout * k);
         for _ in 0..cout * k {
-            let zero = rng.range(0, 99) < 55;
+            let zero = rng.range(0, 99) < zero_percent as i32;
             let i = if zero { 0 } else { rng.range(1, 15) as u8 };
             idx.push(i);
             dense.push(if zero { 0 } else { rng.range(-127, 127) as i8 });

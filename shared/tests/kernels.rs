@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use shared::QuantParams;
-use shared::encode::example::{Enc, Rng, conv as gen_conv};
+use shared::encode::example::{Enc, Rng, conv_with_zeros as gen_conv};
 use shared::format::Dims;
 use shared::kernels::dot::{SparseBlock, sparse_entry};
 use shared::kernels::*;
@@ -23,6 +23,8 @@ struct ConvCase {
     uniform: bool,
     in_zp: i8,
     seed: u64,
+    /// Share of zero weights, in percent.
+    zero_pct: u32,
 }
 
 fn encs() -> [Enc; 7] {
@@ -39,8 +41,8 @@ fn encs() -> [Enc; 7] {
 
 /// Runs `conv_s8::<K>` and `conv_ref_s8` on one case, writing into a wider concat buffer at a
 /// channel offset, and compares every byte (untouched channels included). Returns whether the
-/// zero-skipping sparse path applied with the minimal scratch.
-fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
+/// zero-skipping sparse path applied with the minimal scratch and with a long one.
+fn check_conv<K: DotKernel>(c: ConvCase) -> [bool; 2] {
     let mut rng = Rng(c.seed | 1);
     let conv = gen_conv(
         &mut rng,
@@ -53,6 +55,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
         encs()[c.enc as usize % 7],
         0.03,
         c.uniform,
+        c.zero_pct,
     );
     let d = conv.desc();
     let input = Dims {
@@ -106,6 +109,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
     // pixel's packed activations: same result.
     let mut got = vec![7i8; oh * ow * stride];
     let mut scratch = vec![0i8; conv_scratch_len(&p, dec.is_dense()) + 4 * k * oh * ow + 64];
+    let zero_skip_long = zero_skip_applies(&p, &dec, scratch.len());
     conv_s8::<K>(&p, &q, &x, &dec, &mut got, &mut scratch);
     if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
         panic!(
@@ -113,7 +117,7 @@ fn check_conv<K: DotKernel>(c: ConvCase) -> bool {
             want[i], got[i]
         );
     }
-    zero_skip
+    [zero_skip, zero_skip_long]
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
@@ -132,6 +136,7 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
             any::<bool>(),
             any::<i8>(),
             any::<u64>(),
+            prop_oneof![Just(55u32), 70u32..98],
         ),
     )
         .prop_filter("kernel fits", |((h, w, _, _), (k, _, p), _)| {
@@ -140,19 +145,22 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
                 && (*w as usize + 2 * *p as usize) >= *k as usize
         })
         .prop_map(
-            |((h, w, cin, cout), (k, stride, pad), (relu, enc, uniform, in_zp, seed))| ConvCase {
-                h,
-                w,
-                cin,
-                cout,
-                k,
-                stride,
-                pad,
-                relu,
-                enc,
-                uniform,
-                in_zp,
-                seed,
+            |((h, w, cin, cout), (k, stride, pad), (relu, enc, uniform, in_zp, seed, zero_pct))| {
+                ConvCase {
+                    h,
+                    w,
+                    cin,
+                    cout,
+                    k,
+                    stride,
+                    pad,
+                    relu,
+                    enc,
+                    uniform,
+                    in_zp,
+                    seed,
+                    zero_pct,
+                }
             },
         )
 }
@@ -171,6 +179,7 @@ fn named_conv_cases() -> Vec<ConvCase> {
         uniform: false,
         in_zp: -128,
         seed: 42,
+        zero_pct: 55,
     };
     vec![
         base, // expand 1x1 16->64
@@ -244,7 +253,50 @@ macro_rules! conv_suite {
                     // SparseRaw, SparseCodebook, HuffSparseRaw, HuffSparseCodebook
                     for enc in 2..6 {
                         let c = ConvCase { enc, ..c };
-                        assert!(check_conv::<$k>(c), "{c:?}: zero-skip path not taken");
+                        assert!(check_conv::<$k>(c)[0], "{c:?}: zero-skip path not taken");
+                    }
+                }
+            }
+            /// On a 3x3 map (9 pixels, below `ZERO_SKIP_MIN_PIXELS`) sparse rows at 8 %
+            /// density (a heavily pruned fire6-9) take the zero-skipping path when the scratch
+            /// holds their entries, and equal the reference; at 45 % they do not.
+            #[test]
+            fn zero_skip_small_maps() {
+                let small = ConvCase {
+                    h: 3,
+                    w: 3,
+                    zero_pct: 92,
+                    ..named_conv_cases()[0]
+                };
+                let shapes = [
+                    ConvCase {
+                        cin: 64,
+                        cout: 32,
+                        ..small
+                    }, // squeeze 1x1
+                    ConvCase {
+                        cin: 16,
+                        cout: 64,
+                        ..small
+                    }, // expand 1x1
+                    ConvCase {
+                        cin: 16,
+                        cout: 64,
+                        k: 3,
+                        pad: 1,
+                        ..small
+                    }, // expand 3x3
+                ];
+                for c in shapes {
+                    // SparseRaw (3-bit gaps), HuffSparseRaw, HuffSparseCodebook: few fillers.
+                    for enc in [2, 4, 5] {
+                        let c = ConvCase { enc, ..c };
+                        assert!(check_conv::<$k>(c)[1], "{c:?}: zero-skip path not taken");
+                        let dense = ConvCase { zero_pct: 55, ..c };
+                        assert!(
+                            !check_conv::<$k>(dense)[1],
+                            "{dense:?}: zero-skip path taken"
+                        );
                     }
                 }
             }

@@ -396,11 +396,44 @@ unsafe fn conv_strip<K: DotKernel>(
 /// Output pixels per group of the zero-skipping sparse driver.
 pub const SPARSE_GROUP: usize = 4;
 
-/// Fewest output pixels for the zero-skipping driver. With few pixels the entries are used too
-/// few times: on the shipped model's fires re-encoded as byte-per-entry sparse rows (QEMU), the
-/// 3x3 layers cost 10 % more instructions with it than through the packed path (which decodes
-/// each sparse row into a dense one), the 7x7 layers 1-3 % less, the 14x14 ones 16-19 % less.
+/// Fewest output pixels for the zero-skipping driver at up to 50 % density. With fewer pixels
+/// the entries are used too few times: on a model's fires at 35 % density re-encoded as
+/// byte-per-entry sparse rows (QEMU), the 3x3 layers cost 10 % more instructions with it than
+/// through the packed path, the 7x7 layers 1-3 % less, the 14x14 ones 16-19 % less. Below it
+/// the driver still runs rows of at most 30 % density ([`zero_skip_pays`]).
 pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
+
+/// Whether the zero-skipping driver beats the packed path (which decodes each sparse row into
+/// a dense one) for a conv with `npix` output pixels whose sparse rows store `stored` entries
+/// of `cout * k` weights: up to one entry per two weights with at least
+/// [`ZERO_SKIP_MIN_PIXELS`] pixels; below that each entry serves few pixels, and the
+/// break-even is about 31 % (`shared/qemu/bench.sh`, density sweep at 3x3: 30 % gains 2-6 %,
+/// 40 % loses 14-21 %), so up to 30 %.
+pub fn zero_skip_pays(npix: usize, stored: usize, cout: usize, k: usize) -> bool {
+    let weights = cout.saturating_mul(k);
+    if npix >= ZERO_SKIP_MIN_PIXELS {
+        stored.saturating_mul(2) <= weights
+    } else {
+        npix > 0 && stored.saturating_mul(10) <= weights.saturating_mul(3)
+    }
+}
+
+/// Whether storing a conv's weights as byte-entry sparse rows (run by the zero-skipping driver)
+/// costs fewer instructions than packed 4-bit codebook rows, the other fast encoding. Its
+/// break-even density grows with the output pixels over which each entry's cost spreads: about
+/// 22 % at 3x3, 35 % at 7x7 and 44 % at 14x14 (`shared/qemu/bench.sh`, density sweep); the
+/// thresholds sit below: 20 %, 33 % and 40 %. Implies [`zero_skip_pays`].
+pub fn sparse_rows_pay(npix: usize, stored: usize, cout: usize, k: usize) -> bool {
+    let weights = cout.saturating_mul(k);
+    let (num, den) = match npix {
+        0 => return false,
+        1..16 => (1, 5),
+        16..64 => (1, 3),
+        _ => (2, 5),
+    };
+    stored.saturating_mul(den) <= weights.saturating_mul(num)
+        && zero_skip_pays(npix, stored, cout, k)
+}
 
 /// Whether the Cortex-M4 stem kernel (1-channel 3x3, `cout % 8 == 0`) takes its zero-skipping
 /// stream for sparse rows storing `stored` entries in all (plain or Huffman coded; other
@@ -414,10 +447,9 @@ pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
 }
 
 /// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
-/// scratch: sparse-coded weights (plain or Huffman) storing at most one entry per two weights
-/// (above that the packed dense path costs less), at least [`ZERO_SKIP_MIN_PIXELS`] output
-/// pixels, `k < 8192`, and
-/// room for one packed pixel group, the im2col of two pixels and the entries of the longest row.
+/// scratch: sparse-coded weights (plain or Huffman) dense enough for [`zero_skip_pays`] (above
+/// that the packed dense path costs less), `k < 8192`, and room for one packed pixel group, the
+/// im2col of two pixels and the entries of the longest row.
 pub fn zero_skip_applies(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> bool {
     sparse_layout(p, w, scratch_len).is_some()
 }
@@ -427,7 +459,7 @@ fn sparse_layout(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> Opti
     let (k, cout) = (p.k(), p.output.c as usize);
     let npix = p.output.h as usize * p.output.w as usize;
     let total = w.stored_entries(0, cout)?;
-    if npix < ZERO_SKIP_MIN_PIXELS || k >= 8192 || 2 * total > cout * k {
+    if k >= 8192 || !zero_skip_pays(npix, total, cout, k) {
         return None;
     }
     let longest = (0..cout)

@@ -14,7 +14,7 @@ pub use add::{add_requant_s8, add_requant_s8_ref, add_scratch_len};
 pub use conv::{
     ConvParams, ConvQuant, ROW_BLOCK, SPARSE_GROUP, conv_1x1_s8, conv_3x3_s8, conv_general_s8,
     conv_ref_s8, conv_s8, conv_s8_next_strip, conv_scratch_full_len, conv_scratch_len,
-    sparse_stem_pays, zero_skip_applies,
+    sparse_rows_pay, sparse_stem_pays, zero_skip_applies, zero_skip_pays,
 };
 pub use dot::{BestDot, DotKernel, PortableDot, PortableScalarDot, RefDot};
 pub use pool::{

@@ -43,8 +43,8 @@ static ENCS: [&str; 4] = [
 static mut X: [i8; 14 * 14 * 64] = [1; 14 * 14 * 64];
 static mut OUT: [i8; 28 * 28 * 64] = [0; 28 * 28 * 64];
 static mut SCRATCH: [i8; 40 * 1024] = [0; 40 * 1024];
-static BIAS: [u8; 4 * 128] = [0; 4 * 128];
-static mut MULT: [u8; 4 * 128] = [0; 4 * 128];
+static BIAS: [u8; 4 * 256] = [0; 4 * 256];
+static mut MULT: [u8; 4 * 256] = [0; 4 * 256];
 
 fn ticks() -> u32 {
     cortex_m::peripheral::SYST::get_current()
@@ -62,6 +62,36 @@ fn calibrate() -> f32 {
     (2 * n) as f32 / (t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32
 }
 
+/// A conv of `cin` -> `cout` channels, `k`x`k`, stride `s`, padding `pad` on an `h`x`w` input.
+fn conv_params(h: u16, w: u16, cin: u16, cout: u16, k: u8, s: u8, pad: u8) -> ConvParams {
+    let out = |n: u16| ((n as usize + 2 * pad as usize - k as usize) / s as usize + 1) as u16;
+    ConvParams {
+        input: Dims { h, w, c: cin },
+        output: Dims {
+            h: out(h),
+            w: out(w),
+            c: cout,
+        },
+        kernel: [k; 2],
+        stride: [s; 2],
+        pad: [pad; 4],
+        out_channel_stride: cout as usize,
+        out_channel_offset: 0,
+    }
+}
+
+/// Zero bias, the given per-channel multipliers, ReLU, zero points -128.
+fn conv_quant(mult: &[u8], cout: u16) -> ConvQuant<'_> {
+    ConvQuant {
+        in_zp: -128,
+        bias: &BIAS[..4 * cout as usize],
+        multipliers: &mult[..4 * cout as usize],
+        uniform: false,
+        out_zp: -128,
+        relu: true,
+    }
+}
+
 #[entry]
 #[allow(static_mut_refs)]
 fn main() -> ! {
@@ -74,37 +104,16 @@ fn main() -> ! {
     hprintln!("|---|---|---:|---:|---:|---:|---:|---|");
     // SAFETY: single-threaded benchmark program.
     let (x, out, scratch, mult) = unsafe { (&mut X, &mut OUT, &mut SCRATCH, &mut MULT) };
-    for c in 0..128 {
+    for c in 0..256 {
         mult[c * 4..c * 4 + 4].copy_from_slice(&(0.001f32 + c as f32 * 1e-5).to_le_bytes());
     }
     for (i, v) in x.iter_mut().enumerate() {
         *v = (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as i8;
     }
     for (si, &(name, h, wd, cin, cout, k, s, pad)) in SHAPES.iter().enumerate() {
-        let input = Dims { h, w: wd, c: cin };
-        let oh = (h as usize + 2 * pad as usize - k as usize) / s as usize + 1;
-        let ow = (wd as usize + 2 * pad as usize - k as usize) / s as usize + 1;
-        let p = ConvParams {
-            input,
-            output: Dims {
-                h: oh as u16,
-                w: ow as u16,
-                c: cout,
-            },
-            kernel: [k; 2],
-            stride: [s; 2],
-            pad: [pad; 4],
-            out_channel_stride: cout as usize,
-            out_channel_offset: 0,
-        };
-        let q = ConvQuant {
-            in_zp: -128,
-            bias: &BIAS[..4 * cout as usize],
-            multipliers: &mult[..4 * cout as usize],
-            uniform: false,
-            out_zp: -128,
-            relu: true,
-        };
+        let p = conv_params(h, wd, cin, cout, k, s, pad);
+        let (input, oh, ow) = (p.input, p.output.h as usize, p.output.w as usize);
+        let q = conv_quant(mult, cout);
         let macs = oh * ow * p.k() * cout as usize;
         for (ei, bytes) in WEIGHTS[si].iter().enumerate() {
             let wd: WeightsDesc<'_> = postcard::from_bytes(bytes).unwrap();
@@ -151,6 +160,7 @@ fn main() -> ! {
             );
         }
     }
+    sweep(ipt);
     network(ipt);
     exit(true)
 }
@@ -168,7 +178,7 @@ static NETS: [(&str, &str, &[u8]); 3] = [
     ),
     (
         "models/shipped.blob",
-        "codebook4",
+        "fast-decode",
         include_bytes!(concat!(env!("OUT_DIR"), "/shipped.blob")),
     ),
 ];
@@ -258,5 +268,42 @@ fn network(ipt: f32) {
             hprintln!("    layer {} {:?}: {}", l, op, ins);
             last = ticks();
         });
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/sweep.rs"));
+
+/// Zero-skipping sparse rows (byte entries, 4-bit codebook) at several densities against packed
+/// codebook rows (density 0 in the table), per shape, with full scratch.
+#[allow(static_mut_refs)]
+fn sweep(ipt: f32) {
+    hprintln!("");
+    hprintln!("| shape | density % (0: packed codebook4) | zero-skipping | instructions |");
+    hprintln!("|---|---:|---|---:|");
+    // SAFETY: single-threaded benchmark program.
+    let (x, out, scratch) = unsafe { (&mut X, &mut OUT, &mut SCRATCH) };
+    let mult = unsafe { &MULT };
+    for &(name, h, wd, cin, cout, k, pad, pct, bytes) in SWEEP.iter() {
+        let p = conv_params(h, wd, cin, cout, k, 1, pad);
+        let input = p.input;
+        let q = conv_quant(mult, cout);
+        let wdesc: WeightsDesc<'_> = postcard::from_bytes(bytes).unwrap();
+        let dec = RowDecoder::new(wdesc, p.k()).unwrap();
+        let sl = conv_scratch_full_len(&p, dec.is_dense()).min(scratch.len());
+        let zs = shared::kernels::zero_skip_applies(&p, &dec, sl);
+        let n = h as usize * wd as usize * cout as usize;
+        let t0 = ticks();
+        conv_s8::<ArmDot>(
+            &p,
+            &q,
+            &x[..input.len()],
+            &dec,
+            &mut out[..n],
+            &mut scratch[..sl],
+        );
+        let t1 = ticks();
+        let ins = ((t0.wrapping_sub(t1) & 0x00FF_FFFF) as f32 * ipt) as u32;
+        core::hint::black_box(&out[..n]);
+        hprintln!("| {} | {} | {} | {} |", name, pct, zs, ins);
     }
 }
