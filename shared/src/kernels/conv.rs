@@ -408,7 +408,7 @@ pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
 /// of `cout * k` weights: up to one entry per two weights with at least
 /// [`ZERO_SKIP_MIN_PIXELS`] pixels; below that each entry serves few pixels, and the
 /// break-even is about 31 % (`shared/qemu/bench.sh`, density sweep at 3x3: 30 % gains 2-6 %,
-/// 40 % loses 14-21 %), so up to 30 %.
+/// 40 % loses 16-21 %), so up to 30 %.
 pub fn zero_skip_pays(npix: usize, stored: usize, cout: usize, k: usize) -> bool {
     let weights = cout.saturating_mul(k);
     if npix >= ZERO_SKIP_MIN_PIXELS {
@@ -427,7 +427,7 @@ pub fn sparse_rows_pay(npix: usize, stored: usize, cout: usize, k: usize) -> boo
     let weights = cout.saturating_mul(k);
     let (num, den) = match npix {
         0 => return false,
-        1..16 => (1, 5),
+        1..ZERO_SKIP_MIN_PIXELS => (1, 5),
         16..64 => (1, 3),
         _ => (2, 5),
     };
@@ -447,7 +447,7 @@ pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
 }
 
 /// Whether [`conv_s8`] takes the zero-skipping path for this conv with `scratch_len` bytes of
-/// scratch: sparse-coded weights (plain or Huffman) dense enough for [`zero_skip_pays`] (above
+/// scratch: sparse-coded weights (plain or Huffman) sparse enough for [`zero_skip_pays`] (above
 /// that the packed dense path costs less), `k < 8192`, and room for one packed pixel group, the
 /// im2col of two pixels and the entries of the longest row.
 pub fn zero_skip_applies(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> bool {
