@@ -44,8 +44,9 @@ pub struct CompressConfig {
 
 impl CompressConfig {
     /// The recipe of the shipped model in `models/` (and of `sqz pipeline`).
-    /// Weights are stored as packed 4-bit codebook indices (fastest on the device);
-    /// `sqz recode --encoding smallest` gives the Huffman-sparse twin with the same logits.
+    /// Weights are stored the way the device runs fastest (`fast-decode`: packed 4-bit codebook
+    /// indices, sparse rows where zero skipping wins); `sqz recode --encoding smallest` gives
+    /// the Huffman-sparse twin with the same logits.
     pub fn shipped() -> Self {
         // Pruned per layer: most where the weights are (the 3x3 expands of fire6-9, 64 % of all
         // weights, on 3x3 maps), least in the small early layers; the cubic schedule takes the
@@ -348,7 +349,12 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
             ..sc
         };
         let (_, idx, c) = share(w, &sc);
-        smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
+        if sc.fast_decode {
+            // Placeholder, re-stored below by `recode` (which knows each conv's output size).
+            OwnedWeights::codebook(&c, sc.bits.max(2), &idx).map_err(|e| anyhow::anyhow!("{e}"))
+        } else {
+            smallest_encoding(&idx, &c, sc.bits, w.len() / k, k)
+        }
     };
     // How each stage stores its weights, for its size: pruned weights as sparse int8 with
     // 4-bit gaps; shared weights as packed codebook indices (sparse when pruned).
