@@ -54,7 +54,7 @@ pub fn generate(seed: u64, input_seed: u64) -> Result<String> {
             .unwrap_or_default();
         let i = info.input;
         let (h, w, c) = (i.h as usize, i.w as usize, i.c as usize);
-        let plan = tract_onnx::onnx()
+        let plan = crate::verify::tract_onnx_loader()
             .with_ignore_output_shapes(true)
             .model_for_read(&mut &crate::onnx::to_bytes(&proto)[..])?
             .with_input_fact(

@@ -61,8 +61,26 @@ pub struct FloatParity {
     pub max_abs_delta: f32,
 }
 
+/// tract's ONNX loader, with its AMX matmul kernels left out. On AMX-capable x86 machines
+/// (this project's development machines) tract-linalg 0.23.9 runs int8 matmuls on
+/// `avx512amx_mmm_i32_16x16`, which crashed the tract check with SIGSEGV in 2 of 4 observed
+/// runs of `tests/pipeline.rs` (gdb: the faulting frame is that kernel); without AMX the
+/// AVX-512 kernels run them. A `TRACT_CPU_ISA` set in the environment still wins.
+pub(crate) fn tract_onnx_loader() -> tract_onnx::Onnx {
+    static NO_AMX: std::sync::Once = std::sync::Once::new();
+    NO_AMX.call_once(|| {
+        // Must precede tract's first ISA probe, which it caches for the process.
+        if let Err(e) =
+            tract_onnx::tract_core::knobs::set_config_global("TRACT_CPU_ISA", "-amx-int8,-amx-bf16")
+        {
+            eprintln!("warning: could not keep tract off its AMX kernels: {e}");
+        }
+    });
+    tract_onnx::onnx()
+}
+
 pub(crate) fn load_typed(bytes: &[u8], input: InferenceFact) -> Result<Arc<TypedRunnableModel>> {
-    let model = tract_onnx::onnx()
+    let model = tract_onnx_loader()
         .with_ignore_output_shapes(true)
         .model_for_read(&mut &bytes[..])
         .context("tract could not read the ONNX model")?
