@@ -63,7 +63,7 @@ pub struct FloatParity {
 
 /// tract's ONNX loader, with its AMX matmul kernels left out. On AMX-capable x86 machines
 /// (this project's development machines) tract-linalg 0.23.9 runs int8 matmuls on
-/// `avx512amx_mmm_i32_16x16`, which crashed the tract check with SIGSEGV in 2 of 4 observed
+/// `avx512amx_mmm_i32_16x16`, which crashed the tract check with SIGSEGV in 2 of 5 observed
 /// runs of `tests/pipeline.rs` (gdb: the faulting frame is that kernel); without AMX the
 /// AVX-512 kernels run them. A `TRACT_CPU_ISA` set in the environment still wins.
 pub(crate) fn tract_onnx_loader() -> tract_onnx::Onnx {
