@@ -54,15 +54,10 @@ pub fn generate(seed: u64, input_seed: u64) -> Result<String> {
             .unwrap_or_default();
         let i = info.input;
         let (h, w, c) = (i.h as usize, i.w as usize, i.c as usize);
-        let plan = crate::verify::tract_onnx_loader()
-            .with_ignore_output_shapes(true)
-            .model_for_read(&mut &crate::onnx::to_bytes(&proto)[..])?
-            .with_input_fact(
-                0,
-                InferenceFact::dt_shape(i8::datum_type(), tvec![1, c, h, w]),
-            )?
-            .into_optimized()?
-            .into_runnable()?;
+        let plan = crate::verify::load_typed(
+            &crate::onnx::to_bytes(&proto),
+            InferenceFact::dt_shape(i8::datum_type(), tvec![1, c, h, w]),
+        )?;
         let nchw = to_nchw(&x, h, w, c);
         let outs = plan
             .run(tvec!(Tensor::from_shape(&[1, c, h, w], &nchw)?.into()))

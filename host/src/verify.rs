@@ -66,7 +66,7 @@ pub struct FloatParity {
 /// `avx512amx_mmm_i32_16x16`, which crashed the tract check with SIGSEGV in 2 of 5 observed
 /// runs of `tests/pipeline.rs` (gdb: the faulting frame is that kernel); without AMX the
 /// AVX-512 kernels run them. A `TRACT_CPU_ISA` set in the environment still wins.
-pub(crate) fn tract_onnx_loader() -> tract_onnx::Onnx {
+fn tract_onnx_loader() -> tract_onnx::Onnx {
     static NO_AMX: std::sync::Once = std::sync::Once::new();
     NO_AMX.call_once(|| {
         // Must precede tract's first ISA probe, which it caches for the process.
