@@ -50,7 +50,8 @@ pub enum Command {
     Train(TrainArgs),
     /// The paper's SR / pct_3x3 design-space sweep on a reduced budget.
     Sweep(SweepArgs),
-    /// Compress a trained run into a blob (stages evaluated), and export ONNX files.
+    /// Compress a trained run into a blob (stages evaluated), and export ONNX files; the
+    /// fine-tuning checkpoints each epoch (--resume).
     Compress(CompressArgs),
     /// Write a model's deployable files: the blob, the float ONNX and the quantised ONNX.
     Export(ExportArgs),
@@ -425,9 +426,26 @@ pub struct CompressArgs {
     /// (repeatable; the last match wins). Example: --layer-bits 'fire*.expand3x3=3'.
     #[arg(long, value_name = "LAYER=BITS", requires = "finetune")]
     layer_bits: Vec<crate::finetune::LayerSetting<u8>>,
+    /// With --finetune: continue an interrupted run from OUT/NAME.checkpoint (written after
+    /// every fine-tuning epoch; same flags required). The resumed run gives the same blob.
+    #[arg(long, requires = "finetune")]
+    resume: bool,
+    /// With --finetune: stop cleanly after N fine-tuning epochs of this invocation (checkpoint
+    /// written; continue later with --resume).
+    #[arg(long, value_name = "N", requires = "finetune")]
+    stop_after: Option<usize>,
 }
 
 impl CompressArgs {
+    /// Where the fine-tuning stages keep their progress.
+    fn checkpointing(&self) -> crate::finetune::Checkpointing {
+        crate::finetune::Checkpointing {
+            dir: self.out.join(format!("{}.checkpoint", self.name)),
+            resume: self.resume,
+            stop_after: self.stop_after,
+        }
+    }
+
     fn config(&self) -> crate::compress::CompressConfig {
         crate::compress::CompressConfig {
             calib_images: self.calib_images,
@@ -524,7 +542,7 @@ pub struct PipelineArgs {
     /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning): minutes.
     #[arg(long)]
     quick: bool,
-    /// Continue an interrupted training stage from its checkpoint.
+    /// Continue an interrupted training or compression stage from its checkpoint.
     #[arg(long)]
     resume: bool,
     /// Seed of training (2 made the shipped model).
@@ -748,12 +766,34 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(ft) = &cfg.finetune {
                 ft.validate()?;
             }
+            anyhow::ensure!(
+                args.stop_after != Some(0),
+                "--stop-after must be at least 1"
+            );
             let d = args.data.load()?;
-            let c = crate::compress::compress(&args.run, &d, &cfg)
-                .with_context(|| format!("compressing {}", args.run.display()))?;
+            let ck = args.checkpointing();
+            let c = match crate::compress::compress_resumable(
+                &args.run,
+                &d,
+                &cfg,
+                cfg.finetune.is_some().then_some(&ck),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(stopped) = e.downcast_ref::<crate::finetune::Stopped>() {
+                        eprintln!("{stopped}; checkpoint in {}", ck.dir.display());
+                        return Ok(());
+                    }
+                    return Err(e.context(format!("compressing {}", args.run.display())));
+                }
+            };
             let files = crate::compress::write_outputs(&args.out, &c, &args.name)?;
             let correct = (c.report.test_acc * d.test.len() as f64).round() as usize;
             crate::compress::write_manifest(&args.out, &args.run, &args.name, &c, correct)?;
+            if ck.dir.exists() {
+                std::fs::remove_dir_all(&ck.dir)
+                    .with_context(|| format!("while removing {}", ck.dir.display()))?;
+            }
             println!("{}", c.report.markdown());
             for f in files {
                 println!("wrote {}", f.display());

@@ -256,6 +256,17 @@ pub struct Compressed {
 
 /// Runs every stage on a trained run.
 pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result<Compressed> {
+    compress_resumable(run, data, cfg, None)
+}
+
+/// [`compress`], with the fine-tuning stages checkpointed into `ck` after every epoch (and
+/// resumed from it when asked). The caller removes the checkpoint once the outputs are written.
+pub fn compress_resumable(
+    run: &Path,
+    data: &FashionMnist,
+    cfg: &CompressConfig,
+    ck: Option<&crate::finetune::Checkpointing>,
+) -> Result<Compressed> {
     let (tcfg, net) = load_run(run)?;
     let (train_split, val) = data.train_val(tcfg.val_count);
     if tcfg.normalization != crate::data::Normalization::Unit {
@@ -291,6 +302,7 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
                 &val,
                 tcfg.normalization,
                 ft,
+                ck,
             )?;
             let biases = float.param_count() - weights;
             // Codebook bits averaged over the weights (per-layer bits may differ).

@@ -17,7 +17,9 @@
 //! Both stages are deterministic per seed (shuffle, augmentation, dropout drawn from generators
 //! seeded by `(seed, stage, epoch)`).
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -612,6 +614,28 @@ fn distill_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f32) -> Ten
         .mul_scalar(temperature * temperature)
 }
 
+/// Where a training stage starts, and what it does after each epoch.
+#[derive(Default)]
+struct StageStart<'a> {
+    /// Epochs already done (from a checkpoint).
+    epochs_done: usize,
+    /// Optimiser steps already taken (the learning rate's place in its schedule).
+    steps: usize,
+    /// The optimiser restored from a checkpoint; `None`: a fresh one.
+    optim: Option<ModuleOptimizer>,
+    /// Called after every epoch with the network, the optimiser, epochs and steps done.
+    after_epoch: Option<&'a mut EpochHook<'a>>,
+}
+
+type EpochHook<'h> = dyn FnMut(&SqueezeNet, &ModuleOptimizer, usize, usize) -> Result<()> + 'h;
+
+fn fresh_optimizer(cfg: &FinetuneConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .init()
+}
+
 /// Trains `net` for `epochs` keeping `constraint`; returns the network.
 fn train_constrained(
     mut net: SqueezeNet,
@@ -620,20 +644,19 @@ fn train_constrained(
     peak_lr: f64,
     mut constraint: Constraint<'_>,
     label: &str,
+    start: StageStart<'_>,
 ) -> Result<SqueezeNet> {
     let device = Device::flex().autodiff();
     let cfg = l.cfg;
-    let mut optim: ModuleOptimizer = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init();
+    let mut after_epoch = start.after_epoch;
+    let mut optim = start.optim.unwrap_or_else(|| fresh_optimizer(cfg));
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
         .init(&device);
     let steps_per_epoch = l.train.len().div_ceil(cfg.batch_size);
     let total = (steps_per_epoch * epochs).max(1);
-    let mut step = 0usize;
-    for epoch in 0..epochs {
+    let mut step = start.steps;
+    for epoch in start.epochs_done..epochs {
         let seed = cfg.seed ^ (l.stage << 32) ^ epoch as u64;
         let mut rng = StdRng::seed_from_u64(seed);
         device.seed(seed ^ 0x5A5A);
@@ -701,6 +724,9 @@ fn train_constrained(
             loss_sum / seen.max(1) as f64,
             100.0 * val.acc
         );
+        if let Some(hook) = after_epoch.as_mut() {
+            hook(&net, &optim, epoch + 1, step)?;
+        }
     }
     Ok(net)
 }
@@ -732,8 +758,103 @@ fn bits_label(cfg: &FinetuneConfig) -> String {
     format!("{} (per layer: {})", cfg.bits, per.join(", "))
 }
 
+/// Where [`finetune`] keeps its progress. After every epoch of masked fine-tuning it writes
+/// the network, the optimiser and the stages so far to `dir` (replaced atomically), so a killed
+/// run continues from its last epoch and replays exactly the steps it would have taken.
+/// The centroid stage (the last `share_epochs`) is not checkpointed.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Continue from `dir`; without it, an existing `dir` is an error (nothing is overwritten).
+    pub resume: bool,
+    /// Stop with [`Stopped`] after this many epochs of this invocation (checkpoint written);
+    /// for splitting a run across sessions, and for tests.
+    pub stop_after: Option<usize>,
+}
+
+/// The run stopped cleanly where [`Checkpointing::stop_after`] asked; continue with `resume`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped after {epochs} fine-tuning epoch(s) (round {round} of {rounds}); continue with --resume"
+)]
+pub struct Stopped {
+    /// Epochs run by this invocation.
+    pub epochs: usize,
+    /// The pruning round reached.
+    pub round: usize,
+    /// Pruning rounds in all.
+    pub rounds: usize,
+}
+
+/// What a fine-tuning checkpoint records beside the network and the optimiser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Progress {
+    /// The settings; a resume must use the same.
+    config: FinetuneConfig,
+    /// SHA-256 of the trained weights the run started from.
+    source_sha256: String,
+    /// The pruning round in progress (1-based).
+    round: usize,
+    /// Its epochs completed.
+    epochs_done: usize,
+    /// Its optimiser steps taken.
+    steps: usize,
+    /// Seconds spent in it so far (all invocations).
+    round_seconds: f64,
+    /// The stages completed before it.
+    stages: Vec<FinetuneStage>,
+}
+
+/// Reads a checkpoint written by [`finetune`] and checks it belongs to this run.
+fn read_progress(
+    ck: &Path,
+    cfg: &FinetuneConfig,
+    source_sha256: &str,
+    model_cfg: &SqueezeNetConfig,
+    device: &Device,
+) -> Result<(Progress, SqueezeNet, ModuleOptimizer)> {
+    let state = ck.join("state.json");
+    let bytes = std::fs::read(&state).with_context(|| {
+        format!(
+            "--resume: no interrupted compression to continue in {} (reading state.json)",
+            ck.display()
+        )
+    })?;
+    let p: Progress = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: corrupt fine-tuning checkpoint", state.display()))?;
+    if &p.config != cfg {
+        bail!(
+            "--resume: {} was made with other fine-tuning settings; resume with the same flags",
+            ck.display()
+        );
+    }
+    if p.source_sha256 != source_sha256 {
+        bail!(
+            "--resume: {} started from other trained weights (the run's best.bpk changed)",
+            ck.display()
+        );
+    }
+    if p.round == 0 || p.round > cfg.prune_rounds || p.epochs_done > cfg.prune_epochs {
+        bail!(
+            "{}: round {} epoch {} is outside this run's {} rounds of {} epochs",
+            state.display(),
+            p.round,
+            p.epochs_done,
+            cfg.prune_rounds,
+            cfg.prune_epochs
+        );
+    }
+    let net = crate::train::load_weights(model_cfg, &ck.join("model.bpk"), device)?;
+    let optim = fresh_optimizer(cfg)
+        .load(ck.join("optim.bpk"))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("while reading {}", ck.join("optim.bpk").display()))?;
+    Ok((p, net, optim))
+}
+
 /// Runs pruning + fine-tuning, then weight sharing + centroid fine-tuning, on the trained
-/// weights in `weights` (a run's `best.bpk`).
+/// weights in `weights` (a run's `best.bpk`), checkpointing into `ck` when given.
 pub fn finetune(
     weights: &std::path::Path,
     model_cfg: &SqueezeNetConfig,
@@ -741,6 +862,7 @@ pub fn finetune(
     val: &Split,
     norm: Normalization,
     cfg: &FinetuneConfig,
+    ck: Option<&Checkpointing>,
 ) -> Result<Finetuned> {
     cfg.validate()?;
     let train = match cfg.train_limit {
@@ -751,6 +873,35 @@ pub fn finetune(
     let mut stages = Vec::new();
     let mut net = crate::train::load_weights(model_cfg, weights, &device)?;
     let teacher = (cfg.distill > 0.0).then(|| net.valid());
+    let source_sha256 = crate::data::sha256_hex(
+        &std::fs::read(weights).with_context(|| format!("while reading {}", weights.display()))?,
+    );
+    // Where pruning starts: round 1, or the checkpoint's round, epoch and optimiser.
+    let mut resumed: Option<(Progress, ModuleOptimizer)> = None;
+    if let Some(ck) = ck {
+        if ck.resume {
+            let (p, saved, optim) =
+                read_progress(&ck.dir, cfg, &source_sha256, model_cfg, &device)?;
+            eprintln!(
+                "resuming {}: round {} of {}, {} of its {} epoch(s) done",
+                ck.dir.display(),
+                p.round,
+                cfg.prune_rounds,
+                p.epochs_done,
+                cfg.prune_epochs
+            );
+            net = saved;
+            stages = p.stages.clone();
+            resumed = Some((p, optim));
+        } else if ck.dir.exists() {
+            bail!(
+                "{} holds an interrupted compression; pass --resume to continue it, or delete it to start over",
+                ck.dir.display()
+            );
+        }
+    }
+    let first_round = resumed.as_ref().map_or(1, |(p, _)| p.round);
+    let mut epochs_this_call = 0usize;
     let mut l = Loop {
         cfg,
         train: &train,
@@ -768,10 +919,12 @@ pub fn finetune(
         );
     }
     if targets.iter().any(|&(s, _)| s > 0.0) {
-        for r in 1..=cfg.prune_rounds {
+        for r in first_round..=cfg.prune_rounds {
             let started = std::time::Instant::now();
             let step = cfg.prune_schedule.progress(r, cfg.prune_rounds);
             let fractions: Vec<f64> = targets.iter().map(|&(s, _)| s * step).collect();
+            // On a resumed round the checkpoint holds exactly this round's zeros, and the
+            // masks (already-zero weights first) come out the same.
             let masks = relative_magnitude_masks(&net, &fractions);
             net = apply_masks(net, &masks, &device);
             l.stage = r as u64;
@@ -783,6 +936,44 @@ pub fn finetune(
                 sparsity_of(&net)
             };
             let label = format!("prune {:.0} %", 100.0 * fraction);
+            let (mut start, earlier_seconds) = match resumed.take() {
+                Some((p, optim)) => (
+                    StageStart {
+                        epochs_done: p.epochs_done,
+                        steps: p.steps,
+                        optim: Some(optim),
+                        after_epoch: None,
+                    },
+                    p.round_seconds,
+                ),
+                None => (StageStart::default(), 0.0),
+            };
+            let done_before = stages.clone();
+            let mut save = |n: &SqueezeNet, o: &ModuleOptimizer, e: usize, s: usize| {
+                epochs_this_call += 1;
+                if let Some(ck) = ck {
+                    let p = Progress {
+                        config: cfg.clone(),
+                        source_sha256: source_sha256.clone(),
+                        round: r,
+                        epochs_done: e,
+                        steps: s,
+                        round_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
+                        stages: done_before.clone(),
+                    };
+                    crate::train::write_checkpoint_dir(&ck.dir, n, o, &p)?;
+                    if ck.stop_after.is_some_and(|n| epochs_this_call >= n) {
+                        return Err(Stopped {
+                            epochs: epochs_this_call,
+                            round: r,
+                            rounds: cfg.prune_rounds,
+                        }
+                        .into());
+                    }
+                }
+                Ok(())
+            };
+            start.after_epoch = Some(&mut save);
             net = train_constrained(
                 net,
                 &l,
@@ -790,6 +981,7 @@ pub fn finetune(
                 cfg.lr,
                 Constraint::Masks(&masks),
                 &label,
+                start,
             )?;
             let val_acc = evaluate(&net, val, norm, &Device::flex()).acc;
             stages.push(FinetuneStage {
@@ -800,7 +992,7 @@ pub fn finetune(
                 ),
                 sparsity: sparsity_of(&net),
                 val_acc,
-                seconds: started.elapsed().as_secs_f64(),
+                seconds: earlier_seconds + started.elapsed().as_secs_f64(),
             });
         }
     }
@@ -840,6 +1032,7 @@ pub fn finetune(
             cfg.bias_lr,
             Constraint::Shared(&mut layers),
             "centroids",
+            StageStart::default(),
         )?;
         for (conv, layer) in convs_mut(&mut plain).into_iter().zip(layers.iter_mut()) {
             layer.round();

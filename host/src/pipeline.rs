@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::compress::{CompressConfig, compress, write_manifest, write_outputs};
+use crate::compress::{CompressConfig, compress_resumable, write_manifest, write_outputs};
 use crate::data::FashionMnist;
 use crate::finetune::FinetuneConfig;
 use crate::train::{Preset, RunOptions, TrainConfig, train, write_atomic};
@@ -145,10 +145,20 @@ pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>
 
     banner(2, "compress and export");
     let started = Instant::now();
-    let c = compress(&train_dir, data, &ccfg)?;
+    // The fine-tuning checkpoints after every epoch; --resume continues it when one is there.
+    let ck = crate::finetune::Checkpointing {
+        dir: model_dir.join("model.checkpoint"),
+        resume: opts.resume && model_dir.join("model.checkpoint").exists(),
+        stop_after: None,
+    };
+    let c = compress_resumable(&train_dir, data, &ccfg, Some(&ck))?;
     write_outputs(&model_dir, &c, "model")?;
     let correct = (c.report.test_acc * data.test.len() as f64).round() as usize;
     write_manifest(&model_dir, &train_dir, "model", &c, correct)?;
+    if ck.dir.exists() {
+        std::fs::remove_dir_all(&ck.dir)
+            .with_context(|| format!("while removing {}", ck.dir.display()))?;
+    }
     lines.push(StageLine {
         stage: "compress",
         result: format!(

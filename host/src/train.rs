@@ -624,9 +624,19 @@ fn write_checkpoint(
     optim: &ModuleOptimizer,
     state: &TrainState,
 ) -> Result<()> {
-    let ck = run.checkpoint();
-    let tmp = run.0.join("checkpoint.tmp");
-    let old = run.0.join("checkpoint.old");
+    write_checkpoint_dir(&run.checkpoint(), model, optim, state)
+}
+
+/// Writes `model.bpk`, `optim.bpk` and `state.json` into `ck.tmp`, then swaps it in for `ck`
+/// (the previous one briefly kept as `ck.old`): a kill at any moment leaves a whole checkpoint.
+pub fn write_checkpoint_dir(
+    ck: &Path,
+    model: &SqueezeNet,
+    optim: &ModuleOptimizer,
+    state: &impl Serialize,
+) -> Result<()> {
+    let tmp = ck.with_extension("tmp");
+    let old = ck.with_extension("old");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("while creating {}", tmp.display()))?;
     save_weights(model, &tmp.join("model.bpk"))?;
@@ -637,9 +647,9 @@ fn write_checkpoint(
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     let _ = std::fs::remove_dir_all(&old);
     if ck.exists() {
-        std::fs::rename(&ck, &old)?;
+        std::fs::rename(ck, &old)?;
     }
-    std::fs::rename(&tmp, &ck).with_context(|| format!("while installing {}", ck.display()))?;
+    std::fs::rename(&tmp, ck).with_context(|| format!("while installing {}", ck.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! End to end on a tiny budget: train -> compress -> blob -> shared kernels -> tract, and the
-//! same configuration twice gives a byte-identical blob; a corrupt checkpoint is refused.
+//! same configuration twice gives a byte-identical blob, so does a fine-tuning run stopped and
+//! resumed; a corrupt checkpoint is refused.
 
-use host::compress::{CompressConfig, compress};
+use host::compress::{CompressConfig, compress, compress_resumable};
 use host::data::FashionMnist;
-use host::finetune::FinetuneConfig;
+use host::finetune::{Checkpointing, FinetuneConfig, Stopped};
 use host::sharing::SharingConfig;
 use host::train::{Preset, RunOptions, TrainConfig, train};
 
@@ -68,7 +69,7 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
     let ft = FinetuneConfig {
         sparsity: 0.6,
         prune_rounds: 2,
-        prune_epochs: 1,
+        prune_epochs: 2,
         share_epochs: 1,
         bits: 3,
         train_limit: Some(384),
@@ -90,6 +91,54 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
     assert!(
         f1.blob == f2.blob,
         "fine-tuned compression is not deterministic"
+    );
+    // Stopped after 3 fine-tuning epochs (inside round 2) and resumed: the same blob and stage
+    // accuracies as the uninterrupted run. An interrupted run is neither overwritten without
+    // `resume` nor resumed with other settings.
+    let ck_root = tempfile::tempdir().unwrap();
+    let ck = Checkpointing {
+        dir: ck_root.path().join("m.checkpoint"),
+        resume: false,
+        stop_after: Some(3),
+    };
+    let err = compress_resumable(run.path(), &small, &cfg, Some(&ck)).unwrap_err();
+    let stopped = err.downcast_ref::<Stopped>().expect("a clean stop");
+    assert_eq!((stopped.epochs, stopped.round), (3, 2), "{err:#}");
+    let ck = Checkpointing {
+        stop_after: None,
+        ..ck
+    };
+    let err = compress_resumable(run.path(), &small, &cfg, Some(&ck)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("interrupted compression"),
+        "{err:#}"
+    );
+    let ck = Checkpointing { resume: true, ..ck };
+    let mut other = cfg.clone();
+    other.finetune.as_mut().unwrap().seed += 1;
+    let err = compress_resumable(run.path(), &small, &other, Some(&ck)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("other fine-tuning settings"),
+        "{err:#}"
+    );
+    let f3 = compress_resumable(run.path(), &small, &cfg, Some(&ck)).unwrap();
+    assert!(
+        f3.blob == f1.blob,
+        "the resumed compression differs from the uninterrupted one"
+    );
+    let accs = |c: &host::compress::Compressed| -> Vec<(String, f64)> {
+        c.report
+            .stages
+            .iter()
+            .map(|s| (s.stage.clone(), s.val_acc))
+            .collect()
+    };
+    assert_eq!(accs(&f3), accs(&f1));
+    std::fs::write(ck.dir.join("state.json"), "{ \"round\": ").unwrap();
+    let err = compress_resumable(run.path(), &small, &cfg, Some(&ck)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("corrupt fine-tuning checkpoint"),
+        "{err:#}"
     );
     let decoded = host::compress::decoded_weights(&f1.blob).unwrap();
     assert_eq!(decoded.len(), names.len());
