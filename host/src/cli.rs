@@ -790,10 +790,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let files = crate::compress::write_outputs(&args.out, &c, &args.name)?;
             let correct = (c.report.test_acc * d.test.len() as f64).round() as usize;
             crate::compress::write_manifest(&args.out, &args.run, &args.name, &c, correct)?;
-            if ck.dir.exists() {
-                std::fs::remove_dir_all(&ck.dir)
-                    .with_context(|| format!("while removing {}", ck.dir.display()))?;
-            }
+            ck.remove()?;
             println!("{}", c.report.markdown());
             for f in files {
                 println!("wrote {}", f.display());

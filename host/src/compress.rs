@@ -267,6 +267,11 @@ pub fn compress_resumable(
     cfg: &CompressConfig,
     ck: Option<&crate::finetune::Checkpointing>,
 ) -> Result<Compressed> {
+    // A checkpoint that cannot be resumed (or would be overwritten) fails here, not after
+    // the float evaluation.
+    if let (Some(ft), Some(ck)) = (&cfg.finetune, ck) {
+        ck.check(ft, &run.join("best.bpk"))?;
+    }
     let (tcfg, net) = load_run(run)?;
     let (train_split, val) = data.train_val(tcfg.val_count);
     if tcfg.normalization != crate::data::Normalization::Unit {

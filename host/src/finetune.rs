@@ -773,6 +773,40 @@ pub struct Checkpointing {
     pub stop_after: Option<usize>,
 }
 
+impl Checkpointing {
+    /// Refuses, before any evaluation or training, a checkpoint that cannot be used as asked:
+    /// with `resume`, a missing, corrupt or foreign one (other settings, other `weights`);
+    /// without it, an interrupted run that would be overwritten.
+    pub fn check(&self, cfg: &FinetuneConfig, weights: &Path) -> Result<()> {
+        if self.resume {
+            let bytes = std::fs::read(weights)
+                .with_context(|| format!("while reading {}", weights.display()))?;
+            read_state(&self.dir, cfg, &crate::data::sha256_hex(&bytes)).map(|_| ())
+        } else {
+            self.refuse_overwrite()
+        }
+    }
+
+    /// Removes the checkpoint once the run's outputs are written (nothing left to resume).
+    pub fn remove(&self) -> Result<()> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("while removing {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    fn refuse_overwrite(&self) -> Result<()> {
+        if self.dir.exists() {
+            bail!(
+                "{} holds an interrupted compression; pass --resume to continue it, or delete it to start over",
+                self.dir.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The run stopped cleanly where [`Checkpointing::stop_after`] asked; continue with `resume`.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -806,14 +840,8 @@ struct Progress {
     stages: Vec<FinetuneStage>,
 }
 
-/// Reads a checkpoint written by [`finetune`] and checks it belongs to this run.
-fn read_progress(
-    ck: &Path,
-    cfg: &FinetuneConfig,
-    source_sha256: &str,
-    model_cfg: &SqueezeNetConfig,
-    device: &Device,
-) -> Result<(Progress, SqueezeNet, ModuleOptimizer)> {
+/// Reads a checkpoint's state.json and checks it belongs to this run.
+fn read_state(ck: &Path, cfg: &FinetuneConfig, source_sha256: &str) -> Result<Progress> {
     let state = ck.join("state.json");
     let bytes = std::fs::read(&state).with_context(|| {
         format!(
@@ -845,6 +873,18 @@ fn read_progress(
             cfg.prune_epochs
         );
     }
+    Ok(p)
+}
+
+/// Reads a checkpoint written by [`finetune`]: its state, network and optimiser.
+fn read_progress(
+    ck: &Path,
+    cfg: &FinetuneConfig,
+    source_sha256: &str,
+    model_cfg: &SqueezeNetConfig,
+    device: &Device,
+) -> Result<(Progress, SqueezeNet, ModuleOptimizer)> {
+    let p = read_state(ck, cfg, source_sha256)?;
     let net = crate::train::load_weights(model_cfg, &ck.join("model.bpk"), device)?;
     let optim = fresh_optimizer(cfg)
         .load(ck.join("optim.bpk"))
@@ -871,11 +911,12 @@ pub fn finetune(
     };
     let device = Device::flex().autodiff();
     let mut stages = Vec::new();
-    let mut net = crate::train::load_weights(model_cfg, weights, &device)?;
+    // One read: the checkpoint records the weights' hash, the network loads from the bytes.
+    let source =
+        std::fs::read(weights).with_context(|| format!("while reading {}", weights.display()))?;
+    let source_sha256 = crate::data::sha256_hex(&source);
+    let mut net = crate::train::weights_from_bytes(model_cfg, source, weights, &device)?;
     let teacher = (cfg.distill > 0.0).then(|| net.valid());
-    let source_sha256 = crate::data::sha256_hex(
-        &std::fs::read(weights).with_context(|| format!("while reading {}", weights.display()))?,
-    );
     // Where pruning starts: round 1, or the checkpoint's round, epoch and optimiser.
     let mut resumed: Option<(Progress, ModuleOptimizer)> = None;
     if let Some(ck) = ck {
@@ -893,11 +934,8 @@ pub fn finetune(
             net = saved;
             stages = p.stages.clone();
             resumed = Some((p, optim));
-        } else if ck.dir.exists() {
-            bail!(
-                "{} holds an interrupted compression; pass --resume to continue it, or delete it to start over",
-                ck.dir.display()
-            );
+        } else {
+            ck.refuse_overwrite()?;
         }
     }
     let first_round = resumed.as_ref().map_or(1, |(p, _)| p.round);

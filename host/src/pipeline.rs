@@ -146,19 +146,17 @@ pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>
     banner(2, "compress and export");
     let started = Instant::now();
     // The fine-tuning checkpoints after every epoch; --resume continues it when one is there.
+    let ck_dir = model_dir.join("model.checkpoint");
     let ck = crate::finetune::Checkpointing {
-        dir: model_dir.join("model.checkpoint"),
-        resume: opts.resume && model_dir.join("model.checkpoint").exists(),
+        resume: opts.resume && ck_dir.exists(),
+        dir: ck_dir,
         stop_after: None,
     };
     let c = compress_resumable(&train_dir, data, &ccfg, Some(&ck))?;
     write_outputs(&model_dir, &c, "model")?;
     let correct = (c.report.test_acc * data.test.len() as f64).round() as usize;
     write_manifest(&model_dir, &train_dir, "model", &c, correct)?;
-    if ck.dir.exists() {
-        std::fs::remove_dir_all(&ck.dir)
-            .with_context(|| format!("while removing {}", ck.dir.display()))?;
-    }
+    ck.remove()?;
     lines.push(StageLine {
         stage: "compress",
         result: format!(

@@ -388,6 +388,28 @@ pub fn load_weights(cfg: &SqueezeNetConfig, path: &Path, device: &Device) -> Res
     let record = ModuleRecord::load(path)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
         .with_context(|| format!("while reading weights {}", path.display()))?;
+    fit_record(cfg, record, path, device)
+}
+
+/// [`load_weights`] from the bytes of the file at `path` (named in errors), already read.
+pub fn weights_from_bytes(
+    cfg: &SqueezeNetConfig,
+    bytes: Vec<u8>,
+    path: &Path,
+    device: &Device,
+) -> Result<SqueezeNet> {
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("while reading weights {}", path.display()))?;
+    fit_record(cfg, record, path, device)
+}
+
+fn fit_record(
+    cfg: &SqueezeNetConfig,
+    record: ModuleRecord,
+    path: &Path,
+    device: &Device,
+) -> Result<SqueezeNet> {
     SqueezeNet::new(cfg, device)
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
