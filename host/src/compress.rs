@@ -700,7 +700,9 @@ pub fn write_manifest_with(
                 .with_context(|| format!("while copying {f}"))?;
         }
     }
-    let train_command = std::fs::read_to_string(run.join("command.txt"))
+    // The shipped copy of the run's command.txt: copied above, or kept from an earlier copy
+    // when the run directory no longer holds it.
+    let train_command = std::fs::read_to_string(out.join(format!("{name}.train.command.txt")))
         .unwrap_or_default()
         .trim()
         .to_string();

@@ -25,6 +25,10 @@ fn manifest_hashes_and_exact_test_accuracy() {
         "shipped blob: {correct} correct, manifest says {}",
         m.test_correct
     );
+    // The manifest names the command that trained the network, as the shipped record has it.
+    let trained = std::fs::read_to_string(models().join("shipped.train.command.txt")).unwrap();
+    assert!(m.train_command.starts_with("sqz train "), "{m:?}");
+    assert_eq!(m.train_command, trained.trim());
 }
 
 #[test]
