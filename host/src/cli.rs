@@ -426,6 +426,12 @@ pub struct CompressArgs {
     /// (repeatable; the last match wins). Example: --layer-bits 'fire*.expand3x3=3'.
     #[arg(long, value_name = "LAYER=BITS", requires = "finetune")]
     layer_bits: Vec<crate::finetune::LayerSetting<u8>>,
+    /// With --finetune: prune in blocks of N consecutive input channels at one kernel position
+    /// (kept or pruned together; layers whose channels N does not divide, like the stem, go
+    /// weight by weight). Blocks cost fewer index bits per kept weight in the Huffman blob, so
+    /// the same bytes hold more weights; 1 prunes weight by weight.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "finetune")]
+    prune_block: usize,
     /// With --finetune: continue an interrupted run from OUT/NAME.checkpoint (written after
     /// every fine-tuning epoch; same flags required). The resumed run gives the same blob.
     #[arg(long, requires = "finetune")]
@@ -471,6 +477,7 @@ impl CompressArgs {
                 prune_schedule: self.prune_schedule,
                 layer_sparsity: self.layer_sparsity.clone(),
                 layer_bits: self.layer_bits.clone(),
+                prune_block: self.prune_block,
                 ..Default::default()
             }),
         }

@@ -86,6 +86,18 @@ pub struct FinetuneConfig {
     /// Per-layer codebook bits that replace `bits` for the layers they name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer_bits: Vec<LayerSetting<u8>>,
+    /// Pruning granularity: blocks of this many consecutive input channels at one kernel
+    /// position are kept or pruned together (1: weight by weight). See [`layer_mask`].
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub prune_block: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// How the pruned fraction rises to its target over the pruning rounds.
@@ -253,6 +265,7 @@ impl Default for FinetuneConfig {
             prune_schedule: PruneSchedule::Linear,
             layer_sparsity: Vec::new(),
             layer_bits: Vec::new(),
+            prune_block: 1,
         }
     }
 }
@@ -282,6 +295,9 @@ impl FinetuneConfig {
             if !(2..=8).contains(&l.value) {
                 bail!("--layer-bits {}={}: bits must be 2..=8", l.pattern, l.value);
             }
+        }
+        if !(1..=64).contains(&self.prune_block) {
+            bail!("--prune-block must be 1..=64, got {}", self.prune_block);
         }
         if self.prune_rounds == 0 {
             bail!("--prune-rounds must be at least 1");
@@ -380,33 +396,65 @@ pub fn unfolded(float: &FloatNet, cfg: &SqueezeNetConfig, device: &Device) -> Sq
 pub const STEM_SPARSITY_CAP: f64 = 0.5;
 
 /// Keep-masks (1 kept, 0 pruned) that prune `fractions[i]` of conv `i` by magnitude relative
-/// to the output channel's largest; already-zero weights go first, ties by position.
-pub fn relative_magnitude_masks(net: &SqueezeNet, fractions: &[f64]) -> Vec<Vec<f32>> {
+/// to the output channel's largest, in blocks of `block` input channels (see [`layer_mask`]);
+/// already-zero weights go first, ties by position.
+pub fn relative_magnitude_masks(
+    net: &SqueezeNet,
+    fractions: &[f64],
+    block: usize,
+) -> Vec<Vec<f32>> {
     convs(net)
         .into_iter()
         .zip(fractions)
         .map(|(c, &fraction)| {
             let dims = c.weight.val().dims();
-            let w = values(c.weight.val());
-            let row = dims[1] * dims[2] * dims[3];
-            let rel: Vec<f32> = w
-                .chunks(row)
-                .flat_map(|r| {
-                    let m = r.iter().fold(0f32, |a, x| a.max(x.abs()));
-                    r.iter()
-                        .map(move |x| if m > 0.0 { x.abs() / m } else { 0.0 })
-                })
-                .collect();
-            let n = ((w.len() as f64) * fraction).floor() as usize;
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| rel[a].total_cmp(&rel[b]).then(a.cmp(&b)));
-            let mut mask = vec![1f32; w.len()];
-            for &i in &order[..n] {
-                mask[i] = 0.0;
-            }
-            mask
+            layer_mask(&values(c.weight.val()), dims, fraction, block)
         })
         .collect()
+}
+
+/// The keep-mask of one conv's weights `w` (`[out, in, kh, kw]`, row-major): prunes
+/// `floor(blocks * fraction)` blocks, lowest first by the sum of their magnitudes relative to
+/// their output channel's largest. A block is `block` consecutive input channels at one output
+/// channel and kernel position: consecutive in the blob's OHWI rows, so a kept block is a run
+/// of zero gaps, the cheapest Huffman symbol (one bit). Layers whose input channels `block`
+/// does not divide (the 1-channel stem) are pruned weight by weight.
+pub fn layer_mask(w: &[f32], dims: [usize; 4], fraction: f64, block: usize) -> Vec<f32> {
+    let [_, cin, kh, kw] = dims;
+    let row = cin * kh * kw;
+    let block = if block > 1 && cin % block == 0 {
+        block
+    } else {
+        1
+    };
+    let rel: Vec<f32> = w
+        .chunks(row)
+        .flat_map(|r| {
+            let m = r.iter().fold(0f32, |a, x| a.max(x.abs()));
+            r.iter()
+                .map(move |x| if m > 0.0 { x.abs() / m } else { 0.0 })
+        })
+        .collect();
+    // Block `b` of row `o` covers input channels `c0..c0 + block` at kernel position `p`.
+    let taps = kh * kw;
+    let blocks_per_row = cin / block * taps;
+    let members = |b: usize| {
+        let (o, j) = (b / blocks_per_row, b % blocks_per_row);
+        let (c0, p) = (j / taps * block, j % taps);
+        (c0..c0 + block).map(move |c| o * row + c * taps + p)
+    };
+    let nb = w.len() / block;
+    let score: Vec<f32> = (0..nb).map(|b| members(b).map(|i| rel[i]).sum()).collect();
+    let n = ((nb as f64) * fraction).floor() as usize;
+    let mut order: Vec<usize> = (0..nb).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+    let mut mask = vec![1f32; w.len()];
+    for &b in &order[..n] {
+        for i in members(b) {
+            mask[i] = 0.0;
+        }
+    }
+    mask
 }
 
 fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
@@ -963,7 +1011,7 @@ pub fn finetune(
             let fractions: Vec<f64> = targets.iter().map(|&(s, _)| s * step).collect();
             // On a resumed round the checkpoint holds exactly this round's zeros, and the
             // masks (already-zero weights first) come out the same.
-            let masks = relative_magnitude_masks(&net, &fractions);
+            let masks = relative_magnitude_masks(&net, &fractions, cfg.prune_block);
             net = apply_masks(net, &masks, &device);
             l.stage = r as u64;
             // Uniform targets are named by their fraction; per-layer ones by the share of all
@@ -1137,6 +1185,68 @@ mod tests {
             let convs_with = net.fires.iter().filter(|f| f.bypass_conv.is_some()).count();
             assert_eq!(bypasses, convs_with, "{bypass:?}");
         }
+    }
+
+    /// `[3, 8, 3, 3]` weights with no two magnitudes alike in a row.
+    fn layer_weights() -> ([usize; 4], Vec<f32>) {
+        let dims = [3, 8, 3, 3];
+        let w = (0..3 * 72)
+            .map(|i: usize| ((i * 7919) % 251) as f32 / 125.0 - 1.004)
+            .collect();
+        (dims, w)
+    }
+
+    fn relative(w: &[f32], row: usize) -> Vec<f32> {
+        w.chunks(row)
+            .flat_map(|r| {
+                let m = r.iter().fold(0f32, |a, x| a.max(x.abs()));
+                r.iter().map(move |x| x.abs() / m)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weight_masks_prune_the_smallest_relative_magnitudes() {
+        let (dims, w) = layer_weights();
+        let rel = relative(&w, 72);
+        let m = layer_mask(&w, dims, 0.4, 1);
+        assert_eq!(
+            m.iter().filter(|&&x| x == 0.0).count(),
+            (216.0 * 0.4f64) as usize
+        );
+        let pruned_max = (0..216).filter(|&i| m[i] == 0.0).map(|i| rel[i]);
+        let kept_min = (0..216).filter(|&i| m[i] == 1.0).map(|i| rel[i]);
+        assert!(pruned_max.fold(0f32, f32::max) <= kept_min.fold(f32::MAX, f32::min));
+    }
+
+    #[test]
+    fn block_masks_prune_whole_blocks_of_input_channels_lowest_first() {
+        let (dims, w) = layer_weights();
+        let rel = relative(&w, 72);
+        let m = layer_mask(&w, dims, 0.5, 4);
+        // Blocks of 4 input channels at one (output channel, kernel position): 3 * 2 * 9.
+        let mut scores = Vec::new();
+        for o in 0..3 {
+            for c0 in [0, 4] {
+                for p in 0..9 {
+                    let idx: Vec<usize> = (c0..c0 + 4).map(|c| o * 72 + c * 9 + p).collect();
+                    let kept = m[idx[0]];
+                    assert!(
+                        idx.iter().all(|&i| m[i] == kept),
+                        "block {o}/{c0}/{p} split"
+                    );
+                    scores.push((idx.iter().map(|&i| rel[i]).sum::<f32>(), kept));
+                }
+            }
+        }
+        assert_eq!(scores.iter().filter(|s| s.1 == 0.0).count(), 27);
+        let pruned_max = scores.iter().filter(|s| s.1 == 0.0).map(|s| s.0);
+        let kept_min = scores.iter().filter(|s| s.1 == 1.0).map(|s| s.0);
+        assert!(pruned_max.fold(0f32, f32::max) <= kept_min.fold(f32::MAX, f32::min));
+        // A 1-channel stem (4 does not divide 1) goes weight by weight.
+        let stem = layer_mask(&w[..27], [3, 1, 3, 3], 0.5, 4);
+        assert_eq!(stem, layer_mask(&w[..27], [3, 1, 3, 3], 0.5, 1));
+        assert_eq!(stem.iter().filter(|&&x| x == 0.0).count(), 13);
     }
 
     #[test]
