@@ -239,7 +239,11 @@ pub fn smallest_encoding(
         for gap_bits in [3u8, 4, 5] {
             options.push(e(OwnedWeights::sparse(src(), cout, k, gap_bits))?);
         }
-        options.push(e(OwnedWeights::huff_sparse(src(), cout, k, 31))?);
+        // The longest gap one symbol codes: longer gaps take filler entries, a larger alphabet
+        // takes a longer table (a byte per symbol); which pays depends on the layer's sparsity.
+        for max_gap in [15u32, 31, 63, 127, 255] {
+            options.push(e(OwnedWeights::huff_sparse(src(), cout, k, max_gap))?);
+        }
     }
     options
         .into_iter()
@@ -351,5 +355,48 @@ mod tests {
             assert_eq!(row[..], shared_w[r * 16..(r + 1) * 16]);
         }
         w.clear();
+    }
+
+    #[test]
+    fn very_sparse_layers_get_a_long_gap_alphabet() {
+        use shared::weights::WeightsDesc;
+        // 256 rows of 576 (a 64-channel 3x3 expand), 2 % nonzero: mean gap about 50.
+        let (cout, k) = (256, 576);
+        let centroids = [-60i8, -20, 0, 20, 60];
+        let idx: Vec<u8> = (0..cout * k)
+            .map(|i| {
+                let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                if h.is_multiple_of(50) {
+                    [0, 1, 3, 4][(h / 50 % 4) as usize]
+                } else {
+                    2
+                }
+            })
+            .collect();
+        let enc = smallest_encoding(&idx, &centroids, 3, cout, k).unwrap();
+        let WeightsDesc::HuffSparse { gap_lengths, .. } = enc.desc() else {
+            panic!("expected Huffman-coded sparse rows, got {:?}", enc.desc());
+        };
+        assert!(gap_lengths.len() > 32, "gap alphabet {}", gap_lengths.len());
+        let short = OwnedWeights::huff_sparse(
+            SparseSource::Codebook {
+                centroids: &centroids,
+                bits: 3,
+                indices: &idx,
+            },
+            cout,
+            k,
+            31,
+        )
+        .unwrap();
+        assert!(stored_bytes(&enc) < stored_bytes(&short));
+        let d = shared::weights::RowDecoder::new(enc.desc(), k).unwrap();
+        let mut row = vec![0i8; k];
+        for r in 0..cout {
+            d.decode_row(r, &mut row).unwrap();
+            for (j, &x) in row.iter().enumerate() {
+                assert_eq!(x, centroids[idx[r * k + j] as usize], "row {r} col {j}");
+            }
+        }
     }
 }
