@@ -429,7 +429,8 @@ pub struct CompressArgs {
     /// With --finetune: prune in blocks of N consecutive input channels at one kernel position
     /// (kept or pruned together; layers whose channels N does not divide, like the stem, go
     /// weight by weight). Blocks cost fewer index bits per kept weight in the Huffman blob, so
-    /// the same bytes hold more weights; 1 prunes weight by weight.
+    /// the same bytes hold more weights, but on the shipped network 4 lost 1.9 pt against
+    /// weight by weight at equal bytes (models/BENCHMARKS.md); 1 prunes weight by weight.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "finetune")]
     prune_block: usize,
     /// With --finetune: continue an interrupted run from OUT/NAME.checkpoint (written after
