@@ -232,15 +232,20 @@ pub fn blob_breakdown(blob: &[u8]) -> Result<BlobBreakdown> {
 
 /// Reads a run directory's config and best weights, with errors that say what is wrong.
 pub fn load_run(run: &Path) -> Result<(TrainConfig, crate::model::SqueezeNet)> {
-    let cfg_path = run.join("config.json");
-    let cfg: TrainConfig = serde_json::from_slice(
-        &std::fs::read(&cfg_path)
-            .with_context(|| format!("{}: not a training run (no config.json)", run.display()))?,
-    )
-    .with_context(|| format!("{}: corrupt or not a training config", cfg_path.display()))?;
+    let cfg = read_run_config(run)?;
     let weights = run.join("best.bpk");
     let net = load_weights(&cfg.model, &weights, &burn::tensor::Device::flex())?;
     Ok((cfg, net))
+}
+
+/// Reads a run directory's config.json.
+pub fn read_run_config(run: &Path) -> Result<TrainConfig> {
+    let cfg_path = run.join("config.json");
+    serde_json::from_slice(
+        &std::fs::read(&cfg_path)
+            .with_context(|| format!("{}: not a training run (no config.json)", run.display()))?,
+    )
+    .with_context(|| format!("{}: corrupt or not a training config", cfg_path.display()))
 }
 
 /// Outputs of a compression run.
@@ -267,12 +272,23 @@ pub fn compress_resumable(
     cfg: &CompressConfig,
     ck: Option<&crate::finetune::Checkpointing>,
 ) -> Result<Compressed> {
+    // best.bpk is read once: a checkpoint is checked against these bytes' hash, and the
+    // network (float and fine-tuned) loads from them.
+    let read_source = || crate::train::TrainedWeights::read(&run.join("best.bpk"));
+    let mut source = None;
     // A checkpoint that cannot be resumed (or would be overwritten) fails here, not after
     // the float evaluation.
     if let (Some(ft), Some(ck)) = (&cfg.finetune, ck) {
-        ck.check(ft, &run.join("best.bpk"))?;
+        let weights = read_source()?;
+        ck.check(ft, &weights)?;
+        source = Some(weights);
     }
-    let (tcfg, net) = load_run(run)?;
+    let tcfg = read_run_config(run)?;
+    let source = match source {
+        Some(weights) => weights,
+        None => read_source()?,
+    };
+    let net = source.load(&tcfg.model, &burn::tensor::Device::flex())?;
     let (train_split, val) = data.train_val(tcfg.val_count);
     if tcfg.normalization != crate::data::Normalization::Unit {
         bail!(
@@ -301,7 +317,7 @@ pub fn compress_resumable(
     let (work, sc, layer_bits) = match &cfg.finetune {
         Some(ft) => {
             let done = crate::finetune::finetune(
-                &run.join("best.bpk"),
+                &source,
                 &tcfg.model,
                 &train_split,
                 &val,
@@ -670,7 +686,7 @@ pub fn write_manifest_with(
     name: &str,
     facts: &ManifestFacts,
 ) -> Result<()> {
-    let (tcfg, _) = load_run(run)?;
+    let tcfg = read_run_config(run)?;
     for f in [
         "config.json",
         "metrics.csv",

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Normalization, Split};
 use crate::fold::FloatNet;
 use crate::model::{SqueezeNet, SqueezeNetConfig};
-use crate::train::{evaluate, make_batch};
+use crate::train::{TrainedWeights, evaluate, make_batch};
 
 /// Settings of the two training stages of compression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -825,11 +825,9 @@ impl Checkpointing {
     /// Refuses, before any evaluation or training, a checkpoint that cannot be used as asked:
     /// with `resume`, a missing, corrupt or foreign one (other settings, other `weights`);
     /// without it, an interrupted run that would be overwritten.
-    pub fn check(&self, cfg: &FinetuneConfig, weights: &Path) -> Result<()> {
+    pub fn check(&self, cfg: &FinetuneConfig, weights: &TrainedWeights) -> Result<()> {
         if self.resume {
-            let bytes = std::fs::read(weights)
-                .with_context(|| format!("while reading {}", weights.display()))?;
-            read_state(&self.dir, cfg, &crate::data::sha256_hex(&bytes)).map(|_| ())
+            read_state(&self.dir, cfg, &weights.sha256).map(|_| ())
         } else {
             self.refuse_overwrite()
         }
@@ -942,9 +940,9 @@ fn read_progress(
 }
 
 /// Runs pruning + fine-tuning, then weight sharing + centroid fine-tuning, on the trained
-/// weights in `weights` (a run's `best.bpk`), checkpointing into `ck` when given.
+/// weights `source` (a run's `best.bpk`), checkpointing into `ck` when given.
 pub fn finetune(
-    weights: &std::path::Path,
+    source: &TrainedWeights,
     model_cfg: &SqueezeNetConfig,
     train: &Split,
     val: &Split,
@@ -959,11 +957,8 @@ pub fn finetune(
     };
     let device = Device::flex().autodiff();
     let mut stages = Vec::new();
-    // One read: the checkpoint records the weights' hash, the network loads from the bytes.
-    let source =
-        std::fs::read(weights).with_context(|| format!("while reading {}", weights.display()))?;
-    let source_sha256 = crate::data::sha256_hex(&source);
-    let mut net = crate::train::weights_from_bytes(model_cfg, source, weights, &device)?;
+    let source_sha256 = source.sha256.clone();
+    let mut net = source.load(model_cfg, &device)?;
     let teacher = (cfg.distill > 0.0).then(|| net.valid());
     // Where pruning starts: round 1, or the checkpoint's round, epoch and optimiser.
     let mut resumed: Option<(Progress, ModuleOptimizer)> = None;

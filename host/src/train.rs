@@ -391,17 +391,39 @@ pub fn load_weights(cfg: &SqueezeNetConfig, path: &Path, device: &Device) -> Res
     fit_record(cfg, record, path, device)
 }
 
-/// [`load_weights`] from the bytes of the file at `path` (named in errors), already read.
-pub fn weights_from_bytes(
-    cfg: &SqueezeNetConfig,
-    bytes: Vec<u8>,
-    path: &Path,
-    device: &Device,
-) -> Result<SqueezeNet> {
-    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("while reading weights {}", path.display()))?;
-    fit_record(cfg, record, path, device)
+/// A run's trained weights read once, so the bytes that are hashed (to tie a checkpoint to its
+/// source) are the bytes that are loaded.
+#[derive(Debug, Clone)]
+pub struct TrainedWeights {
+    /// Where they were read from (named in errors).
+    pub path: PathBuf,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// Their SHA-256, hex.
+    pub sha256: String,
+}
+
+impl TrainedWeights {
+    /// Reads and hashes the weights file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("while reading weights {}", path.display()))?;
+        let sha256 = crate::data::sha256_hex(&bytes);
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            sha256,
+        })
+    }
+
+    /// A network of shape `cfg` holding these weights, on `device`.
+    pub fn load(&self, cfg: &SqueezeNetConfig, device: &Device) -> Result<SqueezeNet> {
+        let record =
+            ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(self.bytes.clone()))
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .with_context(|| format!("while reading weights {}", self.path.display()))?;
+        fit_record(cfg, record, &self.path, device)
+    }
 }
 
 fn fit_record(

@@ -125,6 +125,15 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         format!("{err:#}").contains("other fine-tuning settings"),
         "{err:#}"
     );
+    // The checkpoint is tied to the bytes of the weights it started from.
+    let mut changed = std::fs::read(bare.path().join("best.bpk")).unwrap();
+    changed.push(0);
+    std::fs::write(bare.path().join("best.bpk"), changed).unwrap();
+    let err = compress_resumable(bare.path(), &small, &cfg, Some(&ck)).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("other trained weights"),
+        "{err:#}"
+    );
     let f3 = compress_resumable(run.path(), &small, &cfg, Some(&ck)).unwrap();
     assert!(
         f3.blob == f1.blob,
