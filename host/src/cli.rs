@@ -53,6 +53,9 @@ pub enum Command {
     /// Compress a trained run into a blob (stages evaluated), and export ONNX files; the
     /// fine-tuning checkpoints each epoch (--resume).
     Compress(CompressArgs),
+    /// How much each layer can be pruned alone before validation accuracy falls (the Deep
+    /// Compression paper's sensitivity analysis): a guide for `compress --layer-sparsity`.
+    Sensitivity(SensitivityArgs),
     /// Write a model's deployable files: the blob, the float ONNX and the quantised ONNX.
     Export(ExportArgs),
     /// Data -> train -> compress -> export -> verify (-> device), one command with the shipped
@@ -343,6 +346,30 @@ pub struct VerifyArgs {
     /// Write the report (Markdown) here too.
     #[arg(long)]
     report: Option<PathBuf>,
+}
+
+/// `sqz sensitivity`.
+#[derive(Debug, Args)]
+pub struct SensitivityArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The training run directory (config.json, best.bpk).
+    #[arg(long, default_value = "runs/train")]
+    run: PathBuf,
+    /// Output directory for sensitivity.md, sensitivity.json and sensitivity.png.
+    #[arg(long, default_value = "runs/sensitivity")]
+    out: PathBuf,
+    /// Fractions of a layer's weights to prune, each tried on every layer alone.
+    #[arg(long, value_delimiter = ',', default_values_t = crate::sensitivity::DEFAULT_LEVELS)]
+    levels: Vec<f64>,
+    /// Score on the first N validation images only (faster, noisier; the validation split
+    /// holds the run's val_count images).
+    #[arg(long)]
+    val_limit: Option<usize>,
+    /// The table's last column: the highest level within this many points of the unpruned
+    /// accuracy.
+    #[arg(long, default_value_t = 0.5)]
+    tolerance: f64,
 }
 
 /// `sqz compress`.
@@ -756,6 +783,44 @@ pub fn run(cli: Cli) -> Result<()> {
                     state.epochs_done, cfg.epochs
                 ),
             }
+            Ok(())
+        }
+        Command::Sensitivity(args) => {
+            anyhow::ensure!(args.tolerance >= 0.0, "--tolerance must not be negative");
+            anyhow::ensure!(args.val_limit != Some(0), "--val-limit must be at least 1");
+            let d = args.data.load()?;
+            let (tcfg, net) = crate::compress::load_run(&args.run)?;
+            let (_, val) = d.train_val(tcfg.val_count);
+            let val = match args.val_limit {
+                Some(n) => val.slice(0..n.min(val.len())),
+                None => val,
+            };
+            let names = crate::finetune::conv_names(&tcfg.model);
+            let bar =
+                crate::progress::items_bar((names.len() * args.levels.len()) as u64, "sensitivity");
+            let s = crate::sensitivity::analyse(
+                &net,
+                &names,
+                &val,
+                tcfg.normalization,
+                &args.levels,
+                |layer, level, acc| {
+                    bar.set_message(format!(
+                        "{layer} at {:.0} %: {:.2} %",
+                        100.0 * level,
+                        100.0 * acc
+                    ));
+                    bar.inc(1);
+                },
+            )?;
+            bar.finish_and_clear();
+            let tolerance = args.tolerance / 100.0;
+            s.write(&args.out, tolerance)?;
+            print!("{}", s.markdown(tolerance));
+            println!(
+                "wrote sensitivity.md, sensitivity.json and sensitivity.png in {}",
+                args.out.display()
+            );
             Ok(())
         }
         Command::Compress(args) => {

@@ -367,7 +367,13 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn set_weight(conv: &mut Conv2d, w: Vec<f32>, device: &Device) {
     let dims = conv.weight.val().dims();
-    let t = Tensor::<4>::from_data(TensorData::new(w, dims), device).require_grad();
+    let t = Tensor::<4>::from_data(TensorData::new(w, dims), device);
+    // Trainable on an autodiff device; a plain one (evaluation only) has no gradients.
+    let t = if device.is_autodiff() {
+        t.require_grad()
+    } else {
+        t
+    };
     let p = std::mem::replace(
         &mut conv.weight,
         Param::from_tensor(Tensor::zeros([1; 4], device)),
@@ -457,7 +463,7 @@ pub fn layer_mask(w: &[f32], dims: [usize; 4], fraction: f64, block: usize) -> V
     mask
 }
 
-fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
+pub(crate) fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
     for (conv, m) in convs_mut(&mut net).into_iter().zip(masks) {
         let w: Vec<f32> = values(conv.weight.val())
             .iter()

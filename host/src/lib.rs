@@ -18,6 +18,7 @@ pub mod progress;
 pub mod quantize;
 pub mod recode;
 pub mod report;
+pub mod sensitivity;
 pub mod sharing;
 pub mod shipped;
 pub mod sweep;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 
 use crate::data::CLASS_NAMES;
@@ -212,6 +212,75 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
     Ok(())
 }
 
+/// A chart builder with the house margin, and a title and axis label areas when text can be
+/// drawn.
+fn titled_builder<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    text: bool,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(16);
+    if text {
+        b.caption(title, ("sans-serif", 20))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    b
+}
+
+/// One line per named series on shared axes (pruning sensitivity: accuracy against the share
+/// pruned, one line per layer), coloured from a palette and labelled in a legend.
+pub fn lines_png(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let text = font_ready();
+    let root = BitMapBackend::new(path, (1100, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = || series.iter().flat_map(|(_, pts)| pts.iter());
+    let (xmin, xmax) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ymin, ymax) = all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    if xmin > xmax {
+        bail!("{}: nothing to draw", path.display());
+    }
+    let pad_x = ((xmax - xmin) * 0.02).max(0.5);
+    let pad_y = ((ymax - ymin) * 0.05).max(0.5);
+    let mut b = titled_builder(&root, title, text);
+    let mut chart = b.build_cartesian_2d(
+        (xmin - pad_x)..(xmax + pad_x),
+        (ymin - pad_y)..(ymax + pad_y),
+    )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let s = chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
+        if text {
+            s.label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    }
+    root.present()
+        .with_context(|| format!("while writing {}", path.display()))?;
+    Ok(())
+}
+
 /// A labelled scatter chart (accuracy against parameters, for sweeps and compression stages).
 pub fn scatter_png(
     path: &Path,
@@ -231,13 +300,7 @@ pub fn scatter_png(
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.2), b.max(p.2)));
     let pad_y = ((ymax - ymin) * 0.1).max(0.005);
-    let mut b = ChartBuilder::on(&root);
-    b.margin(16);
-    if text {
-        b.caption(title, ("sans-serif", 20))
-            .x_label_area_size(40)
-            .y_label_area_size(60);
-    }
+    let mut b = titled_builder(&root, title, text);
     let y_range = (ymin - pad_y)..(ymax + pad_y);
     if log_x {
         let mut chart = b.build_cartesian_2d((xmin * 0.8..xmax * 1.25).log_scale(), y_range)?;
