@@ -805,11 +805,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 tcfg.normalization,
                 &args.levels,
                 |layer, level, acc| {
-                    bar.set_message(format!(
-                        "{layer} at {:.0} %: {:.2} %",
-                        100.0 * level,
-                        100.0 * acc
-                    ));
+                    let line = format!("{layer} at {:.0} %: {:.2} %", 100.0 * level, 100.0 * acc);
+                    // Without a terminal (logs, CI) the bar is hidden: one line per point.
+                    if bar.is_hidden() {
+                        eprintln!("sensitivity: {line}");
+                    }
+                    bar.set_message(line);
                     bar.inc(1);
                 },
             )?;
