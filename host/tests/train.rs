@@ -210,3 +210,38 @@ fn the_real_files_have_the_canonical_counts() {
     assert_eq!((tr.len(), va.len()), (55_000, 5_000));
     assert_eq!(va.image(0), d.train.image(55_000));
 }
+
+#[test]
+fn sensitivity_of_the_shipped_network_writes_its_report() {
+    let run = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shipped.run");
+    let out = tempfile::tempdir().unwrap();
+    let base = [
+        "sensitivity",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--val-limit",
+        "40",
+    ];
+    let (ok, err) = sqz(&[&base[..], &["--levels", "0,1"]].concat());
+    assert!(ok, "{err}");
+    let md = std::fs::read_to_string(out.path().join("sensitivity.md")).unwrap();
+    assert!(md.contains("| fire9.expand3x3 | 147456 |"), "{md}");
+    assert!(out.path().join("sensitivity.png").exists());
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("sensitivity.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["images"], 40);
+    let layers = s["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 26);
+    for l in layers {
+        // Level 0 prunes nothing: the unpruned accuracy, through the whole command.
+        assert_eq!(l["val_acc"][0], s["baseline"], "{}", l["layer"]);
+    }
+    // An emptied stem sees nothing of the image.
+    let stem = layers[0]["val_acc"][1].as_f64().unwrap();
+    assert!(stem < s["baseline"].as_f64().unwrap() - 0.3, "{stem}");
+    let (ok, err) = sqz(&[&base[..], &["--levels", "0.5,1.5"]].concat());
+    assert!(!ok && err.contains("outside 0..=1"), "{err}");
+}
