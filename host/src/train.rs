@@ -385,10 +385,9 @@ pub fn save_weights(model: &SqueezeNet, path: &Path) -> Result<()> {
 
 /// Loads weights saved by [`save_weights`] into a network of shape `cfg`.
 pub fn load_weights(cfg: &SqueezeNetConfig, path: &Path, device: &Device) -> Result<SqueezeNet> {
-    let record = ModuleRecord::load(path)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
-        .with_context(|| format!("while reading weights {}", path.display()))?;
-    fit_record(cfg, record, path, device)
+    let bytes =
+        std::fs::read(path).with_context(|| format!("while reading weights {}", path.display()))?;
+    network_from_bytes(cfg, bytes, path, device)
 }
 
 /// A run's trained weights read once, so the bytes that are hashed (to tie a checkpoint to its
@@ -418,20 +417,21 @@ impl TrainedWeights {
 
     /// A network of shape `cfg` holding these weights, on `device`.
     pub fn load(&self, cfg: &SqueezeNetConfig, device: &Device) -> Result<SqueezeNet> {
-        let record =
-            ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(self.bytes.clone()))
-                .map_err(|e| anyhow::anyhow!("{e:?}"))
-                .with_context(|| format!("while reading weights {}", self.path.display()))?;
-        fit_record(cfg, record, &self.path, device)
+        network_from_bytes(cfg, self.bytes.clone(), &self.path, device)
     }
 }
 
-fn fit_record(
+/// The network of shape `cfg` that the weights file `bytes` (read from `path`, named in
+/// errors) holds.
+fn network_from_bytes(
     cfg: &SqueezeNetConfig,
-    record: ModuleRecord,
+    bytes: Vec<u8>,
     path: &Path,
     device: &Device,
 ) -> Result<SqueezeNet> {
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("while reading weights {}", path.display()))?;
     SqueezeNet::new(cfg, device)
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("{e:?}"))
