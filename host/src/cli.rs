@@ -359,7 +359,8 @@ pub struct SensitivityArgs {
     /// Output directory for sensitivity.md, sensitivity.json and sensitivity.png.
     #[arg(long, default_value = "runs/sensitivity")]
     out: PathBuf,
-    /// Fractions of a layer's weights to prune, each tried on every layer alone.
+    /// Fractions of a layer's weights to prune, comma-separated (e.g. 0.5,0.9,0.98); each is
+    /// tried on every layer alone.
     #[arg(long, value_delimiter = ',', default_values_t = crate::sensitivity::DEFAULT_LEVELS)]
     levels: Vec<f64>,
     /// Score on the first N validation images only (faster, noisier; the validation split
