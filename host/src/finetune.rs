@@ -463,7 +463,33 @@ pub fn layer_mask(w: &[f32], dims: [usize; 4], fraction: f64, block: usize) -> V
     mask
 }
 
-pub(crate) fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
+/// `net` with conv `index` alone pruned to `fraction` by [`layer_mask`] (weight by weight); the
+/// other convs are untouched. For the sensitivity analysis, which prunes one layer at a time.
+pub(crate) fn prune_one_layer(
+    mut net: SqueezeNet,
+    index: usize,
+    fraction: f64,
+    device: &Device,
+) -> SqueezeNet {
+    if let Some(conv) = convs_mut(&mut net).into_iter().nth(index) {
+        let dims = conv.weight.val().dims();
+        let w = values(conv.weight.val());
+        let mask = layer_mask(&w, dims, fraction, 1);
+        let kept = w.iter().zip(&mask).map(|(w, m)| w * m).collect();
+        set_weight(conv, kept, device);
+    }
+    net
+}
+
+/// Weights of each conv of `net`, in network order.
+pub(crate) fn conv_weight_counts(net: &SqueezeNet) -> Vec<usize> {
+    convs(net)
+        .iter()
+        .map(|c| c.weight.val().dims().iter().product())
+        .collect()
+}
+
+fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
     for (conv, m) in convs_mut(&mut net).into_iter().zip(masks) {
         let w: Vec<f32> = values(conv.weight.val())
             .iter()
@@ -963,7 +989,6 @@ pub fn finetune(
     };
     let device = Device::flex().autodiff();
     let mut stages = Vec::new();
-    let source_sha256 = source.sha256.clone();
     let mut net = source.load(model_cfg, &device)?;
     let teacher = (cfg.distill > 0.0).then(|| net.valid());
     // Where pruning starts: round 1, or the checkpoint's round, epoch and optimiser.
@@ -971,7 +996,7 @@ pub fn finetune(
     if let Some(ck) = ck {
         if ck.resume {
             let (p, saved, optim) =
-                read_progress(&ck.dir, cfg, &source_sha256, model_cfg, &device)?;
+                read_progress(&ck.dir, cfg, &source.sha256, model_cfg, &device)?;
             eprintln!(
                 "resuming {}: round {} of {}, {} of its {} epoch(s) done",
                 ck.dir.display(),
@@ -1041,7 +1066,7 @@ pub fn finetune(
                 if let Some(ck) = ck {
                     let p = Progress {
                         config: cfg.clone(),
-                        source_sha256: source_sha256.clone(),
+                        source_sha256: source.sha256.clone(),
                         round: r,
                         epochs_done: e,
                         steps: s,

@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Normalization, Split};
-use crate::finetune::{apply_masks, relative_magnitude_masks};
+use crate::finetune::{conv_weight_counts, prune_one_layer};
 use crate::model::SqueezeNet;
 use crate::train::evaluate;
 
@@ -56,11 +56,7 @@ pub fn analyse(
         bail!("pruning level {l} is outside 0..=1");
     }
     let device = Device::flex();
-    let unpruned = vec![0.0; names.len()];
-    let weights: Vec<usize> = relative_magnitude_masks(net, &unpruned, 1)
-        .iter()
-        .map(Vec::len)
-        .collect();
+    let weights = conv_weight_counts(net);
     if weights.len() != names.len() {
         bail!(
             "{} layer names for a network of {} convs",
@@ -73,10 +69,7 @@ pub fn analyse(
     for (i, name) in names.iter().enumerate() {
         let mut val_acc = Vec::with_capacity(levels.len());
         for &level in levels {
-            let mut fractions = unpruned.clone();
-            fractions[i] = level;
-            let masks = relative_magnitude_masks(net, &fractions, 1);
-            let pruned = apply_masks(net.clone(), &masks, &device);
+            let pruned = prune_one_layer(net.clone(), i, level, &device);
             let acc = evaluate(&pruned, val, norm, &device).acc;
             progress(name, level, acc);
             val_acc.push(acc);
