@@ -48,17 +48,41 @@ impl CompressConfig {
     /// indices, sparse rows where zero skipping wins); `sqz recode --encoding smallest` gives
     /// the Huffman-sparse twin with the same logits.
     pub fn shipped() -> Self {
-        // Pruned per layer: most where the weights are (the 3x3 expands of fire6-9, 64 % of all
-        // weights, on 3x3 maps), least in the small early layers; the cubic schedule takes the
-        // large steps first.
-        let mut layers = vec!["fire4.*=0.65".to_string(), "fire5.*=0.65".to_string()];
-        for f in 6..=9 {
-            layers.push(format!("fire{f}.*=0.72"));
-            layers.push(format!("fire{f}.expand3x3=0.9"));
-        }
-        let layer_sparsity = layers
-            .iter()
-            .map(|s| s.parse().expect("a valid layer setting"))
+        // Pruned per layer along the measured sensitivity (models/sensitivity/): least in the
+        // squeezes (every path into their fire module goes through them), most in the late 1x1
+        // expands and in the 3x3 expands of fire6-9 (64 % of all weights), whose shared values
+        // take 3-bit codebooks; the cubic schedule takes the large steps first.
+        let layer_sparsity = [
+            "fire4.*=0.8",
+            "fire4.squeeze=0.65",
+            "fire4.expand3x3=0.817",
+            "fire5.*=0.8",
+            "fire5.squeeze=0.7",
+            "fire6.*=0.9",
+            "fire7.*=0.9",
+            "fire8.*=0.9",
+            "fire9.*=0.9",
+            "fire6.squeeze=0.8",
+            "fire6.expand1x1=0.95",
+            "fire6.expand3x3=0.96",
+            "fire7.squeeze=0.85",
+            "fire7.expand1x1=0.95",
+            "fire7.expand3x3=0.975",
+            "fire8.expand1x1=0.98",
+            "fire8.expand3x3=0.9855",
+            "fire9.expand1x1=0.85",
+            "fire9.expand3x3=0.98",
+            "classifier=0.75",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("a valid layer setting"))
+        .collect();
+        let layer_bits = (6..=9)
+            .map(|f| {
+                format!("fire{f}.expand3x3=3")
+                    .parse()
+                    .expect("a valid layer setting")
+            })
             .collect();
         Self {
             sharing: SharingConfig {
@@ -66,12 +90,13 @@ impl CompressConfig {
                 ..SharingConfig::default()
             },
             finetune: Some(FinetuneConfig {
-                sparsity: 0.5,
+                sparsity: 0.65,
                 layer_sparsity,
+                layer_bits,
                 prune_schedule: crate::finetune::PruneSchedule::Cubic,
                 prune_rounds: 4,
-                prune_epochs: 3,
-                share_epochs: 2,
+                prune_epochs: 4,
+                share_epochs: 3,
                 bits: 4,
                 ..Default::default()
             }),
