@@ -472,11 +472,9 @@ pub(crate) fn prune_one_layer(
     device: &Device,
 ) -> SqueezeNet {
     if let Some(conv) = convs_mut(&mut net).into_iter().nth(index) {
-        let dims = conv.weight.val().dims();
         let w = values(conv.weight.val());
-        let mask = layer_mask(&w, dims, fraction, 1);
-        let kept = w.iter().zip(&mask).map(|(w, m)| w * m).collect();
-        set_weight(conv, kept, device);
+        let mask = layer_mask(&w, conv.weight.val().dims(), fraction, 1);
+        set_masked(conv, &w, &mask, device);
     }
     net
 }
@@ -491,14 +489,16 @@ pub(crate) fn conv_weight_counts(net: &SqueezeNet) -> Vec<usize> {
 
 fn apply_masks(mut net: SqueezeNet, masks: &[Vec<f32>], device: &Device) -> SqueezeNet {
     for (conv, m) in convs_mut(&mut net).into_iter().zip(masks) {
-        let w: Vec<f32> = values(conv.weight.val())
-            .iter()
-            .zip(m)
-            .map(|(w, m)| w * m)
-            .collect();
-        set_weight(conv, w, device);
+        let w = values(conv.weight.val());
+        set_masked(conv, &w, m, device);
     }
     net
+}
+
+/// Sets the weights of `conv` to `w`, zeroed where `mask` is 0.
+fn set_masked(conv: &mut Conv2d, w: &[f32], mask: &[f32], device: &Device) {
+    let kept = w.iter().zip(mask).map(|(w, m)| w * m).collect();
+    set_weight(conv, kept, device);
 }
 
 /// Fraction of zero conv weights.
