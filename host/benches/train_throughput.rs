@@ -21,7 +21,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use host::data::{CLASSES, PIXELS, SIDE};
-use host::model::{SqueezeNet, SqueezeNetConfig};
+use host::train::model::{SqueezeNet, SqueezeNetConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

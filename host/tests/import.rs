@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use host::images::{ImageSet, Images};
-use host::import::{ImportConfig, import, parse, write_outputs};
+use host::data::images::{ImageSet, Images};
+use host::verify::import::{ImportConfig, import, parse, write_outputs};
 use prost::Message;
 use tract_onnx::pb::{
     self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
@@ -222,7 +222,7 @@ impl G {
 }
 
 fn input(name: &str, dims: [Option<i64>; 4]) -> ValueInfoProto {
-    host::onnx::value_info(name, pb::tensor_proto::DataType::Float, &dims)
+    host::export::onnx::value_info(name, pb::tensor_proto::DataType::Float, &dims)
 }
 
 /// Synthetic images: smooth blobs and stripes, different per image, with labels.
@@ -251,7 +251,7 @@ fn images(n: usize, c: usize, side: usize, classes: u8) -> ImageSet {
     }
 }
 
-fn check(onnx: &[u8], name: &str, set: &ImageSet) -> host::import::ImportResult {
+fn check(onnx: &[u8], name: &str, set: &ImageSet) -> host::verify::import::ImportResult {
     let cfg = ImportConfig {
         calib_images: 200,
         layer_images: 4,
@@ -313,7 +313,7 @@ fn torchvision_v11_three_channels_seven_classes() {
     assert_eq!(imp.logits, flatten.unwrap().output[0]);
     let dir = tempfile::tempdir().unwrap();
     let set = images(120, 3, 40, 7);
-    let (idx, labels) = host::images::to_idx(&set);
+    let (idx, labels) = host::data::images::to_idx(&set);
     let ip = dir.path().join("calib-images-idx4-ubyte");
     let lp = dir.path().join("calib-labels-idx1-ubyte");
     std::fs::write(&ip, idx).unwrap();
@@ -382,21 +382,30 @@ fn v10_simple_and_complex_bypass_png_folder_through_the_cli() {
         .layers
         .iter()
         .filter_map(|l| match l {
-            host::fold::FloatLayer::Fire { bypass, .. } => Some(bypass.clone()),
+            host::compress::fold::FloatLayer::Fire { bypass, .. } => Some(bypass.clone()),
             _ => None,
         })
         .collect();
-    assert!(matches!(bypasses[0], host::fold::FloatBypass::None));
-    assert!(matches!(bypasses[1], host::fold::FloatBypass::Identity));
-    assert!(matches!(bypasses[2], host::fold::FloatBypass::Conv(_)));
+    assert!(matches!(
+        bypasses[0],
+        host::compress::fold::FloatBypass::None
+    ));
+    assert!(matches!(
+        bypasses[1],
+        host::compress::fold::FloatBypass::Identity
+    ));
+    assert!(matches!(
+        bypasses[2],
+        host::compress::fold::FloatBypass::Conv(_)
+    ));
     assert!(matches!(
         imp.net.layers.last(),
-        Some(host::fold::FloatLayer::GlobalAvgPool)
+        Some(host::compress::fold::FloatLayer::GlobalAvgPool)
     ));
     let dir = tempfile::tempdir().unwrap();
     let set = images(60, 1, 36, 5);
     let pngs = dir.path().join("pngs");
-    host::images::write_png_dir(&set, &pngs).unwrap();
+    host::data::images::write_png_dir(&set, &pngs).unwrap();
     let loaded = ImageSet::load(&pngs, None).unwrap();
     assert_eq!(loaded.pixels, set.pixels);
     assert!(loaded.labels.is_none());
@@ -542,7 +551,7 @@ fn unsupported_op_is_named_and_nothing_is_written() {
     let model = dir.path().join("bad.onnx");
     std::fs::write(&model, &onnx).unwrap();
     let calib = dir.path().join("calib-idx3-ubyte");
-    std::fs::write(&calib, host::images::to_idx(&images(10, 1, 16, 4)).0).unwrap();
+    std::fs::write(&calib, host::data::images::to_idx(&images(10, 1, 16, 4)).0).unwrap();
     let out = dir.path().join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_sqz"))
         .args(["import", model.to_str().unwrap(), "--calib"])
@@ -571,7 +580,7 @@ fn wrong_image_size_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let set = images(4, 1, 20, 2);
     let p = dir.path().join("imgs");
-    std::fs::write(&p, host::images::to_idx(&set).0).unwrap();
+    std::fs::write(&p, host::data::images::to_idx(&set).0).unwrap();
     let loaded = ImageSet::load(&p, None).unwrap();
     assert_eq!(loaded.count(), 4);
     let e = loaded
@@ -596,11 +605,11 @@ fn g_name_of(onnx: &[u8], op: &str) -> String {
 /// must stay byte-identical): SqueezeNet's 3x3/2 ceil geometry and 1x28x28 [0, 1] inputs.
 #[test]
 fn generalised_pool_and_input_match_the_shipped_path() {
-    use host::fold::{FloatNet, PoolGeom};
+    use host::compress::fold::{FloatNet, PoolGeom};
     for s in 3..200 {
         assert_eq!(
             PoolGeom::SQUEEZENET.out_size(s),
-            Some(host::model::pool_out(s)),
+            Some(host::train::model::pool_out(s)),
             "side {s}"
         );
     }
@@ -611,7 +620,7 @@ fn generalised_pool_and_input_match_the_shipped_path() {
     };
     let px: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
     assert_eq!(
-        host::quantize::net_input(&net, &px),
-        host::quantize::float_input(&px)
+        host::compress::quantize::net_input(&net, &px),
+        host::compress::quantize::float_input(&px)
     );
 }

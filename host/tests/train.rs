@@ -144,7 +144,7 @@ fn resume_after_a_stop_gives_the_same_weights() {
     let weights = |dir: &std::path::Path| {
         let net =
             host::train::load_weights(&cfg.model, &dir.join("checkpoint/model.bpk"), &dev).unwrap();
-        host::fold::FloatNet::from_burn(&net, &cfg.model)
+        host::compress::fold::FloatNet::from_burn(&net, &cfg.model)
     };
     let (a, b) = (weights(straight.path()), weights(split.path()));
     assert!(a.weight_count() > 700_000);

@@ -2,10 +2,11 @@
 //! same configuration twice gives a byte-identical blob, so does a fine-tuning run stopped and
 //! resumed; a corrupt checkpoint is refused.
 
-use host::compress::{CompressConfig, compress, compress_resumable};
+use host::compress::{
+    Checkpointing, CompressConfig, FinetuneConfig, SharingConfig, Stopped, compress,
+    compress_resumable,
+};
 use host::data::FashionMnist;
-use host::finetune::{Checkpointing, FinetuneConfig, Stopped};
-use host::sharing::SharingConfig;
 use host::train::{Preset, RunOptions, TrainConfig, train};
 
 #[test]
@@ -81,8 +82,8 @@ fn tiny_pipeline_is_deterministic_and_matches_tract() {
         layer_bits: vec!["classifier=2".parse().unwrap()],
         ..Default::default()
     };
-    let names = host::finetune::conv_names(&model_cfg);
-    let targets = host::finetune::layer_targets(&ft, &names).unwrap();
+    let names = host::compress::conv_names(&model_cfg);
+    let targets = host::compress::layer_targets(&ft, &names).unwrap();
     assert_eq!(targets[0], (0.2, 3));
     assert_eq!(*targets.last().unwrap(), (0.6, 2));
     cfg.finetune = Some(ft);

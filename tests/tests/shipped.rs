@@ -15,10 +15,10 @@ fn data() -> FashionMnist {
 
 #[test]
 fn manifest_hashes_and_exact_test_accuracy() {
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    let m = host::export::check_manifest(&models()).unwrap();
     let blob = std::fs::read(models().join(&m.blob)).unwrap();
     let d = data();
-    let (acc, _) = host::quantize::evaluate_blob(&blob, &d.test).unwrap();
+    let (acc, _) = host::eval::evaluate_blob(&blob, &d.test).unwrap();
     let correct = (acc * d.test.len() as f64).round() as usize;
     assert_eq!(
         correct, m.test_correct,
@@ -33,7 +33,7 @@ fn manifest_hashes_and_exact_test_accuracy() {
 
 #[test]
 fn shipped_blob_matches_tract_layer_by_layer_and_whole() {
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    let m = host::export::check_manifest(&models()).unwrap();
     let d = data();
     let run = models().join("shipped.run");
     let r = host::verify::run_all(&models().join(&m.blob), Some(&run), &d, 3, 300, 20).unwrap();
@@ -56,7 +56,7 @@ fn shipped_blob_matches_tract_layer_by_layer_and_whole() {
 #[test]
 fn a_corrupted_manifest_entry_is_caught() {
     let dir = tempfile::tempdir().unwrap();
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    let m = host::export::check_manifest(&models()).unwrap();
     for f in &m.files {
         let dst = dir.path().join(&f.name);
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
@@ -67,12 +67,12 @@ fn a_corrupted_manifest_entry_is_caught() {
         dir.path().join("MANIFEST.json"),
     )
     .unwrap();
-    host::shipped::check_manifest(dir.path()).unwrap();
+    host::export::check_manifest(dir.path()).unwrap();
     let blob = dir.path().join(&m.blob);
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&blob, bytes).unwrap();
-    let err = host::shipped::check_manifest(dir.path())
+    let err = host::export::check_manifest(dir.path())
         .unwrap_err()
         .to_string();
     assert!(err.contains("SHA-256"), "{err}");
@@ -80,7 +80,7 @@ fn a_corrupted_manifest_entry_is_caught() {
 
 #[test]
 fn export_reproduces_the_shipped_onnx_files() {
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    let m = host::export::check_manifest(&models()).unwrap();
     let out = tempfile::tempdir().unwrap();
     let written = host::export::export_files(
         &models().join("shipped.run"),
@@ -112,7 +112,7 @@ fn export_reproduces_the_shipped_onnx_files() {
 
 #[test]
 fn blob_breakdown_accounts_for_every_weight() {
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    let m = host::export::check_manifest(&models()).unwrap();
     let blob = std::fs::read(models().join(&m.blob)).unwrap();
     let b = host::compress::blob_breakdown(&blob).unwrap();
     let decoded = host::compress::decoded_weights(&blob).unwrap();
@@ -133,8 +133,8 @@ fn blob_breakdown_accounts_for_every_weight() {
 
 #[test]
 fn recode_keeps_every_logit_and_round_trips() {
-    use host::recode::{Encoding, recode};
-    let m = host::shipped::check_manifest(&models()).unwrap();
+    use host::compress::recode::{Encoding, recode};
+    let m = host::export::check_manifest(&models()).unwrap();
     let blob = std::fs::read(models().join(&m.blob)).unwrap();
     let d = data();
     let images = || (0..200).map(|i| d.test.image(i));
@@ -165,8 +165,8 @@ fn recode_keeps_every_logit_and_round_trips() {
         again == small,
         "smallest -> fast -> smallest is not the identity"
     );
-    let (a, la) = host::quantize::evaluate_blob(&blob, &d.test.slice(0..500)).unwrap();
-    let (b, lb) = host::quantize::evaluate_blob(&fast, &d.test.slice(0..500)).unwrap();
+    let (a, la) = host::eval::evaluate_blob(&blob, &d.test.slice(0..500)).unwrap();
+    let (b, lb) = host::eval::evaluate_blob(&fast, &d.test.slice(0..500)).unwrap();
     assert_eq!((a, la), (b, lb));
     let mut bad = blob.clone();
     bad[30] ^= 1;

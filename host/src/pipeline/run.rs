@@ -1,0 +1,288 @@
+//! `sqz pipeline`: data -> train -> compress (and export) -> verify -> device, in one command.
+//!
+//! Its defaults are the recipe that made the shipped model in `models/`
+//! ([`TrainConfig::preset`] `default` and [`CompressConfig::shipped`]); `--quick` runs the same
+//! stages on a small budget. Each stage writes into its own directory under `--out`, so a killed
+//! pipeline resumes training from its last checkpoint with `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+
+use crate::compress::recipe::{CompressConfig, FinetuneConfig};
+use crate::compress::resume::Checkpointing;
+use crate::compress::run::compress_resumable;
+use crate::data::FashionMnist;
+use crate::export::files::write_outputs;
+use crate::export::manifest::write_manifest;
+use crate::link::{DeviceLink, check_same_model, eval, host_reference};
+use crate::store::write_atomic;
+use crate::train::recipe::{Preset, RunOptions, TrainConfig, TrainResult};
+use crate::train::run::train;
+use crate::verify::parity::run_all;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Output root: `train/`, `model/`, `summary.md`.
+    pub out: PathBuf,
+    /// Small budget (minutes) instead of the shipped recipe.
+    pub quick: bool,
+    /// Continue training from `out/train`'s checkpoint.
+    pub resume: bool,
+    /// Seed of training.
+    pub seed: u64,
+    /// Seed of the compression's fine-tuning.
+    pub finetune_seed: u64,
+    /// The firmware crate: build it with the new blob and run it in QEMU.
+    pub firmware: Option<PathBuf>,
+    /// Test images sent to the device.
+    pub device_images: usize,
+}
+
+/// The training and compression recipe the pipeline runs.
+pub fn recipe(quick: bool, seed: u64, finetune_seed: u64) -> (TrainConfig, CompressConfig) {
+    let mut t = TrainConfig::preset(Preset::Default);
+    let mut c = CompressConfig::shipped();
+    t.seed = seed;
+    if let Some(ft) = &mut c.finetune {
+        ft.seed = finetune_seed;
+    }
+    if quick {
+        t.epochs = 2;
+        t.train_limit = Some(6_000);
+        c.calib_images = 500;
+        c.finetune = Some(FinetuneConfig {
+            prune_rounds: 2,
+            prune_epochs: 1,
+            share_epochs: 1,
+            train_limit: Some(3_000),
+            ..c.finetune.unwrap_or_default()
+        });
+    }
+    (t, c)
+}
+
+/// One line of the summary.
+#[derive(Debug, Clone)]
+pub struct StageLine {
+    /// Stage.
+    pub stage: &'static str,
+    /// What it found.
+    pub result: String,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+fn summary_table(lines: &[StageLine]) -> String {
+    let mut s = String::from("| stage | result | seconds |\n|---|---|---:|\n");
+    for l in lines {
+        s.push_str(&format!(
+            "| {} | {} | {:.0} |\n",
+            l.stage, l.result, l.seconds
+        ));
+    }
+    s
+}
+
+/// Builds the mps2-an386 firmware embedding `blob`; returns the ELF.
+pub fn build_firmware(firmware: &Path, blob: &Path) -> Result<PathBuf> {
+    let blob = blob
+        .canonicalize()
+        .with_context(|| format!("while resolving {}", blob.display()))?;
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(firmware)
+        .env("SQZ_BLOB", &blob)
+        .status()
+        .with_context(|| format!("while running cargo in {}", firmware.display()))?;
+    ensure!(
+        status.success(),
+        "building the firmware in {} failed (is the thumbv7em-none-eabihf target installed? \
+         `bash .ci/setup` installs it)",
+        firmware.display()
+    );
+    let elf = firmware.join("target/thumbv7em-none-eabihf/release/sqz-firmware");
+    ensure!(
+        elf.is_file(),
+        "firmware built, but {} is missing",
+        elf.display()
+    );
+    Ok(elf)
+}
+
+/// Runs every stage; returns the summary (also written to `out/summary.md`).
+pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>> {
+    let (tcfg, ccfg) = recipe(opts.quick, opts.seed, opts.finetune_seed);
+    let train_dir = opts.out.join("train");
+    let model_dir = opts.out.join("model");
+    let stages = if opts.firmware.is_some() { 4 } else { 3 };
+    let banner = |i: usize, what: &str| eprintln!("\n== {i}/{stages} {what} ==");
+
+    banner(1, "train");
+    let mut lines = vec![train_stage(data, opts, &tcfg, &train_dir)?];
+    banner(2, "compress and export");
+    lines.push(compress_stage(data, opts, &ccfg, &train_dir, &model_dir)?);
+    banner(3, "verify against tract");
+    let blob_path = model_dir.join("model.blob");
+    lines.push(verify_stage(
+        data, opts, &train_dir, &model_dir, &blob_path,
+    )?);
+    if let Some(fw) = &opts.firmware {
+        banner(4, "device (firmware in QEMU)");
+        lines.push(device_stage(data, opts, fw, &blob_path)?);
+    }
+
+    let md = format!(
+        "# Pipeline summary{}\n\n{}\nModel files: {}\n",
+        if opts.quick { " (--quick)" } else { "" },
+        summary_table(&lines),
+        model_dir.display()
+    );
+    write_atomic(&opts.out.join("summary.md"), md.as_bytes())?;
+    println!("{md}");
+    Ok(lines)
+}
+
+/// Trains into `train_dir`, or reuses the finished run there (unless resuming).
+fn train_stage(
+    data: &FashionMnist,
+    opts: &PipelineOptions,
+    tcfg: &TrainConfig,
+    train_dir: &Path,
+) -> Result<StageLine> {
+    let started = Instant::now();
+    let result_path = train_dir.join("result.json");
+    let result: TrainResult = if result_path.is_file() && !opts.resume {
+        eprintln!("{} is already trained; reusing it", train_dir.display());
+        serde_json::from_slice(&std::fs::read(&result_path)?)
+            .with_context(|| format!("while reading {}", result_path.display()))?
+    } else {
+        let (tr, val) = data.train_val(tcfg.val_count);
+        let run_opts = RunOptions {
+            resume: opts.resume && train_dir.join("checkpoint").exists(),
+            ..Default::default()
+        };
+        let (_, _, r) = train(tcfg, &tr, &val, &data.test, train_dir, &run_opts)?;
+        r.context("training ended without a result")?
+    };
+    Ok(StageLine {
+        stage: "train",
+        result: format!(
+            "{} epochs, test {:.2} %, validation {:.2} % (epoch {}), {} parameters",
+            tcfg.epochs,
+            100.0 * result.test_acc,
+            100.0 * result.best_val.0,
+            result.best_val.1,
+            result.params
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Compresses the run into `model_dir` (blob, ONNX, reports, manifest).
+fn compress_stage(
+    data: &FashionMnist,
+    opts: &PipelineOptions,
+    ccfg: &CompressConfig,
+    train_dir: &Path,
+    model_dir: &Path,
+) -> Result<StageLine> {
+    let started = Instant::now();
+    // The fine-tuning checkpoints after every epoch; --resume continues it when one is there.
+    let ck_dir = model_dir.join("model.checkpoint");
+    let ck = Checkpointing {
+        resume: opts.resume && ck_dir.exists(),
+        dir: ck_dir,
+        stop_after: None,
+    };
+    let c = compress_resumable(train_dir, data, ccfg, Some(&ck))?;
+    write_outputs(model_dir, &c, "model")?;
+    let correct = (c.report.test_acc * data.test.len() as f64).round() as usize;
+    write_manifest(model_dir, train_dir, "model", &c, correct)?;
+    ck.remove()?;
+    Ok(StageLine {
+        stage: "compress",
+        result: format!(
+            "blob {} bytes ({:.1}x below float32 weights), test {:.2} % on the shared kernels (float {:.2} %)",
+            c.report.blob_bytes,
+            c.report.stages[0].bytes as f64 / c.report.blob_bytes as f64,
+            100.0 * c.report.test_acc,
+            100.0 * c.report.float_test_acc
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Parity of the blob with tract, written to `model.parity.md`; fails when it does not pass.
+fn verify_stage(
+    data: &FashionMnist,
+    opts: &PipelineOptions,
+    train_dir: &Path,
+    model_dir: &Path,
+    blob_path: &Path,
+) -> Result<StageLine> {
+    let started = Instant::now();
+    let images = if opts.quick { 1_000 } else { data.test.len() };
+    let report = run_all(blob_path, Some(train_dir), data, 20, images, 200)?;
+    write_atomic(
+        &model_dir.join("model.parity.md"),
+        report.markdown.as_bytes(),
+    )?;
+    let layer_bad: usize = report.layers.iter().map(|l| l.mismatches).sum();
+    let line = StageLine {
+        stage: "verify",
+        result: format!(
+            "{}: per layer {layer_bad} mismatches; whole network {} / {} top-1 agree, max delta {} steps; float max abs delta {}",
+            if report.passed { "PASS" } else { "FAIL" },
+            report.network.top1_agree,
+            report.network.images,
+            report.network.max_logit_delta,
+            report
+                .float
+                .as_ref()
+                .map_or("n/a".into(), |f| format!("{:.1e}", f.max_abs_delta))
+        ),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    ensure!(
+        report.passed,
+        "parity with tract failed: see {}",
+        model_dir.join("model.parity.md").display()
+    );
+    Ok(line)
+}
+
+/// The firmware in `fw` built with the blob, booted in QEMU, and test images run on it.
+fn device_stage(
+    data: &FashionMnist,
+    opts: &PipelineOptions,
+    fw: &Path,
+    blob_path: &Path,
+) -> Result<StageLine> {
+    let started = Instant::now();
+    let elf = build_firmware(fw, blob_path)?;
+    let blob = std::fs::read(blob_path)?;
+    let mut link = DeviceLink::qemu(&elf)?;
+    let info = link.info()?;
+    check_same_model(&info, &blob)?;
+    let n = opts.device_images.min(data.test.len());
+    let r = eval(
+        &mut link,
+        (0..n).map(|i| data.test.image(i)),
+        Some(&data.test.labels[..n]),
+        host_reference(&blob)?,
+        |_| {},
+    )?;
+    let line = StageLine {
+        stage: "device",
+        result: format!("{r}"),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    ensure!(
+        r.logits_match == r.images,
+        "device logits differ from the host kernels"
+    );
+    Ok(line)
+}

@@ -1,0 +1,298 @@
+//! The training loop: a fresh or resumed start, one epoch at a time (train, validate, keep the
+//! best weights, checkpoint, redraw the curves), and the one test evaluation at the end.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::checkpoint::{RunDir, load_weights, write_checkpoint_dir};
+use super::model::SqueezeNet;
+use super::recipe::{
+    EpochMetrics, OptimizerKind, RunOptions, TrainConfig, TrainResult, TrainState,
+};
+use crate::data::Split;
+use crate::data::progress::items_bar;
+use crate::eval::{epoch_order, evaluate, make_batch};
+use crate::store::{save_weights, write_atomic};
+
+fn new_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
+    match cfg.optimizer {
+        OptimizerKind::Adamw => AdamWConfig::new()
+            .with_weight_decay(cfg.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init(),
+        OptimizerKind::Adam => {
+            let mut c = AdamConfig::new().with_epsilon(1e-7);
+            if cfg.weight_decay > 0.0 {
+                c = c.with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
+                    cfg.weight_decay as f32,
+                )));
+            }
+            c.init()
+        }
+    }
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// Trains per `cfg` into `dir`, resuming when asked. Returns the final state.
+pub fn train(
+    cfg: &TrainConfig,
+    train_split: &Split,
+    val_split: &Split,
+    test_split: &Split,
+    dir: &Path,
+    opts: &RunOptions,
+) -> Result<(SqueezeNet, TrainState, Option<TrainResult>)> {
+    cfg.validate()?;
+    let run = RunDir(dir.to_path_buf());
+    std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+    let device = Device::flex().autodiff();
+    let train_split = match cfg.train_limit {
+        Some(n) => train_split.slice(0..n.min(train_split.len())),
+        None => train_split.clone(),
+    };
+    let (mut model, mut optim, mut state) = if opts.resume {
+        resume(cfg, &run, &device)?
+    } else {
+        start(cfg, &run, &device)?
+    };
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
+        .init(&device);
+    let total_steps = train_split.len().div_ceil(cfg.batch_size) * cfg.epochs;
+    let mut epochs_this_call = 0;
+    while state.epochs_done < cfg.epochs {
+        if opts.stop_after.is_some_and(|n| epochs_this_call >= n) {
+            return Ok((model, state, None));
+        }
+        let epoch = Epoch {
+            cfg,
+            split: &train_split,
+            loss_fn: &loss_fn,
+            device: &device,
+            total_steps,
+        };
+        let m;
+        (model, m) = epoch.run(model, &mut optim, &mut state, val_split)?;
+        if state.best.is_none_or(|(b, _)| m.val_acc > b) {
+            state.best = Some((m.val_acc, m.epoch));
+            save_weights(&model, &run.best())?;
+        }
+        state.history.push(m);
+        state.epochs_done += 1;
+        epochs_this_call += 1;
+        write_checkpoint_dir(&run.checkpoint(), &model, &optim, &state)?;
+        super::report::write_metrics(dir, &state.history)?;
+    }
+    if opts.skip_final {
+        return Ok((model, state, None));
+    }
+    let result = finish(cfg, &run, &state, test_split)?;
+    Ok((model, state, Some(result)))
+}
+
+/// A fresh run: refuses a directory that holds one, writes `config.json` and `command.txt`,
+/// seeds the device and builds the network and optimiser.
+fn start(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    device: &Device,
+) -> Result<(SqueezeNet, ModuleOptimizer, TrainState)> {
+    let dir = &run.0;
+    if run.checkpoint().exists() {
+        bail!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            dir.display()
+        );
+    }
+    write_atomic(&run.config(), serde_json::to_string_pretty(cfg)?.as_bytes())?;
+    let argv: Vec<String> = std::env::args().collect();
+    write_atomic(
+        &dir.join("command.txt"),
+        format!("{}\n", argv.join(" ")).as_bytes(),
+    )?;
+    device.seed(cfg.seed);
+    Ok((
+        SqueezeNet::new(&cfg.model, device),
+        new_optimizer(cfg),
+        TrainState::default(),
+    ))
+}
+
+/// The run in `run` continued: its configuration must be `cfg`; the network, optimiser and
+/// state come from its checkpoint.
+fn resume(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    device: &Device,
+) -> Result<(SqueezeNet, ModuleOptimizer, TrainState)> {
+    let dir = &run.0;
+    let saved: TrainConfig =
+        serde_json::from_slice(&std::fs::read(run.config()).with_context(|| {
+            format!(
+                "--resume: no run to resume in {} (reading config.json)",
+                dir.display()
+            )
+        })?)
+        .with_context(|| format!("while parsing {}", run.config().display()))?;
+    if &saved != cfg {
+        bail!(
+            "--resume: the run in {} was made with a different configuration; resume with the same flags (see its config.json)",
+            dir.display()
+        );
+    }
+    let ck = run.checkpoint();
+    let state: TrainState = serde_json::from_slice(
+        &std::fs::read(ck.join("state.json"))
+            .with_context(|| format!("while reading {}", ck.join("state.json").display()))?,
+    )?;
+    let model = load_weights(&cfg.model, &ck.join("model.bpk"), device)?;
+    let optim = new_optimizer(cfg)
+        .load(ck.join("optim.bpk"))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("while reading {}", ck.join("optim.bpk").display()))?;
+    Ok((model, optim, state))
+}
+
+/// What one training epoch needs besides the network and optimiser.
+struct Epoch<'a> {
+    cfg: &'a TrainConfig,
+    split: &'a Split,
+    loss_fn: &'a CrossEntropyLoss,
+    device: &'a Device,
+    total_steps: usize,
+}
+
+impl Epoch<'_> {
+    /// Epoch `state.epochs_done`: every training batch once (shuffled, augmented), then the
+    /// validation. Returns the network and the epoch's metrics.
+    fn run(
+        &self,
+        mut model: SqueezeNet,
+        optim: &mut ModuleOptimizer,
+        state: &mut TrainState,
+        val_split: &Split,
+    ) -> Result<(SqueezeNet, EpochMetrics)> {
+        let (cfg, device) = (self.cfg, self.device);
+        let epoch = state.epochs_done;
+        let started = Instant::now();
+        let (mut rng, order) = epoch_order(
+            self.split.len(),
+            epoch_seed(cfg.seed, epoch),
+            epoch_seed(cfg.seed ^ 0xA5A5, epoch),
+            device,
+        );
+        let bar = items_bar(
+            self.split.len() as u64,
+            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
+        );
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = cfg.lr;
+        for batch in order.chunks(cfg.batch_size) {
+            let (x, y) = make_batch(
+                self.split,
+                batch,
+                cfg.normalization,
+                cfg.augment.then_some(&mut rng),
+                device,
+            );
+            let logits = model.forward(x);
+            let loss = self.loss_fn.forward(logits.clone(), y.clone());
+            let pred = logits.argmax(1).reshape([batch.len()]);
+            correct += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            if !loss_value.is_finite() {
+                bail!(
+                    "training diverged at epoch {} (loss = {loss_value}); lower --lr",
+                    epoch + 1
+                );
+            }
+            loss_sum += loss_value * batch.len() as f64;
+            seen += batch.len();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = cfg.lr_at(state.steps, self.total_steps);
+            model = optim.step(lr, model, grads);
+            state.steps += 1;
+            bar.inc(batch.len() as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}%",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64
+            ));
+        }
+        bar.finish_and_clear();
+        let val = evaluate(
+            &model,
+            val_split,
+            cfg.normalization,
+            &device.clone().without_autodiff(),
+        );
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            val_loss: val.loss,
+            val_acc: val.acc,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        eprintln!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:.2}%  val loss {:.4} acc {:.2}%  lr {:.2e}  {:.0}s",
+            m.epoch,
+            cfg.epochs,
+            m.train_loss,
+            100.0 * m.train_acc,
+            m.val_loss,
+            100.0 * m.val_acc,
+            m.lr,
+            m.seconds
+        );
+        Ok((model, m))
+    }
+}
+
+/// The test set, touched once, with the best-by-validation weights: `result.json` and
+/// `confusion.png`.
+fn finish(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    state: &TrainState,
+    test_split: &Split,
+) -> Result<TrainResult> {
+    let eval_device = Device::flex();
+    let best = load_weights(&cfg.model, &run.best(), &eval_device)?;
+    let test = evaluate(&best, test_split, cfg.normalization, &eval_device);
+    let result = TrainResult {
+        test_acc: test.acc,
+        test_loss: test.loss,
+        confusion: test.confusion.clone(),
+        best_val: state.best.unwrap_or((0.0, 0)),
+        train_seconds: state.history.iter().map(|m| m.seconds).sum(),
+        params: best.num_params(),
+    };
+    write_atomic(
+        &run.result(),
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    super::report::confusion_png(
+        &run.0.join("confusion.png"),
+        &test.confusion,
+        "test set, best weights",
+    )?;
+    Ok(result)
+}
+
+/// Draws from the run's RNG, for tests that want the same stream.
+pub fn rng_for_epoch(seed: u64, epoch: usize) -> StdRng {
+    StdRng::seed_from_u64(epoch_seed(seed, epoch))
+}
