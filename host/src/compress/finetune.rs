@@ -127,6 +127,9 @@ pub fn finetune(
     })
 }
 
+/// A checkpoint's progress and optimiser, when the run resumes from one.
+type Resumed = Option<(Progress, ModuleOptimizer)>;
+
 /// Where pruning starts: the trained network at round 1, or (with `resume`) the checkpoint's
 /// network, stages, round, epoch and optimiser. Without `resume`, refuses to overwrite a
 /// checkpoint.
@@ -137,11 +140,7 @@ fn start(
     cfg: &FinetuneConfig,
     ck: Option<&Checkpointing>,
     device: &Device,
-) -> Result<(
-    SqueezeNet,
-    Vec<FinetuneStage>,
-    Option<(Progress, ModuleOptimizer)>,
-)> {
+) -> Result<(SqueezeNet, Vec<FinetuneStage>, Resumed)> {
     let Some(ck) = ck else {
         return Ok((net, Vec::new(), None));
     };
@@ -170,7 +169,7 @@ struct Pruning<'a> {
     /// Final pruning target and codebook bits of every conv.
     targets: &'a [(f64, u8)],
     stages: Vec<FinetuneStage>,
-    resumed: Option<(Progress, ModuleOptimizer)>,
+    resumed: Resumed,
     epochs_this_call: usize,
 }
 

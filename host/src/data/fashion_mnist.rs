@@ -1,5 +1,5 @@
 //! Fashion-MNIST: finding the four IDX files, reading them (gzipped or not), checking them, and
-//! turning them into training tensors.
+//! normalising pixels into network inputs (batches are built in `eval`).
 //!
 //! Where the files are looked for, in order: an explicit directory (`--data DIR`), the
 //! `FASHION_MNIST_DIR` variable, `data/fashion-mnist` in the repository, and
