@@ -1,6 +1,6 @@
 //! Cortex-M4 DSP path (`SXTB16` + `SMLAD` via `asm!`), compiled on `thumbv7em` (cfg `sqz_dsp`).
 
-use crate::format::{le_f32_at, le_i32_at};
+use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::conv::{ConvParams, ConvQuant, as_i8};
 use crate::kernels::dot::{
     DotKernel, SparseBlock, dot_row_portable, pack_nibbles_portable, pack_portable, pack_rows_each,

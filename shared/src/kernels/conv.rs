@@ -1,7 +1,8 @@
 //! Convolutions: `conv_1x1_s8`, `conv_3x3_s8`, `conv_general_s8` (one driver, [`conv_s8`]) and
 //! the reference twin [`conv_ref_s8`].
 
-use crate::format::{Dims, Pad, le_f32_at, le_i32_at};
+use crate::bytes::{le_f32_at, le_i32_at};
+use crate::dims::{Dims, Pad};
 use crate::kernels::dot::{DotKernel, SparseBlock, nibble_pair_table, sparse_entry};
 use crate::quant::{Requant, requantize};
 use crate::weights::RowDecoder;

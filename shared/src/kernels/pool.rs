@@ -1,7 +1,7 @@
 //! Pools: `maxpool_s8` (incl. ceil mode), `avgpool_s8`, `global_avgpool_s8` and their reference
 //! twins. None needs scratch.
 
-use crate::format::{Dims, Pad};
+use crate::dims::{Dims, Pad};
 use crate::quant::{Requant, requantize};
 
 /// Geometry of a pool. Output dims are computed by the model (ceil mode already applied).

@@ -18,7 +18,7 @@
 //! to the reference bit for bit; `|x - in_zp| <= 255` and `|w| <= 128` keep every `PMADDWD`
 //! pair sum exact), requantised by [`crate::kernels::dot::requant_row_portable`].
 
-use crate::format::{le_f32_at, le_i32_at};
+use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::conv::{ConvParams, ConvQuant, ROW_BLOCK, as_i8};
 use crate::kernels::dot::requant_row_inline;
 use crate::weights::RowDecoder;
