@@ -20,6 +20,8 @@ pub mod weights;
 
 #[cfg(feature = "std")]
 pub mod encode;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use dims::Dims;
 pub use error::Error;

@@ -23,17 +23,16 @@
 //!   `S`); the bypass sum is computed in place in the concat.
 //!
 //! `arena_len` is the maximum over the steps. The conv scratch reserves packed weights for
-//! blocks of [`crate::kernels::conv::MIN_BLOCK`] channels; wherever the arena has more free bytes
+//! blocks of [`crate::kernels::MIN_BLOCK`] channels; wherever the arena has more free bytes
 //! (every step but the largest), the kernels take larger blocks and pass over the pixels fewer
 //! times. [`run_observed`] runs every layer whole (every tensor observable) and needs
 //! [`Model::observed_arena_len`] bytes.
 
 use crate::dims::Dims;
 use crate::format::{Bypass, ConvDesc, FireDesc, LayerDesc, MaxPoolDesc};
-use crate::kernels::add::add_requant_s8;
-use crate::kernels::conv::{ConvQuant, conv_s8, conv_s8_next_strip};
-use crate::kernels::dot::{BestDot, DotKernel};
-use crate::kernels::pool::{PoolParams, avgpool_s8, global_avgpool_s8, maxpool_s8};
+use crate::kernels::{BestDot, DotKernel};
+use crate::kernels::{ConvQuant, PoolParams, conv_s8, conv_s8_next_strip};
+use crate::kernels::{add_requant_s8, avgpool_s8, global_avgpool_s8, maxpool_s8};
 use crate::model::{LayerInfo, Model};
 use crate::plan::{conv_params, uniform};
 use crate::quant::QuantParams;
