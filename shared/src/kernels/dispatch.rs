@@ -1,13 +1,11 @@
 //! The dispatcher: picks, per layer, the kernel that runs it, by name. Conv: the target's own
 //! whole-conv kernel if it takes the layer ([`conv_3x3_c1_s8`] on the Cortex-M4 stem, the host's
 //! [`conv_wide_s8`]), else the zero-skipping [`conv_sparse_s8`] where sparse rows pay
-//! (`cost::zero_skip_applies`), else the packed [`conv_1px_s8`] or [`conv_packed_s8`] over the
-//! micro-kernel `K`. Max pool: [`maxpool_s8_dsp`] or [`maxpool_s8_portable`].
+//! (`cost::zero_skip_applies`), else the packed [`conv_packed_s8`] over the micro-kernel `K`. Max pool: [`maxpool_s8_dsp`] or [`maxpool_s8_portable`].
 
 #[cfg(sqz_dsp)]
 use crate::kernels::arm::{conv_3x3_c1_s8, maxpool_s8_dsp};
-use crate::kernels::cost::sparse_layout;
-use crate::kernels::frame::packed::{conv_1px_s8, conv_packed_s8};
+use crate::kernels::frame::packed::conv_packed_s8;
 use crate::kernels::frame::sparse::conv_sparse_s8;
 use crate::kernels::frame::wide::{conv_wide_portable_s8, conv_wide_s8};
 use crate::kernels::frame::{ConvIsa, DotKernel};
@@ -99,16 +97,10 @@ unsafe fn conv_strip<K: DotKernel>(
     if done {
         return;
     }
-    if let Some(layout) = sparse_layout(p, w, scratch.len())
-        && conv_sparse_s8::<K>(p, q, input, w, out, scratch, layout)
-    {
+    if conv_sparse_s8::<K>(p, q, input, w, out, scratch) {
         return;
     }
-    if p.output.h as usize * p.output.w as usize == 1 {
-        conv_1px_s8::<K>(p, q, input, w, out, scratch)
-    } else {
-        conv_packed_s8::<K>(p, q, input, w, out, scratch)
-    }
+    conv_packed_s8::<K>(p, q, input, w, out, scratch)
 }
 
 /// Max pool; padded taps are ignored (every window holds at least one valid tap, checked by the

@@ -27,7 +27,7 @@ pub use cost::{
     ZERO_SKIP_MIN_PIXELS, sparse_rows_pay, sparse_stem_pays, zero_skip_applies, zero_skip_pays,
 };
 pub use dispatch::{BestDot, conv_s8, conv_s8_next_strip, maxpool_s8};
-pub use frame::packed::{conv_1px_s8, conv_packed_s8};
+pub use frame::packed::conv_packed_s8;
 pub use frame::sparse::conv_sparse_s8;
 pub use frame::wide::{conv_wide_portable_s8, conv_wide_s8};
 pub use frame::{ConvIsa, DotKernel, SparseBlock, nibble_pair_table, sparse_entry};

@@ -1,4 +1,4 @@
-//! The packed 2x2 driver ([`conv_packed_s8`]) and its one-pixel form ([`conv_1px_s8`]).
+//! The packed 2x2 driver ([`conv_packed_s8`]), for any geometry.
 
 use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::frame::{DotKernel, nibble_pair_table};
@@ -8,7 +8,7 @@ use crate::kernels::params::{
 use crate::quant::requantize;
 use crate::weights::RowDecoder;
 
-/// The packed 2x2 driver, any kernel, stride and padding (two or more output pixels): per block
+/// The packed 2x2 driver, any kernel, stride and padding: per block
 /// of channels (as many as the scratch holds, see `params::fitting_block`), rows decoded and
 /// packed once ([`DotKernel::pack_acts`], [`DotKernel::pack_nibbles`] for 4-bit codebooks),
 /// then per pair of output pixels [`DotKernel::dot_block`] and [`DotKernel::requant_row`].
@@ -21,7 +21,9 @@ use crate::weights::RowDecoder;
 /// * `scratch.len() >= conv_scratch_len(p, w.is_dense())`.
 ///
 /// Preconditions (checked by `Model::from_bytes`, only `debug_assert`ed by the dispatcher):
-/// consistent dims, buffer lengths as above, `p.output.h * p.output.w >= 2`.
+/// consistent dims, buffer lengths as above. One output pixel (the deepest fires at small
+/// inputs, the classifier) takes no weight packing: the raw rows against the packed pixel
+/// ([`DotKernel::dot_row`]).
 pub fn conv_packed_s8<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
@@ -46,6 +48,29 @@ pub fn conv_packed_s8<K: DotKernel>(
     let (wpk, rest) = take_words(rest, (nb / 2) * 4 * kq);
     let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
     let rq = q.requant();
+    if npix == 1 {
+        // One output pixel (the deepest fires at small inputs): no weight packing, raw rows
+        // against the packed pixel.
+        if direct {
+            K::pack_acts(input, k, 0, q.in_zp, acts);
+        } else {
+            let c0 = &mut cols[..k];
+            im2col(p, input, 0, 0, q.in_zp, c0);
+            K::pack_acts(c0, k, 0, q.in_zp, acts);
+        }
+        for oc in 0..cout {
+            let r: &[i8] = match w.dense_row(oc) {
+                Some(r) => as_i8(r),
+                None => {
+                    w.decode_row_validated(oc, row);
+                    &row[..k]
+                }
+            };
+            let acc = le_i32_at(q.bias, oc).wrapping_add(K::dot_row(acts, r, k));
+            out[p.out_channel_offset + oc] = requantize(acc, le_f32_at(q.multipliers, oc), &rq);
+        }
+        return;
+    }
     let mut acc = [0i32; 2 * ROW_BLOCK];
     // 4-bit codebook rows are unpacked straight into the packed layout, a byte pair at a time.
     let t16 = w.nibble_row(0).map(|(_, lut)| nibble_pair_table(lut));
@@ -106,44 +131,6 @@ pub fn conv_packed_s8<K: DotKernel>(
             px += 2;
         }
         ob += n;
-    }
-}
-
-/// One output pixel (the deepest fires at small inputs, the classifier): no weight packing, the
-/// raw rows against the packed pixel ([`DotKernel::dot_row`]). Same contract as
-/// [`conv_packed_s8`] with `p.output.h * p.output.w == 1`.
-pub fn conv_1px_s8<K: DotKernel>(
-    p: &ConvParams,
-    q: &ConvQuant<'_>,
-    input: &[i8],
-    w: &RowDecoder<'_>,
-    out: &mut [i8],
-    scratch: &mut [i8],
-) {
-    let k = p.k();
-    let kq = k.div_ceil(4);
-    let cout = p.output.c as usize;
-    let direct = p.direct();
-    let (acts, rest) = take_words(scratch, 4 * kq);
-    let (cols, row) = rest.split_at_mut(if direct { 0 } else { 2 * k });
-    let rq = q.requant();
-    if direct {
-        K::pack_acts(input, k, 0, q.in_zp, acts);
-    } else {
-        let c0 = &mut cols[..k];
-        im2col(p, input, 0, 0, q.in_zp, c0);
-        K::pack_acts(c0, k, 0, q.in_zp, acts);
-    }
-    for oc in 0..cout {
-        let r: &[i8] = match w.dense_row(oc) {
-            Some(r) => as_i8(r),
-            None => {
-                w.decode_row_validated(oc, row);
-                &row[..k]
-            }
-        };
-        let acc = le_i32_at(q.bias, oc).wrapping_add(K::dot_row(acts, r, k));
-        out[p.out_channel_offset + oc] = requantize(acc, le_f32_at(q.multipliers, oc), &rq);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::packed::im2col;
 use crate::bytes::{le_f32_at, le_i32_at};
+use crate::kernels::cost::sparse_layout;
 use crate::kernels::frame::{DotKernel, SparseBlock, sparse_entry, zp_pair};
 use crate::kernels::params::{ConvParams, ConvQuant, ROW_BLOCK, SPARSE_GROUP, take_words};
 use crate::weights::RowDecoder;
@@ -19,8 +20,10 @@ pub fn conv_sparse_s8<K: DotKernel>(
     w: &RowDecoder<'_>,
     out: &mut [i8],
     scratch: &mut [i8],
-    (all, ent_words): (bool, usize),
 ) -> bool {
+    let Some((all, ent_words)) = sparse_layout(p, w, scratch.len()) else {
+        return false;
+    };
     let k = p.k();
     let cout = p.output.c as usize;
     let npix = p.output.h as usize * p.output.w as usize;
