@@ -59,6 +59,9 @@ fn example_input(out: &mut [i8], seed: u64) {
     }
 }
 
+/// One randomised check of the suite.
+type Check = fn(&mut Rng) -> Result<(), Mismatch>;
+
 /// The conv cases of `CONV_CASES`, in order.
 fn conv_cases() -> impl Iterator<Item = (ConvSpec, ConvDesc<'static>)> {
     let mut rest = CONV_CASES;
@@ -115,7 +118,7 @@ fn conv_suite<K: DotKernel>(name: &str, all: bool) -> bool {
 
 /// The micro-kernel checks of the suite on `K`, `n` random cases each.
 fn dot_suite<K: DotKernel>(name: &str, rng: &mut Rng, n: usize) -> bool {
-    let checks: [(&str, fn(&mut Rng) -> Result<(), Mismatch>); 4] = [
+    let checks: [(&str, Check); 4] = [
         ("dot_block", suite::check_dot_block::<K>),
         ("sparse_block", suite::check_sparse_block::<K>),
         ("pack_nibbles", suite::check_pack_nibbles::<K>),
@@ -125,12 +128,7 @@ fn dot_suite<K: DotKernel>(name: &str, rng: &mut Rng, n: usize) -> bool {
 }
 
 /// Runs each check `n` times; prints one line per check.
-fn report(
-    name: &str,
-    rng: &mut Rng,
-    n: usize,
-    checks: &[(&str, fn(&mut Rng) -> Result<(), Mismatch>)],
-) -> bool {
+fn report(name: &str, rng: &mut Rng, n: usize, checks: &[(&str, Check)]) -> bool {
     let mut ok = true;
     for (what, check) in checks {
         let r = suite::repeat(n, rng, check);
@@ -214,7 +212,7 @@ fn main() -> ! {
     ok &= conv_suite::<RefDot>("RefDot", false);
     ok &= dot_suite::<ArmDot>("ArmDot", &mut rng, 500);
     ok &= dot_suite::<PortableDot>("PortableDot", &mut rng, 100);
-    let ops: [(&str, fn(&mut Rng) -> Result<(), Mismatch>); 4] = [
+    let ops: [(&str, Check); 4] = [
         ("maxpool", suite::check_maxpool),
         ("avgpool", suite::check_avgpool),
         ("global_avgpool", suite::check_global_avgpool),

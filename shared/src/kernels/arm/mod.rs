@@ -532,7 +532,7 @@ unsafe fn pack_rows_asm(
     zz: u32,
     dst: &mut [u32],
 ) {
-    // SAFETY (caller): reads bytes `r * stride .. r * stride + len` of `src` for `r < rows`
+    // SAFETY: the caller guarantees the `# Safety` conditions, so this reads bytes `r * stride .. r * stride + len` of `src` for `r < rows`
     // (unaligned LDR is allowed on the Cortex-M4); writes words `4 q + 2 slot` and
     // `4 q + 2 slot + 1` for `q < rows * len / 4`, i.e. within `dst[..rows * len]` (STRD on the
     // word-aligned slice).
