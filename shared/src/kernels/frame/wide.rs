@@ -181,7 +181,7 @@ fn conv_wide_body<const AVX: bool>(
     true
 }
 
-/// Longest row for which [`outer`] (channels in vector lanes) replaces the dot-product
+/// Longest row for which `outer` (channels in vector lanes) replaces the dot-product
 /// micro-kernel: short rows (the 1-channel stem, narrow 1x1 expands) would spend more on the
 /// horizontal sums of the dot products than on the products.
 pub const OUTER_MAX_K: usize = 32;

@@ -1,12 +1,10 @@
 //! Portable micro-kernels of the packed layout (see `frame`) and the reference of the sparse
 //! block: what `RefDot` and `PortableDot` run, and the tails of the DSP path.
 
-#[allow(unused_imports)] // doc links
-use crate::kernels::frame::DotKernel;
 use crate::kernels::frame::SparseBlock;
 use crate::kernels::params::ROW_BLOCK;
 
-/// Portable [`DotKernel::dot_row`].
+/// Portable [`DotKernel::dot_row`](crate::kernels::frame::DotKernel::dot_row).
 #[inline]
 pub fn dot_row_portable(acts: &[u32], row: &[i8], k: usize) -> i32 {
     let row = &row[..k];
@@ -23,7 +21,7 @@ pub fn dot_row_portable(acts: &[u32], row: &[i8], k: usize) -> i32 {
     acc
 }
 
-/// Portable [`DotKernel::pack_nibbles`].
+/// Portable [`DotKernel::pack_nibbles`](crate::kernels::frame::DotKernel::pack_nibbles).
 #[inline]
 pub fn pack_nibbles_portable(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize, dst: &mut [u32]) {
     let kq = k.div_ceil(4);
@@ -40,7 +38,7 @@ pub fn pack_nibbles_portable(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize
     }
 }
 
-/// Reference of [`DotKernel::dot_sparse_block`]: one multiply at a time.
+/// Reference of [`DotKernel::dot_sparse_block`](crate::kernels::frame::DotKernel::dot_sparse_block): one multiply at a time.
 pub fn dot_sparse_block_ref(acts: &[u32], block: &SparseBlock<'_>, acc: &mut [i32]) {
     const B: usize = ROW_BLOCK;
     if !block.fits(acts.len()) {
@@ -134,7 +132,7 @@ pub(crate) fn portable_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4]
     [c00, c01, c10, c11]
 }
 
-/// Plain scalar [`DotKernel::dot_block`] step: unpacks every value and multiplies one at a time.
+/// Plain scalar [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) step: unpacks every value and multiplies one at a time.
 pub fn ref_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
     let val = |v: &[u32], slot: usize, i: usize| -> i32 {
         let (q, r) = (i / 4, i % 4);
@@ -157,7 +155,7 @@ pub fn ref_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
     r
 }
 
-/// [`DotKernel::dot_block`] one channel pair at a time through `dot_2x2` (wrapping adds).
+/// [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) one channel pair at a time through `dot_2x2` (wrapping adds).
 #[inline(always)]
 pub(crate) fn dot_block_pairs(
     dot_2x2: impl Fn(&[u32], &[u32], usize) -> [i32; 4],
