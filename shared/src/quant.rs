@@ -320,13 +320,8 @@ mod tests {
 
     #[test]
     fn select_form_equals_the_spec() {
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut rng = crate::testkit::Rng(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || (rng.next_u32() as u64) << 32 | rng.next_u32() as u64;
         let accs = [
             0,
             1,

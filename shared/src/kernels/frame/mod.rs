@@ -1,6 +1,6 @@
 //! The micro-kernel contract ([`DotKernel`]) and the drivers written against it: the packed
-//! 2x2 driver ([`packed`]), the zero-skipping sparse driver ([`sparse`]) and the host's i16
-//! driver ([`wide`]). Implementations: `generic` (reference and portable), `arm` (Cortex-M4
+//! 2x2 driver (`conv_packed_s8`), the zero-skipping sparse driver (`conv_sparse_s8`) and the
+//! host's i16 driver (`conv_wide_s8`). Implementations: `generic` (reference and portable), `arm` (Cortex-M4
 //! DSP); `x86` holds the wide driver's SSE2/AVX2 micro-kernels.
 //!
 //! # Packed layout (shared by activations and weights)
@@ -11,9 +11,9 @@
 //! `[even(r0), odd(r0), even(r1), odd(r1)]`, i.e. `4 * kq` words for the pair. Then
 //! `dot(r0, s0) = sum over words of SMLAD(r0.even, s0.even) + SMLAD(r0.odd, s0.odd)`.
 
-pub mod packed;
-pub mod sparse;
-pub mod wide;
+pub(crate) mod packed;
+pub(crate) mod sparse;
+pub(crate) mod wide;
 
 use crate::kernels::params::ROW_BLOCK;
 use crate::quant::Requant;

@@ -1,10 +1,10 @@
 //! The generic tier: the reference twins (`*_ref`, [`RefDot`]) and the portable kernels
 //! ([`PortableDot`], [`PortableScalarDot`], the pools, the bypass add) that every target runs.
 
-pub mod add;
-pub mod conv;
-pub mod dot;
-pub mod pool;
+pub(crate) mod add;
+pub(crate) mod conv;
+pub(crate) mod dot;
+pub(crate) mod pool;
 pub(crate) mod wide;
 
 use crate::kernels::frame::{ConvIsa, DotKernel, SparseBlock};
