@@ -254,9 +254,9 @@ pub(crate) fn step(
     Ok((out, oq, need))
 }
 
-/// Arena need of a conv fused with the max pool after it (the fused plan of `run`): the conv's input,
-/// a strip of at most `pool kernel height` conv output rows, the conv's scratch and the pool's
-/// output. `None` if the pair cannot be fused.
+/// Arena need of a conv fused with the max pool after it (the fused plan of `run`): the conv's
+/// input, a strip of at most `pool kernel height` conv output rows, the conv's scratch and the
+/// pool's output. `None` if the pair cannot be fused.
 pub(crate) fn fused_conv_pool_need(
     c: &ConvDesc<'_>,
     conv_in: Dims,

@@ -1,7 +1,8 @@
 //! The dispatcher: picks, per layer, the kernel that runs it, by name. Conv: the target's own
-//! whole-conv kernel if it takes the layer (`arm::conv_3x3_c1_s8` on the Cortex-M4 stem, the host's
-//! [`conv_wide_s8`]), else the zero-skipping [`conv_sparse_s8`] where sparse rows pay
-//! (`cost::zero_skip_applies`), else the packed [`conv_packed_s8`] over the micro-kernel `K`. Max pool: `arm::maxpool_s8_dsp` or [`maxpool_s8_portable`].
+//! whole-conv kernel if it takes the layer (`arm::conv_3x3_c1_s8` on the Cortex-M4 stem, the
+//! host's [`conv_wide_s8`]), else the zero-skipping [`conv_sparse_s8`] where sparse rows pay
+//! (`cost::zero_skip_applies`), else the packed [`conv_packed_s8`] over the micro-kernel `K`.
+//! Max pool: `arm::maxpool_s8_dsp` or [`maxpool_s8_portable`].
 
 #[cfg(sqz_dsp)]
 use crate::kernels::arm::{conv_3x3_c1_s8, maxpool_s8_dsp};
@@ -105,7 +106,8 @@ unsafe fn conv_strip<K: DotKernel>(
 
 /// Max pool; padded taps are ignored (every window holds at least one valid tap, checked by the
 /// model). Output quantisation equals the input's. Input `p.input`, output `p.output`, NHWC.
-/// On the Cortex-M4 (`sqz_dsp`) channels go 4 at a time (`arm::maxpool_s8_dsp`) when `c % 4 == 0`.
+/// On the Cortex-M4 (`sqz_dsp`) channels go 4 at a time (`arm::maxpool_s8_dsp`) when
+/// `c % 4 == 0`.
 pub fn maxpool_s8(p: &PoolParams, input: &[i8], out: &mut [i8]) {
     #[cfg(sqz_dsp)]
     if p.input.c.is_multiple_of(4) {

@@ -239,9 +239,9 @@ impl DotKernel for ArmDot {
         let n = n / 2;
         if rq.lo == -128 {
             // SAFETY: reads `n` words of `acc` and `mults`, writes `n` bytes of `out` (bounds
-            // checked above), two per iteration. s12..s15 are declared clobbers. This is `requantize_f32_path` with
-            // `lo = -128`: VCVTR rounds to nearest-even (FPSCR reset mode) and saturates, SSAT
-            // clamps to [-128, 127].
+            // checked above), two per iteration. s12..s15 are declared clobbers. This is
+            // `requantize_f32_path` with `lo = -128`: VCVTR rounds to nearest-even (FPSCR reset
+            // mode) and saturates, SSAT clamps to [-128, 127].
             unsafe {
                 core::arch::asm!(
                     "2:",
@@ -532,10 +532,10 @@ unsafe fn pack_rows_asm(
     zz: u32,
     dst: &mut [u32],
 ) {
-    // SAFETY: the caller guarantees the `# Safety` conditions, so this reads bytes `r * stride .. r * stride + len` of `src` for `r < rows`
-    // (unaligned LDR is allowed on the Cortex-M4); writes words `4 q + 2 slot` and
-    // `4 q + 2 slot + 1` for `q < rows * len / 4`, i.e. within `dst[..rows * len]` (STRD on the
-    // word-aligned slice).
+    // SAFETY: under the caller's `# Safety` conditions this reads bytes
+    // `r * stride .. r * stride + len` of `src` for `r < rows` (unaligned LDR is allowed on the
+    // Cortex-M4) and writes words `4 q + 2 slot` and `4 q + 2 slot + 1` for
+    // `q < rows * len / 4`, i.e. within `dst[..rows * len]` (STRD on the word-aligned slice).
     unsafe {
         core::arch::asm!(
             "2:",

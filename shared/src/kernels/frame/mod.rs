@@ -1,7 +1,7 @@
 //! The micro-kernel contract ([`DotKernel`]) and the drivers written against it: the packed
 //! 2x2 driver (`conv_packed_s8`), the zero-skipping sparse driver (`conv_sparse_s8`) and the
-//! host's i16 driver (`conv_wide_s8`). Implementations: `generic` (reference and portable), `arm` (Cortex-M4
-//! DSP); `x86` holds the wide driver's SSE2/AVX2 micro-kernels.
+//! host's i16 driver (`conv_wide_s8`). Implementations: `generic` (reference and portable),
+//! `arm` (Cortex-M4 DSP); `x86` holds the wide driver's SSE2/AVX2 micro-kernels.
 //!
 //! # Packed layout (shared by activations and weights)
 //! A row of `k` int8 values is cut into `kq = ceil(k / 4)` quads (zero padded). A quad

@@ -9,10 +9,9 @@ use crate::weights::RowDecoder;
 
 /// The zero-skipping driver for sparse weights: per block of channels, each row's nonzero
 /// weights become entries ([`sparse_entry`]); per group of [`SPARSE_GROUP`] output pixels,
-/// packed as i16 pairs, [`DotKernel::dot_sparse_block`] multiplies only those. `layout` is
-/// `cost::sparse_layout(p, w, scratch.len())` (`Some` exactly when `cost::zero_skip_applies`).
-/// Otherwise the contract of [`super::packed::conv_packed_s8`]. Returns `false` only if the
-/// entries do not form a block (unreachable: they are made here).
+/// packed as i16 pairs, [`DotKernel::dot_sparse_block`] multiplies only those. Returns `false`
+/// (nothing written) unless `cost::zero_skip_applies` holds for this scratch length; otherwise
+/// the contract of `conv_packed_s8`.
 pub fn conv_sparse_s8<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,

@@ -38,7 +38,9 @@ pub fn pack_nibbles_portable(idx: &[u8], t16: &[u16; 256], k: usize, slot: usize
     }
 }
 
-/// Reference of [`DotKernel::dot_sparse_block`](crate::kernels::frame::DotKernel::dot_sparse_block): one multiply at a time.
+/// Reference of
+/// [`DotKernel::dot_sparse_block`](crate::kernels::frame::DotKernel::dot_sparse_block): one
+/// multiply at a time.
 pub fn dot_sparse_block_ref(acts: &[u32], block: &SparseBlock<'_>, acc: &mut [i32]) {
     const B: usize = ROW_BLOCK;
     if !block.fits(acts.len()) {
@@ -132,7 +134,8 @@ pub(crate) fn portable_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4]
     [c00, c01, c10, c11]
 }
 
-/// Plain scalar [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) step: unpacks every value and multiplies one at a time.
+/// Plain scalar [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) step: unpacks
+/// every value and multiplies one at a time.
 pub fn ref_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
     let val = |v: &[u32], slot: usize, i: usize| -> i32 {
         let (q, r) = (i / 4, i % 4);
@@ -155,7 +158,8 @@ pub fn ref_dot_2x2(acts: &[u32], wts: &[u32], kq: usize) -> [i32; 4] {
     r
 }
 
-/// [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) one channel pair at a time through `dot_2x2` (wrapping adds).
+/// [`DotKernel::dot_block`](crate::kernels::frame::DotKernel::dot_block) one channel pair at a time
+/// through `dot_2x2` (wrapping adds).
 #[inline(always)]
 pub(crate) fn dot_block_pairs(
     dot_2x2: impl Fn(&[u32], &[u32], usize) -> [i32; 4],
