@@ -1,7 +1,9 @@
 //! SSE2 (the x86-64 baseline) and AVX2 micro-kernels of the wide driver (`frame::wide`); their
 //! plain-Rust twins are in `generic::wide`.
 
+#[cfg(feature = "std")]
 use crate::kernels::generic::wide::nibbles_scalar;
+#[cfg(feature = "std")]
 use crate::kernels::params::LANES;
 
 /// [`outer_pixel`] for channels `c0..c0 + 4 * G` with SSE2 (the x86-64 baseline).
