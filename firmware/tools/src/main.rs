@@ -149,8 +149,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// shared's example network (random weights) with a 28x28x1 input: the layers are size-agnostic
 /// except the global average pool's multiplier, re-derived for the 7x7 it now averages.
 fn example_28(seed: u64) -> Result<Vec<u8>> {
-    use shared::testkit::example;
     use shared::format::{Dims, LayerDesc, ModelDesc};
+    use shared::testkit::example;
     let e = example::build(seed);
     let mut layers = example::layers(&e);
     let classifier_scale = e.convs.last().context("example has convs")?.out_quant.scale;
