@@ -2,11 +2,11 @@
 //! example network. Instruction counts on the Cortex-M4 live in `qemu/bench.sh`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use shared::encode::example::{self, Enc, Rng};
 use shared::format::Dims;
 use shared::kernels::{
     ConvParams, ConvQuant, PortableDot, PortableScalarDot, RefDot, conv_s8, conv_scratch_len,
 };
+use shared::testkit::example::{self, Enc, Rng};
 use shared::weights::RowDecoder;
 use std::hint::black_box;
 

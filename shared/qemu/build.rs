@@ -9,9 +9,10 @@ fn main() {
     println!("cargo:rerun-if-changed=../src");
     bench_weights(&out);
     sweep_weights(&out);
-    use shared::encode::example::Enc;
+    conv_cases(&out);
+    use shared::testkit::example::Enc;
     for (name, enc) in [("dense", Enc::Dense), ("hsc", Enc::HuffSparseCodebook)] {
-        let blob = shared::encode::squeezenet::blob(11, 10, enc);
+        let blob = shared::testkit::squeezenet::blob(11, 10, enc);
         fs::write(out.join(format!("squeezenet_{name}.blob")), blob).unwrap();
     }
     // The shipped model, when the workspace has one (an empty file otherwise: the bench skips it).
@@ -22,7 +23,7 @@ fn main() {
     let bytes = shared::format::replan(&bytes).unwrap_or_default();
     fs::write(out.join("shipped.blob"), bytes).unwrap();
     for seed in 1..=3u64 {
-        let blob = shared::encode::example::blob(seed);
+        let blob = shared::testkit::example::blob(seed);
         fs::write(
             out.join(format!("example{seed}.expect")),
             expectations(&blob, seed),
@@ -31,7 +32,7 @@ fn main() {
         fs::write(out.join(format!("example{seed}.blob")), blob).unwrap();
     }
     // The shipped shape (3x3/1 stem at 28x28, sparse codebook rows): its stem and pool fuse.
-    let blob = shared::encode::squeezenet::blob_with_stem(4, 10, Enc::SparseCodebook, 1, 1);
+    let blob = shared::testkit::squeezenet::blob_with_stem(4, 10, Enc::SparseCodebook, 1, 1);
     fs::write(out.join("stem11.expect"), expectations(&blob, 4)).unwrap();
     fs::write(out.join("stem11.blob"), blob).unwrap();
 }
@@ -61,15 +62,8 @@ fn fnv(d: &[i8]) -> u32 {
 }
 
 fn example_input(n: usize, seed: u64) -> Vec<i8> {
-    let mut s = seed * 0x9E37_79B9 + 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as i8
-        })
-        .collect()
+    let mut rng = shared::testkit::Rng(seed * 0x9E37_79B9 + 1);
+    (0..n).map(|_| (rng.next_u32() >> 8) as i8).collect()
 }
 
 /// Bench shapes: (name, h, w, cin, cout, k, stride, pad).
@@ -82,14 +76,10 @@ pub const SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
     ("stem 3x3/1 p1 1->64 @28x28", 28, 28, 1, 64, 3, 1, 1),
 ];
 
-/// A xorshift stream of `u32`s from `seed`.
-fn xorshift(mut s: u64) -> impl FnMut() -> u32 {
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 16) as u32
-    }
+/// A stream of `u32`s from `seed` (the testkit's generator).
+fn xorshift(seed: u64) -> impl FnMut() -> u32 {
+    let mut rng = shared::testkit::Rng(seed);
+    move || rng.next_u32()
 }
 
 /// The benches' 4-bit codebook: 0 and 15 values from -112 to 112.
@@ -213,3 +203,32 @@ fn sweep_weights(out: &std::path::Path) {
     table.push_str("];\n");
     std::fs::write(out.join("sweep.rs"), table).unwrap();
 }
+
+/// The kernel suite's conv cases for the thumb run (`conv_cases.bin`): the named shapes with
+/// every encoding, then random cases and random 1-channel stems, each as a little-endian
+/// length and the postcard of `(ConvSpec, ConvDesc)`, weights encoded by the host encoder.
+fn conv_cases(out: &std::path::Path) {
+    use shared::testkit::Rng;
+    use shared::testkit::suite::{ConvSpec, named_conv_specs};
+    let mut specs = Vec::new();
+    for s in named_conv_specs() {
+        for enc in 0..7 {
+            specs.push(ConvSpec { enc, ..s });
+        }
+    }
+    let mut rng = Rng(0x1234_5678_9abc);
+    specs.extend((0..RANDOM_CONV_CASES).map(|_| ConvSpec::random(&mut rng)));
+    specs.extend((0..RANDOM_STEM_CASES).map(|_| ConvSpec::random_stem(&mut rng)));
+    let mut bytes = Vec::new();
+    for s in &specs {
+        let conv = shared::testkit::example::spec_conv(s);
+        let rec = postcard::to_allocvec(&(s, conv.desc())).unwrap();
+        bytes.extend((rec.len() as u32).to_le_bytes());
+        bytes.extend(rec);
+    }
+    fs::write(out.join("conv_cases.bin"), bytes).unwrap();
+}
+
+/// Random conv cases and random stems in `conv_cases.bin` (after the 77 named ones).
+const RANDOM_CONV_CASES: usize = 400;
+const RANDOM_STEM_CASES: usize = 150;

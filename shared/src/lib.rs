@@ -5,9 +5,14 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod bytes;
+pub mod crc;
+pub mod dims;
+pub mod error;
 pub mod format;
 pub mod kernels;
 pub mod model;
+mod plan;
 pub mod protocol;
 pub mod quant;
 pub mod run;
@@ -15,8 +20,11 @@ pub mod weights;
 
 #[cfg(feature = "std")]
 pub mod encode;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
-pub use format::{Dims, Error};
+pub use dims::Dims;
+pub use error::Error;
 pub use model::{LayerInfo, Model};
 pub use quant::{QuantParams, quantize_input_u8 as quantize_input_u8_with};
 pub use run::{SubOp, run, run_observed};

@@ -258,36 +258,7 @@ pub fn argmax(values: &[i8]) -> usize {
 // CRC-32 and COBS
 // ---------------------------------------------------------------------------------------------
 
-/// CRC-32/ISO-HDLC (poly 0x04C11DB7 reflected, init and xorout 0xFFFF_FFFF) of `data`.
-///
-/// Nibble-table implementation: 64 bytes of table, fast enough for a 1 KB frame.
-pub fn crc32(data: &[u8]) -> u32 {
-    const TABLE: [u32; 16] = {
-        let mut t = [0u32; 16];
-        let mut i = 0;
-        while i < 16 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 4 {
-                c = if c & 1 != 0 {
-                    (c >> 1) ^ 0xEDB8_8320
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    };
-    let mut crc = !0u32;
-    for &b in data {
-        crc = (crc >> 4) ^ TABLE[((crc ^ b as u32) & 0xF) as usize];
-        crc = (crc >> 4) ^ TABLE[((crc ^ (b as u32 >> 4)) & 0xF) as usize];
-    }
-    !crc
-}
+pub use crate::crc::crc32;
 
 /// Worst-case COBS-encoded length of `len` bytes (without the delimiter).
 pub const fn cobs_max_len(len: usize) -> usize {

@@ -211,6 +211,63 @@ pub fn dequantize(q: i8, p: QuantParams) -> f32 {
     (q as i32 - p.zero_point as i32) as f32 * p.scale
 }
 
+/// [`requantize`] over a row of accumulators (branch on the path hoisted out of the loop; the f32
+/// path in the branch-free form [`requantize_f32_select`], which LLVM vectorises).
+#[inline]
+pub fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+    requant_row_inline(acc, mults, rq, out)
+}
+
+/// [`requant_row`], always inlined (so that it is vectorised with its caller's target
+/// features).
+#[inline(always)]
+pub(crate) fn requant_row_inline(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+    let n = out.len();
+    let (acc, mults) = (&acc[..n], &mults[..n]);
+    let (zp, lo) = (rq.zero_point, rq.lo);
+    match rq.fixed {
+        None => {
+            for ((o, &a), &m) in out.iter_mut().zip(acc).zip(mults) {
+                *o = requantize_f32_select(a, m, zp, lo);
+            }
+        }
+        Some((q31, shift)) => {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                *o = requantize_fixed_path(a, q31, shift, zp, lo);
+            }
+        }
+    }
+}
+
+/// [`requantize_f32_path`] written with selects instead of branches, so that a loop of it
+/// vectorises: `y = fl(acc * m)`; for `|y| < 2^23`, `(y + s) - s` with `s = copysign(2^23, y)`
+/// is exactly `round_ties_to_even(y)` (the same additions in the same order as
+/// `quant::round_ties_to_even`), larger values (and NaN) are already integral; then the same
+/// saturating cast, zero point and clamp. Equal to [`requantize_f32_path`] for every input
+/// (tested against it, extremes included).
+#[inline(always)]
+pub fn requantize_f32_select(acc: i32, m: f32, zero_point: i32, lo: i32) -> i8 {
+    const T: u32 = 0x4b00_0000; // 2^23
+    let y = acc as f32 * m;
+    let sign = y.to_bits() & 0x8000_0000;
+    let s = f32::from_bits(T | sign);
+    let small = (y.to_bits() & 0x7fff_ffff) < T;
+    let r = if small { (y + s) - s } else { y };
+    // `r as i32` (saturating, NaN to 0) spelled so that it vectorises: `r` is integral, so in
+    // range the conversion is exact.
+    let v = if r >= 2_147_483_648.0 {
+        i32::MAX
+    } else if r >= -2_147_483_648.0 {
+        // SAFETY: `r` is integral and in `[-2^31, 2^31)`, so it is representable as an i32.
+        unsafe { r.to_int_unchecked::<i32>() }
+    } else if r.is_nan() {
+        0
+    } else {
+        i32::MIN
+    };
+    v.wrapping_add(zero_point).max(lo).min(127) as i8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +315,61 @@ mod tests {
             };
             let want = (r as i32 + 3).clamp(-128, 127);
             assert_eq!(requantize(acc, m, &rq) as i32, want, "acc {acc}");
+        }
+    }
+
+    #[test]
+    fn select_form_equals_the_spec() {
+        let mut rng = crate::testkit::Rng(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || (rng.next_u32() as u64) << 32 | rng.next_u32() as u64;
+        let accs = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            i32::MIN,
+            1 << 23,
+            -(1 << 23),
+            1 << 30,
+            -(1 << 30),
+        ];
+        let mults = [
+            1e-6f32,
+            0.5,
+            1.0,
+            1.5,
+            2.0,
+            3.0e8,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            0.25,
+        ];
+        let zps = [-128, -1, 0, 5, 127];
+        let check = |a: i32, m: f32| {
+            for &zp in &zps {
+                for lo in [-128, zp.max(-128)] {
+                    assert_eq!(
+                        requantize_f32_select(a, m, zp, lo),
+                        requantize_f32_path(a, m, zp, lo),
+                        "acc {a} mult {m} zp {zp} lo {lo}"
+                    );
+                }
+            }
+        };
+        for &a in &accs {
+            for &m in &mults {
+                check(a, m);
+            }
+        }
+        for _ in 0..200_000 {
+            let r = next();
+            let a = (r as i32) >> (r >> 59);
+            let m = f32::from_bits(0x3000_0000 + ((r >> 32) as u32 % 0x1800_0000));
+            check(a, m);
+            // ties: acc * m lands on k + 0.5
+            check((r >> 40) as i32 & 0xffff, 0.5);
         }
     }
 }

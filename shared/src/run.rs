@@ -23,17 +23,18 @@
 //!   `S`); the bypass sum is computed in place in the concat.
 //!
 //! `arena_len` is the maximum over the steps. The conv scratch reserves packed weights for
-//! blocks of [`crate::kernels::conv::MIN_BLOCK`] channels; wherever the arena has more free bytes
+//! blocks of [`crate::kernels::MIN_BLOCK`] channels; wherever the arena has more free bytes
 //! (every step but the largest), the kernels take larger blocks and pass over the pixels fewer
 //! times. [`run_observed`] runs every layer whole (every tensor observable) and needs
 //! [`Model::observed_arena_len`] bytes.
 
-use crate::format::{Bypass, ConvDesc, Dims, LayerDesc};
-use crate::kernels::add::add_requant_s8;
-use crate::kernels::conv::{ConvQuant, conv_s8, conv_s8_next_strip};
-use crate::kernels::dot::{BestDot, DotKernel};
-use crate::kernels::pool::{PoolParams, avgpool_s8, global_avgpool_s8, maxpool_s8};
-use crate::model::{Model, conv_params, uniform};
+use crate::dims::Dims;
+use crate::format::{Bypass, ConvDesc, FireDesc, LayerDesc, MaxPoolDesc};
+use crate::kernels::{BestDot, DotKernel};
+use crate::kernels::{ConvQuant, PoolParams, conv_s8, conv_s8_next_strip};
+use crate::kernels::{add_requant_s8, avgpool_s8, global_avgpool_s8, maxpool_s8};
+use crate::model::{LayerInfo, Model};
+use crate::plan::{conv_params, uniform};
 use crate::quant::QuantParams;
 use crate::weights::RowDecoder;
 
@@ -202,8 +203,8 @@ fn run_plan<K: DotKernel>(
 /// (the output stays at the input's end of the arena) and the squeeze output sits at the other
 /// end.
 fn fire_in_place<K: DotKernel>(
-    f: &crate::format::FireDesc<'_>,
-    info: &crate::model::LayerInfo<'_>,
+    f: &FireDesc<'_>,
+    info: &LayerInfo<'_>,
     arena: &mut [i8],
     high: bool,
     input: &[i8],
@@ -246,7 +247,7 @@ fn fire_in_place<K: DotKernel>(
 
 /// The two expands of a fire, each written into its channel slice of the concat `out`.
 fn fire_expands<K: DotKernel>(
-    f: &crate::format::FireDesc<'_>,
+    f: &FireDesc<'_>,
     s_dims: Dims,
     s: &[i8],
     out: &mut [i8],
@@ -286,8 +287,8 @@ fn conv_call<K: DotKernel>(
 /// on the conv's input rows with the padding adjusted), then the kernel scratch.
 fn conv_pool_fused<K: DotKernel>(
     c: &ConvDesc<'_>,
-    conv: &crate::model::LayerInfo<'_>,
-    m: &crate::format::MaxPoolDesc,
+    conv: &LayerInfo<'_>,
+    m: &MaxPoolDesc,
     pool_out: Dims,
     x: &[i8],
     mid: &mut [i8],

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{Error, le_u32};
+use crate::bytes::le_u32;
+use crate::error::Error;
 
 /// Longest canonical Huffman code length accepted.
 pub const MAX_CODE_LEN: usize = 15;

@@ -3,9 +3,9 @@
 
 mod common;
 
-use shared::encode::example;
 use shared::kernels::{DotKernel, PortableDot, RefDot};
 use shared::run::{run_fused_with, run_with};
+use shared::testkit::example;
 use shared::{Error, Model, SubOp};
 
 fn check_run<K: DotKernel>(blob: &[u8], seed: u64) {
@@ -59,8 +59,8 @@ fn check_fused<K: DotKernel>(blob: &[u8], seed: u64) {
 
 #[test]
 fn fused_plan_runs_exactly_like_reference() {
-    use shared::encode::example::Enc;
-    use shared::encode::squeezenet;
+    use shared::testkit::example::Enc;
+    use shared::testkit::squeezenet;
     let mut blobs: Vec<Vec<u8>> = (1..6u64).map(example::blob).collect();
     for (enc, stride, pad) in [
         (Enc::Dense, 1, 1),

@@ -18,8 +18,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
     fn roundtrip(cout in 1usize..9, k in 1usize..80, density in 0u32..101, bits in 2u8..9, gap_bits in 1u8..9, max_gap in 1u32..40, seed in any::<u64>()) {
-        let mut s = seed | 1;
-        let mut next = move || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s >> 16) as u32 };
+        let mut rng = shared::testkit::Rng(seed | 1);
+        let mut next = move || rng.next_u32();
         let ncent = 1usize << bits;
         let centroids: Vec<i8> = (0..ncent).map(|i| if i == 0 { 0 } else { (next() % 255) as i8 | 1 }).collect();
         let idx: Vec<u8> = (0..cout * k).map(|_| if next() % 100 < density { (next() as usize % ncent) as u8 } else { 0 }).collect();

@@ -2,9 +2,9 @@
 //! `tests/golden/example.golden`; never edited by hand). Every implementation of the dot kernel
 //! must reproduce every tensor exactly; the first differing index is printed with both values.
 
-use shared::encode::example;
 use shared::kernels::{DotKernel, PortableDot, RefDot};
 use shared::run::run_with;
+use shared::testkit::example;
 use shared::{Model, SubOp};
 
 const GOLDEN: &str = include_str!("golden/example.golden");

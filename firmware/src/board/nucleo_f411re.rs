@@ -80,6 +80,7 @@ pub fn fault_write(bytes: &[u8]) {
     let usart = unsafe { pac::USART2::steal() };
     for &b in bytes {
         while usart.sr().read().txe().bit_is_clear() {}
+        // SAFETY: any 9-bit value is a valid DR write; `b` fits in 8 bits.
         usart.dr().write(|w| unsafe { w.dr().bits(b as u16) });
     }
     while usart.sr().read().tc().bit_is_clear() {}

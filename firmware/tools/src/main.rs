@@ -56,7 +56,7 @@ fn run() -> Result<bool> {
     match args.first().map(String::as_str) {
         Some("blob") => {
             need(2)?;
-            let blob = shared::encode::example::blob(arg(&args, 2, 1u64)?);
+            let blob = shared::testkit::example::blob(arg(&args, 2, 1u64)?);
             std::fs::write(&args[1], &blob)
                 .with_context(|| format!("while writing {}", args[1]))?;
             println!("wrote {} ({} B)", args[1], blob.len());
@@ -72,8 +72,8 @@ fn run() -> Result<bool> {
         }
         Some("blob-v11") => {
             need(2)?;
-            let enc = shared::encode::example::Enc::HuffSparseCodebook;
-            let blob = shared::encode::squeezenet::blob(arg(&args, 2, 1u64)?, 10, enc);
+            let enc = shared::testkit::example::Enc::HuffSparseCodebook;
+            let blob = shared::testkit::squeezenet::blob(arg(&args, 2, 1u64)?, 10, enc);
             std::fs::write(&args[1], &blob)
                 .with_context(|| format!("while writing {}", args[1]))?;
             println!("wrote {} ({} B)", args[1], blob.len());
@@ -149,8 +149,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 /// shared's example network (random weights) with a 28x28x1 input: the layers are size-agnostic
 /// except the global average pool's multiplier, re-derived for the 7x7 it now averages.
 fn example_28(seed: u64) -> Result<Vec<u8>> {
-    use shared::encode::example;
     use shared::format::{Dims, LayerDesc, ModelDesc};
+    use shared::testkit::example;
     let e = example::build(seed);
     let mut layers = example::layers(&e);
     let classifier_scale = e.convs.last().context("example has convs")?.out_quant.scale;

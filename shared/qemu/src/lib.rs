@@ -39,18 +39,4 @@ pub fn fpga_counter() -> u32 {
     unsafe { core::ptr::read_volatile(0x4002_8018 as *const u32) }
 }
 
-/// xorshift generator.
-pub struct Rng(pub u64);
-impl Rng {
-    /// Next 32 bits.
-    pub fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u32, hi: u32) -> u32 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
+pub use shared::testkit::Rng;

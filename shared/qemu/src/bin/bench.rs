@@ -260,6 +260,7 @@ fn network(ipt: f32) {
         }
         // Shipped model, per observed tensor (layer, sub-op): instructions since the previous
         // observation (the observer's own cost, a few hundred instructions, included).
+        // SAFETY: single-threaded bench; ARENA's previous borrow (the runs above) has ended.
         let arena = unsafe { &mut ARENA[..m.observed_arena_len()] };
         let mut last = ticks();
         shared::run_observed(&m, &input, arena, &mut logits, &mut |l, op, _| {
@@ -282,6 +283,7 @@ fn sweep(ipt: f32) {
     hprintln!("|---|---:|---|---:|");
     // SAFETY: single-threaded benchmark program.
     let (x, out, scratch) = unsafe { (&mut X, &mut OUT, &mut SCRATCH) };
+    // SAFETY: as above; MULT is only read here.
     let mult = unsafe { &MULT };
     for &(name, h, wd, cin, cout, k, pad, pct, bytes) in SWEEP.iter() {
         let p = conv_params(h, wd, cin, cout, k, 1, pad);

@@ -1,4 +1,4 @@
-//! The "wide" convolution driver behind [`crate::kernels::PortableDot`] (the host path): rows of
+//! The "wide" convolution driver behind `PortableDot` (the host path): rows of
 //! i16 padded to [`LANES`], a 2-pixel x 4-channel micro-kernel (AVX2 `VPMADDWD` when the CPU
 //! has it, else SSE2 `PMADDWD` on x86-64, plain Rust on other targets), 4-bit codebook rows
 //! decoded straight into i16 (`PSHUFB` on AVX2 CPUs).
@@ -11,27 +11,34 @@
 //! the largest multiple of 4 that fits (at most `ROW_BLOCK`). Each weight is decoded once per
 //! block, i.e. once per call: the block never holds more than the scratch allows, so a device
 //! build never holds a decompressed layer. When not even 4 rows fit (very short rows, whose
-//! padding to 16 costs more than the packed layout), [`conv_wide`] returns `false` and the
+//! padding to 16 costs more than the packed layout), [`conv_wide_s8`] returns `false` and the
 //! caller runs the packed driver.
 //!
 //! Accumulation is `bias + sum((x - in_zp) * w)` in wrapping i32 (order-independent, so equal
 //! to the reference bit for bit; `|x - in_zp| <= 255` and `|w| <= 128` keep every `PMADDWD`
-//! pair sum exact), requantised by [`crate::kernels::dot::requant_row_portable`].
+//! pair sum exact), requantised by `quant::requant_row`.
 
-use crate::format::{le_f32_at, le_i32_at};
-use crate::kernels::conv::{ConvParams, ConvQuant, ROW_BLOCK, as_i8};
-use crate::kernels::dot::requant_row_inline;
+//!
+//! The micro-kernels: plain Rust in `generic::wide`, SSE2 and AVX2 in `x86::wide`.
+
+use crate::bytes::{le_f32_at, le_i32_at};
+use crate::kernels::generic::wide::nibbles_scalar;
+#[cfg(not(target_arch = "x86_64"))]
+use crate::kernels::generic::wide::{micro_portable, outer_portable};
+use crate::kernels::params::{ConvParams, ConvQuant, LANES, ROW_BLOCK, as_i8};
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+use crate::kernels::x86::wide::{micro_avx2, nibbles_avx2, outer_avx2};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::x86::wide::{micro_sse2, outer_sse2};
+use crate::quant::requant_row_inline;
 use crate::weights::RowDecoder;
-
-/// Row padding in i16 values (one 256-bit register).
-pub const LANES: usize = 16;
 
 /// Runs the convolution with the best micro-kernel this CPU has (AVX2 on x86-64 when detected,
 /// which needs the `std` feature; otherwise the portable one). Same contract as
-/// [`crate::kernels::conv_s8`]; returns `false` (having written nothing) when the scratch
+/// `kernels::conv_s8`; returns `false` (having written nothing) when the scratch
 /// cannot hold 4 padded weight rows.
 #[inline]
-pub fn conv_wide(
+pub fn conv_wide_s8(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
@@ -47,10 +54,10 @@ pub fn conv_wide(
     conv_wide_body::<false>(p, q, input, w, out, scratch)
 }
 
-/// [`conv_wide`] without AVX2 whatever the CPU (SSE2 micro-kernel on x86-64, plain Rust
+/// [`conv_wide_s8`] without AVX2 whatever the CPU (SSE2 micro-kernel on x86-64, plain Rust
 /// elsewhere; tests run both).
 #[inline]
-pub fn conv_wide_portable(
+pub fn conv_wide_portable_s8(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
@@ -174,7 +181,7 @@ fn conv_wide_body<const AVX: bool>(
     true
 }
 
-/// Longest row for which [`outer`] (channels in vector lanes) replaces the dot-product
+/// Longest row for which `outer` (channels in vector lanes) replaces the dot-product
 /// micro-kernel: short rows (the 1-channel stem, narrow 1x1 expands) would spend more on the
 /// horizontal sums of the dot products than on the products.
 pub const OUTER_MAX_K: usize = 32;
@@ -273,93 +280,6 @@ fn outer_pixel<const AVX: bool>(a: &[i16], wt: &[i16], nb: usize, bias: &[i32], 
     outer_portable(a, wt, nb, bias, acc);
 }
 
-/// [`outer_pixel`] for channels `c0..c0 + 4 * G` with SSE2 (the x86-64 baseline).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn outer_sse2<const G: usize>(
-    a: &[i16],
-    wt: &[i16],
-    nb: usize,
-    c0: usize,
-    bias: &[i32],
-    acc: &mut [i32],
-) {
-    use core::arch::x86_64::*;
-    let th = a.len() / 2;
-    let (wt, bias, acc) = (
-        &wt[..2 * th * nb],
-        &bias[c0..c0 + 4 * G],
-        &mut acc[c0..c0 + 4 * G],
-    );
-    // SAFETY: SSE2 is part of the x86-64 baseline. Reads `a[2t..2t + 2]` for `t < th`,
-    // `wt[2 (t nb + c0 + 4 g)..+8]` for `g < G` (`c0 + 4 G <= nb`, inside `wt[..2 th nb]`),
-    // `bias[4 g..4 g + 4]`; writes `acc[4 g..4 g + 4]`; all within the slices checked above.
-    unsafe {
-        let mut s = [_mm_setzero_si128(); G];
-        for (g, r) in s.iter_mut().enumerate() {
-            *r = _mm_loadu_si128(bias.as_ptr().add(4 * g).cast());
-        }
-        for t in 0..th {
-            let x = _mm_set1_epi32(a.as_ptr().add(2 * t).cast::<i32>().read_unaligned());
-            let wr = wt.as_ptr().add(2 * (t * nb + c0));
-            for (g, r) in s.iter_mut().enumerate() {
-                let v = _mm_loadu_si128(wr.add(8 * g).cast());
-                *r = _mm_add_epi32(*r, _mm_madd_epi16(x, v));
-            }
-        }
-        for (g, r) in s.iter().enumerate() {
-            _mm_storeu_si128(acc.as_mut_ptr().add(4 * g).cast(), *r);
-        }
-    }
-}
-
-/// Plain-Rust [`outer_pixel`] (targets other than x86-64).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-#[inline(always)]
-fn outer_portable(a: &[i16], wt: &[i16], nb: usize, bias: &[i32], acc: &mut [i32]) {
-    let th = a.len() / 2;
-    let (acc, bias) = (&mut acc[..nb], &bias[..nb]);
-    acc.copy_from_slice(bias);
-    for t in 0..th {
-        let (x0, x1) = (a[2 * t] as i32, a[2 * t + 1] as i32);
-        let ws = &wt[2 * t * nb..2 * (t + 1) * nb];
-        for (o, v) in acc.iter_mut().zip(ws.chunks_exact(2)) {
-            *o = o.wrapping_add((x0 * v[0] as i32).wrapping_add(x1 * v[1] as i32));
-        }
-    }
-}
-
-/// [`outer_pixel`] for `nb = 8 * G` with `G` accumulators in registers.
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn outer_avx2<const G: usize>(a: &[i16], wt: &[i16], bias: &[i32], acc: &mut [i32]) {
-    use core::arch::x86_64::*;
-    let th = a.len() / 2;
-    let nb = 8 * G;
-    let (wt, bias, acc) = (&wt[..2 * th * nb], &bias[..nb], &mut acc[..nb]);
-    // SAFETY: reads `a[2t..2t + 2]` for `t < th = a.len() / 2`, `wt[2 (t nb + 8 g)..+16]` for
-    // `g < G` (inside `wt[..2 th nb]`), `bias[8 g..8 g + 8]`; writes `acc[8 g..8 g + 8]`; all
-    // within the slices checked above. Unaligned loads and stores.
-    unsafe {
-        let mut s = [_mm256_setzero_si256(); G];
-        for (g, r) in s.iter_mut().enumerate() {
-            *r = _mm256_loadu_si256(bias.as_ptr().add(8 * g).cast());
-        }
-        for t in 0..th {
-            let x = _mm256_set1_epi32(a.as_ptr().add(2 * t).cast::<i32>().read_unaligned());
-            let wr = wt.as_ptr().add(2 * t * nb);
-            for (g, r) in s.iter_mut().enumerate() {
-                let v = _mm256_loadu_si256(wr.add(16 * g).cast());
-                *r = _mm256_add_epi32(*r, _mm256_madd_epi16(x, v));
-            }
-        }
-        for (g, r) in s.iter().enumerate() {
-            _mm256_storeu_si256(acc.as_mut_ptr().add(8 * g).cast(), *r);
-        }
-    }
-}
-
 /// `dst[..k] = x - zp` of output pixel `px` (im2col, HWC order, padded taps 0), `dst[k..] = 0`.
 #[inline(always)]
 fn fill(p: &ConvParams, direct: bool, input: &[i8], px: usize, ow: usize, zp: i8, dst: &mut [i16]) {
@@ -435,43 +355,6 @@ fn nibbles<const AVX: bool>(idx: &[u8], lut: &[i8; 256], dst: &mut [i16]) {
     nibbles_scalar(idx, lut, dst)
 }
 
-#[inline(always)]
-fn nibbles_scalar(idx: &[u8], lut: &[i8; 256], dst: &mut [i16]) {
-    for (d, &b) in dst.chunks_exact_mut(2).zip(idx) {
-        d[0] = lut[(b & 15) as usize] as i16;
-        d[1] = lut[(b >> 4) as usize] as i16;
-    }
-}
-
-/// [`nibbles_scalar`] with `PSHUFB` on the 16 first centroids, 32 weights per step.
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn nibbles_avx2(idx: &[u8], lut: &[i8; 256], dst: &mut [i16]) {
-    use core::arch::x86_64::*;
-    let full = idx.len() / 16;
-    let dst = &mut dst[..2 * idx.len()];
-    // SAFETY: reads `lut[..16]`, `idx[16 i..16 i + 16]` and writes `dst[32 i..32 i + 32]` for
-    // `i < full = idx.len() / 16`, all within the slices (`dst.len() == 2 * idx.len()` checked
-    // by the slicing above); unaligned loads and stores.
-    unsafe {
-        let tbl = _mm_loadu_si128(lut.as_ptr().cast());
-        let m = _mm_set1_epi8(0x0f);
-        for i in 0..full {
-            let v = _mm_loadu_si128(idx.as_ptr().add(16 * i).cast());
-            let lo = _mm_shuffle_epi8(tbl, _mm_and_si128(v, m));
-            let hi = _mm_shuffle_epi8(tbl, _mm_and_si128(_mm_srli_epi16(v, 4), m));
-            let d = dst.as_mut_ptr().add(32 * i);
-            _mm256_storeu_si256(d.cast(), _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(lo, hi)));
-            _mm256_storeu_si256(
-                d.add(16).cast(),
-                _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(lo, hi)),
-            );
-        }
-    }
-    nibbles_scalar(&idx[16 * full..], lut, &mut dst[32 * full..]);
-}
-
 /// `[a0.w0, a0.w1, a0.w2, a0.w3, a1.w0, .., a1.w3]` over `kp` values, `w` holding 4 rows of
 /// `kp` one after the other (wrapping i32).
 #[inline(always)]
@@ -485,108 +368,4 @@ fn micro<const AVX: bool>(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32;
     return micro_sse2(a0, a1, w, kp);
     #[cfg(not(target_arch = "x86_64"))]
     micro_portable(a0, a1, w, kp)
-}
-
-/// SSE2 micro-kernel (the x86-64 baseline): [`micro_avx2`] on 128-bit registers, 8 `PMADDWD`
-/// per 8 values, sums by unpack-and-add.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn micro_sse2(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32; 8] {
-    use core::arch::x86_64::*;
-    let (a0, a1, w) = (&a0[..kp], &a1[..kp], &w[..4 * kp]);
-    let mut r = [0i32; 8];
-    // Four accumulators to one register of their four sums.
-    #[inline(always)]
-    fn sums(a: __m128i, b: __m128i, c: __m128i, d: __m128i) -> __m128i {
-        // SAFETY: SSE2 is part of the x86-64 baseline; register-only operations.
-        unsafe {
-            let ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
-            let cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
-            _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd))
-        }
-    }
-    // SAFETY: SSE2 is part of the x86-64 baseline. `kp` is a multiple of 16, so every load
-    // `[i, i + 8)` with `i < kp` stays inside `a0`, `a1` and row `j < 4` of `w`
-    // (`w.len() == 4 * kp`, checked by the slicing above); the stores write `r[..4]`, `r[4..]`.
-    unsafe {
-        let mut s = [_mm_setzero_si128(); 8];
-        let mut i = 0;
-        while i < kp {
-            let x0 = _mm_loadu_si128(a0.as_ptr().add(i).cast());
-            let x1 = _mm_loadu_si128(a1.as_ptr().add(i).cast());
-            for j in 0..4 {
-                let v = _mm_loadu_si128(w.as_ptr().add(j * kp + i).cast());
-                s[j] = _mm_add_epi32(s[j], _mm_madd_epi16(x0, v));
-                s[4 + j] = _mm_add_epi32(s[4 + j], _mm_madd_epi16(x1, v));
-            }
-            i += 8;
-        }
-        _mm_storeu_si128(r.as_mut_ptr().cast(), sums(s[0], s[1], s[2], s[3]));
-        _mm_storeu_si128(r.as_mut_ptr().add(4).cast(), sums(s[4], s[5], s[6], s[7]));
-    }
-    r
-}
-
-/// Plain-Rust micro-kernel (targets other than x86-64): 8 lanes of pairwise products per
-/// output (the shape of `PMADDWD`).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-#[inline(always)]
-fn micro_portable(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32; 8] {
-    let n = kp / LANES;
-    let (a0, a1, w) = (&a0[..n * LANES], &a1[..n * LANES], &w[..4 * n * LANES]);
-    let mut acc = [[0i32; 8]; 8];
-    for c in 0..n {
-        let xs = [&a0[c * LANES..][..LANES], &a1[c * LANES..][..LANES]];
-        for (pi, x) in xs.iter().enumerate() {
-            for j in 0..4 {
-                let v = &w[j * kp + c * LANES..][..LANES];
-                let a = &mut acc[pi * 4 + j];
-                for l in 0..8 {
-                    let s = (x[2 * l] as i32 * v[2 * l] as i32)
-                        .wrapping_add(x[2 * l + 1] as i32 * v[2 * l + 1] as i32);
-                    a[l] = a[l].wrapping_add(s);
-                }
-            }
-        }
-    }
-    let mut r = [0i32; 8];
-    for (o, a) in r.iter_mut().zip(&acc) {
-        *o = a.iter().fold(0i32, |s, &v| s.wrapping_add(v));
-    }
-    r
-}
-
-/// AVX2 micro-kernel: 8 `VPMADDWD` per 16 values (2 pixels x 4 channels), horizontal sums by
-/// `VPHADDD`.
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn micro_avx2(a0: &[i16], a1: &[i16], w: &[i16], kp: usize) -> [i32; 8] {
-    use core::arch::x86_64::*;
-    let (a0, a1, w) = (&a0[..kp], &a1[..kp], &w[..4 * kp]);
-    let mut r = [0i32; 8];
-    // SAFETY: `kp` is a multiple of 16, so every load `[i, i + 16)` with `i < kp` stays inside
-    // `a0`, `a1` and row `j < 4` of `w` (`w.len() == 4 * kp`, checked by the slicing above);
-    // the two stores write `r[..4]` and `r[4..]`.
-    unsafe {
-        let mut s = [_mm256_setzero_si256(); 8];
-        let mut i = 0;
-        while i < kp {
-            let x0 = _mm256_loadu_si256(a0.as_ptr().add(i).cast());
-            let x1 = _mm256_loadu_si256(a1.as_ptr().add(i).cast());
-            for j in 0..4 {
-                let v = _mm256_loadu_si256(w.as_ptr().add(j * kp + i).cast());
-                s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(x0, v));
-                s[4 + j] = _mm256_add_epi32(s[4 + j], _mm256_madd_epi16(x1, v));
-            }
-            i += LANES;
-        }
-        let h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        let h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
-        let r0 = _mm_add_epi32(_mm256_castsi256_si128(h0), _mm256_extracti128_si256(h0, 1));
-        let r1 = _mm_add_epi32(_mm256_castsi256_si128(h1), _mm256_extracti128_si256(h1, 1));
-        _mm_storeu_si128(r.as_mut_ptr().cast(), r0);
-        _mm_storeu_si128(r.as_mut_ptr().add(4).cast(), r1);
-    }
-    r
 }

@@ -1,48 +1,14 @@
-//! Pools: `maxpool_s8` (incl. ceil mode), `avgpool_s8`, `global_avgpool_s8` and their reference
-//! twins. None needs scratch.
+//! Pools: `maxpool_s8_portable` (incl. ceil mode), `avgpool_s8`, `global_avgpool_s8` and their
+//! reference twins. None needs scratch.
 
-use crate::format::{Dims, Pad};
+use crate::dims::Dims;
+use crate::kernels::params::{PoolParams, window};
 use crate::quant::{Requant, requantize};
-
-/// Geometry of a pool. Output dims are computed by the model (ceil mode already applied).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolParams {
-    /// Input dims.
-    pub input: Dims,
-    /// Output dims (`c == input.c`).
-    pub output: Dims,
-    /// `[kh, kw]`.
-    pub kernel: [u8; 2],
-    /// `[sh, sw]`.
-    pub stride: [u8; 2],
-    /// `[t, l, b, r]`.
-    pub pad: Pad,
-}
-
-/// Scratch bytes the pools need: none (all three work in place on their output).
-pub fn pool_scratch_len(_p: &PoolParams) -> usize {
-    0
-}
-
-/// Clipped window `[a, b)` along one axis.
-#[inline(always)]
-fn window(o: usize, s: u8, pad: u8, k: u8, n: u16) -> (usize, usize) {
-    let start = (o * s as usize) as isize - pad as isize;
-    let a = start.max(0) as usize;
-    let b = ((start + k as isize).max(0) as usize).min(n as usize);
-    (a, b)
-}
 
 /// Max pool; padded taps are ignored (every window holds at least one valid tap, checked by the
 /// model). Output quantisation equals the input's. Input `p.input`, output `p.output`, NHWC.
-/// On the Cortex-M4 (`sqz_dsp`) channels go 4 at a time through `SSUB8` + `SEL` (a signed
-/// bytewise max in two instructions) when `c % 4 == 0`.
-pub fn maxpool_s8(p: &PoolParams, input: &[i8], out: &mut [i8]) {
+pub fn maxpool_s8_portable(p: &PoolParams, input: &[i8], out: &mut [i8]) {
     let c = p.input.c as usize;
-    #[cfg(sqz_dsp)]
-    if c.is_multiple_of(4) {
-        return maxpool_s8_dsp(p, input, out);
-    }
     let iw = p.input.w as usize;
     for oy in 0..p.output.h as usize {
         let (ya, yb) = window(oy, p.stride[0], p.pad[0], p.kernel[0], p.input.h);
@@ -62,57 +28,7 @@ pub fn maxpool_s8(p: &PoolParams, input: &[i8], out: &mut [i8]) {
     }
 }
 
-/// [`maxpool_s8`] 4 channels per word (`c % 4 == 0`).
-#[cfg(sqz_dsp)]
-fn maxpool_s8_dsp(p: &PoolParams, input: &[i8], out: &mut [i8]) {
-    let c = p.input.c as usize;
-    let cw = c / 4;
-    let iw = p.input.w as usize;
-    let input = &input[..p.input.len()];
-    let out = &mut out[..p.output.len()];
-    for oy in 0..p.output.h as usize {
-        let (ya, yb) = window(oy, p.stride[0], p.pad[0], p.kernel[0], p.input.h);
-        for ox in 0..p.output.w as usize {
-            let (xa, xb) = window(ox, p.stride[1], p.pad[1], p.kernel[1], p.input.w);
-            let o = (oy * p.output.w as usize + ox) * c;
-            let (rows, cols) = (yb - ya, xb - xa);
-            // The window's pixels: `rows x cols` starting at `first`, rows `iw * c` apart.
-            let first = (ya * iw + xa) * c;
-            let span = if rows == 0 || cols == 0 {
-                0
-            } else {
-                ((rows - 1) * iw + cols) * c
-            };
-            let win = &input[first..first + span];
-            let dst = &mut out[o..o + c];
-            for q in 0..cw {
-                let mut m = 0x8080_8080u32;
-                for r in 0..rows {
-                    for x in 0..cols {
-                        let i = (r * iw + x) * c + 4 * q;
-                        // SAFETY: `i + 4 <= span = win.len()` (last row, last column, last word
-                        // at most); LDR may be unaligned on the Cortex-M4.
-                        let v = unsafe { win.as_ptr().add(i).cast::<u32>().read_unaligned() };
-                        // SAFETY: register-only DSP instructions (they set and read the APSR.GE
-                        // flags, which the asm block clobbers by default).
-                        unsafe {
-                            core::arch::asm!(
-                                "ssub8 {t}, {m}, {v}",
-                                "sel {m}, {m}, {v}",
-                                m = inout(reg) m, v = in(reg) v, t = out(reg) _,
-                                options(pure, nomem, nostack),
-                            );
-                        }
-                    }
-                }
-                // SAFETY: `4 * q + 4 <= c == dst.len()`; unaligned STR is allowed.
-                unsafe { dst.as_mut_ptr().add(4 * q).cast::<u32>().write_unaligned(m) };
-            }
-        }
-    }
-}
-
-/// Reference twin of [`maxpool_s8`] (per-output scalar loop).
+/// Reference twin of [`maxpool_s8_portable`] (per-output scalar loop).
 pub fn maxpool_s8_ref(p: &PoolParams, input: &[i8], out: &mut [i8]) {
     let c = p.input.c as usize;
     for oy in 0..p.output.h as usize {

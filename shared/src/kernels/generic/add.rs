@@ -2,11 +2,6 @@
 
 use crate::quant::{QuantParams, dequantize, requantize_f32};
 
-/// Scratch bytes [`add_requant_s8`] needs: none (in place).
-pub fn add_scratch_len(_len: usize) -> usize {
-    0
-}
-
 /// `a[i] = q_o(deq(a[i], qa) + deq(b[i], qb))` in place: `x = fl(fl((a-za)*sa) + fl((b-zb)*sb))`,
 /// `a[i] = clamp(rne(fl(x * fl(1/so))) + zo)`. No ReLU. `b.len() >= a.len()`. No scratch.
 pub fn add_requant_s8(a: &mut [i8], qa: QuantParams, b: &[i8], qb: QuantParams, qo: QuantParams) {
