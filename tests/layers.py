@@ -8,12 +8,13 @@
    runner) that differs from the root workspace's: they cannot inherit `[workspace.lints]`, so
    they repeat it, and this keeps the copies equal.
 
-Usage: python3 tests/layers.py [ROOT] [--limit N] [--graph]
+Usage: python3 tests/layers.py [ROOT] [--limit N] [--graph] [--self-test]
 
 An edge A -> B exists when module A's code (before its `#[cfg(test)]` part) names B through a
 `crate::` or `super::` path, including grouped `use crate::{b::X, c}` trees. A module naming one
 of its own ancestors is not an edge: the ancestor declared it, and `mod.rs` files re-export their
-children. `--graph` prints every crate's edges.
+children. `--graph` prints every crate's edges; `--self-test` checks the checker on small made-up trees
+(a cycle through a grouped `use`, a cycle through `super::`, an ancestor import that is not one).
 """
 import argparse
 import os
@@ -208,12 +209,39 @@ def lint_mismatches(root):
     return out
 
 
+def self_test():
+    import tempfile
+
+    cases = [
+        ({"lib.rs": "mod a; mod b;", "a.rs": "use crate::{b::{X, Y}, c};", "b.rs": "use crate::a::Z;"}, 1),
+        ({"lib.rs": "mod k;", "k/mod.rs": "pub mod x; pub mod y;", "k/x.rs": "use super::y::A;",
+          "k/y.rs": "fn f() { super::x::g() }"}, 1),
+        ({"lib.rs": "mod k;", "k/mod.rs": "pub mod x; pub use x::A;", "k/x.rs": "use crate::k::B;"}, 0),
+        ({"lib.rs": "mod a; mod b;", "a.rs": "use crate::b::X;", "b.rs": "// crate::a::Y\n#[cfg(test)]\nuse crate::a::Z;"}, 0),
+    ]
+    for files, want in cases:
+        with tempfile.TemporaryDirectory() as top:
+            for name, text in files.items():
+                os.makedirs(os.path.dirname(os.path.join(top, name)), exist_ok=True)
+                with open(os.path.join(top, name), "w", encoding="utf-8") as f:
+                    f.write(text.replace("\\n", "\n"))
+            got = len(cycles(module_graph(top)))
+            if got != want:
+                print(f"self-test failed: {files} gave {got} cycles, expected {want}")
+                return 1
+    print(f"layers: self-test passed ({len(cases)} cases)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root", nargs="?", default=os.path.join(os.path.dirname(__file__), ".."))
     ap.add_argument("--limit", type=int, default=150)
     ap.add_argument("--graph", action="store_true")
+    ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
+    if args.self_test:
+        return self_test()
     root = os.path.abspath(args.root)
     problems = 0
 
