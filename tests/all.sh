@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check the project has, in the order a failure is cheapest to find:
-# setup, formatting, clippy (warnings denied), host tests, `shared` built for both thumb
-# targets, firmware built for both boards and exercised in QEMU.
+# setup, formatting, structure (import cycles, long functions, lint lists), clippy (warnings
+# denied, every crate and workspace), host tests, `shared` built for both thumb targets,
+# firmware built for both boards and exercised in QEMU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -13,11 +14,20 @@ bash .ci/setup
 step "formatting"
 cargo fmt --all -- --check
 
+step "structure: layers import downward only, no function over 150 lines, one lint list"
+python3 tests/layers.py --self-test
+python3 tests/layers.py
+
 step "host tests (release: the training tests need optimised burn)"
 cargo test --release --workspace
 
 step "clippy, warnings denied"
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The workspaces of their own: the firmware (both boards), its host tools, the QEMU kernel runner.
+(cd firmware && cargo clippy --release -- -D warnings)
+(cd firmware && cargo clippy --release --no-default-features --features nucleo-f411re -- -D warnings)
+(cd firmware/tools && cargo clippy --release -- -D warnings)
+(cd shared/qemu && cargo clippy --release --bins -- -D warnings)
 
 step "shared is no_std: thumbv7em-none-eabihf and thumbv6m-none-eabi"
 cargo build --release -p sqz-shared --target thumbv7em-none-eabihf

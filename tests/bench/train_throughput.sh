@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Training throughput, burn vs PyTorch on the same SqueezeNet, in one run (issue 3, item 5).
+# Training throughput, burn vs PyTorch on the same SqueezeNet, in one run.
 #
 #   tests/bench/train_throughput.sh [--warmup W] [--steps N] [--repeats R] [--batch B] [--no-record]
 #
 # Builds and runs `cargo bench -p sqz-host --bench train_throughput`, then
 # tests/bench/pytorch_train.py (PyTorch from PyPI: `pip install torch`, see that file) with the
 # same settings and 2 threads, prints a table and the ratio burn / PyTorch (PyTorch's faster
-# memory layout), and appends a row to tests/bench/BENCHMARKS.md unless --no-record.
+# memory layout), and, unless --no-record, writes target/bench-current/train-BATCH.json and
+# rewrites the current table of tests/bench/BENCHMARKS.md from every such summary there
+# (tests/bench/current.py; the table it replaces moves under History).
 # Fails if the two networks' parameter counts differ. PYTHON picks the interpreter (python3).
 # Run it on an otherwise idle machine: the load average at the start is recorded with the row.
 set -euo pipefail
@@ -46,11 +48,13 @@ cargo bench -q -p sqz-host --bench train_throughput -- "${common[@]}" | tee "$tm
 echo "== pytorch ==" >&2
 "$py" "$here/pytorch_train.py" "${common[@]}" --threads 2 | tee "$tmp/torch.out"
 
-"$py" - "$tmp/burn.out" "$tmp/torch.out" "$here/BENCHMARKS.md" "$record" "$load_at_start" \
-  "$command" <<'EOF'
-import datetime, json, platform, subprocess, sys
+logs="$root/target/bench-current"
+mkdir -p "$logs"
+"$py" - "$tmp/burn.out" "$tmp/torch.out" "$logs/train-$batch.json" "$record" "$load_at_start" \
+  <<'EOF'
+import json, platform, subprocess, sys
 
-burn_out, torch_out, md, record, load, command = sys.argv[1:]
+burn_out, torch_out, summary, record, load = sys.argv[1:]
 
 def json_lines(path):
     return [json.loads(l) for l in open(path, encoding="utf-8") if l.startswith("{")]
@@ -88,9 +92,6 @@ def sh(*cmd):
 cpu = next((l.split(":", 1)[1].strip() for l in sh("lscpu").splitlines()
             if l.startswith("Model name")), platform.processor() or "?")
 machine = f"{cpu}, {burn['logical_cpus']} logical CPUs, load {load} at start"
-commit = sh("git", "rev-parse", "--short", "HEAD")
-status = sh("git", "status", "--porcelain", "--untracked-files=no")
-dirty = "+dirty" if status not in ("", "?") else ""
 try:
     import tomllib
     with open("Cargo.toml", "rb") as f:
@@ -99,41 +100,17 @@ try:
 except Exception:
     burn_desc = "burn ?"
 rustc = sh("rustc", "--version").split(" ")[1] if sh("rustc", "--version") != "?" else "?"
-fmt = lambda layout: f"{by_layout[layout]['images_per_s']:.1f}" if layout in by_layout else "-"
-row = (f"| {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} | {commit}{dirty} | "
-       f"{machine} | {burn['batch']} | {burn['warmup']}+{burn['repeats']}x{burn['steps']} | "
-       f"{burn['images_per_s']:.1f} | {fmt('contiguous')} | {fmt('channels_last')} | "
-       f"**{ratio:.2f}x** | {burn['params']} | rustc {rustc}, {burn_desc}; "
-       f"torch {best['torch']} ({best['threads']} threads) | `{command.strip()}` |")
-
-header = """# Benchmarks
-
-## Training throughput, burn vs PyTorch (issue 3, item 5)
-
-Images/s of one training step (forward, cross-entropy with label smoothing 0.1, backward, AdamW,
-loss read back) of the default Fashion-MNIST SqueezeNet (`SqueezeNetConfig::fashion_mnist()`)
-at the given batch, median of the repeats, random inputs. burn: `host/benches/train_throughput.rs`;
-PyTorch: `tests/bench/pytorch_train.py` (same network, same parameter count, 2 threads, both
-memory layouts). Ratio = burn / the faster PyTorch layout; the goal is >= 1.00x. Rows are appended
-by `tests/bench/train_throughput.sh`; numbers taken while other work loaded the machine are
-not comparable (see the load in the machine column).
-
-| date (UTC) | commit | machine | batch | warm-up+repeats x steps | burn images/s | PyTorch contiguous | PyTorch channels_last | burn / PyTorch | params | versions | command |
-|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---|
-"""
-try:
-    text = open(md, encoding="utf-8").read()
-except FileNotFoundError:
-    text = ""
-marker = "| date (UTC) | commit | machine | batch |"
-if marker not in text:
-    text = (text.rstrip() + "\n\n" if text.strip() else "") + header
-# Insert after the table's last row, so sections written below the table stay below it.
-lines = text.rstrip("\n").split("\n")
-at = next(i for i, l in enumerate(lines) if l.startswith(marker))
-while at + 1 < len(lines) and lines[at + 1].startswith("|"):
-    at += 1
-lines.insert(at + 1, row)
-open(md, "w", encoding="utf-8").write("\n".join(lines) + "\n")
-print(f"recorded in {md}")
+layout = lambda v: round(by_layout[v]["images_per_s"], 1) if v in by_layout else "-"
+out = {
+    "batch": burn["batch"], "warmup": burn["warmup"], "repeats": burn["repeats"],
+    "steps": burn["steps"], "burn": burn["images_per_s"], "contiguous": layout("contiguous"),
+    "channels_last": layout("channels_last"), "ratio": ratio, "params": burn["params"],
+    "machine": machine,
+    "versions": f"rustc {rustc}, {burn_desc}; torch {best['torch']} ({best['threads']} threads)",
+}
+with open(summary, "w", encoding="utf-8") as f:
+    json.dump(out, f, indent=1)
+print(f"wrote {summary}")
 EOF
+[ "$record" = 1 ] && "$py" "$here/current.py" "$logs"
+exit 0
