@@ -29,7 +29,7 @@ HOST=$(rustc -vV | sed -n 's/^host: //p')
 SIZE=$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-size
 [ -x "$SIZE" ] || fail "llvm-size not found: rustup component add llvm-tools"
 
-say "host tools (+ tests of host/src/device.rs, compiled into them)"
+say "host tools (+ tests of host/src/link/, compiled into them)"
 (cd tools && cargo build --release --quiet && cargo test --release --quiet 2>&1 | grep 'test result')
 TOOLS=$FW/tools/target/$HOST/release/sqz-fw-tools
 

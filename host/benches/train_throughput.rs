@@ -1,4 +1,4 @@
-//! Training throughput of the default Fashion-MNIST SqueezeNet (issue 3, item 5).
+//! Training throughput of the default Fashion-MNIST SqueezeNet.
 //!
 //! Runs `W` warm-up steps, then `R` repeats of `N` timed training steps at batch `B` (default
 //! 64) on the flex CPU backend: forward, cross-entropy with label smoothing 0.1, backward,

@@ -66,8 +66,11 @@ fn example_input(n: usize, seed: u64) -> Vec<i8> {
     (0..n).map(|_| (rng.next_u32() >> 8) as i8).collect()
 }
 
-/// Bench shapes: (name, h, w, cin, cout, k, stride, pad).
-pub const SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
+/// A bench shape: (name, h, w, cin, cout, k, stride, pad).
+type Shape = (&'static str, u16, u16, u16, u16, u8, u8, u8);
+
+/// Bench shapes (the same as `src/bin/bench.rs`).
+pub const SHAPES: [Shape; 6] = [
     ("squeeze 1x1 64->16 @14x14", 14, 14, 64, 16, 1, 1, 0),
     ("expand 1x1 16->64 @14x14", 14, 14, 16, 64, 1, 1, 0),
     ("expand 3x3 16->64 @14x14", 14, 14, 16, 64, 3, 1, 1),
@@ -156,8 +159,7 @@ fn sweep_weights(out: &std::path::Path) {
     use std::fmt::Write;
     let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let centroids = bench_centroids();
-    let mut table =
-        String::from("static SWEEP: &[(&str, u16, u16, u16, u16, u8, u8, u32, &[u8])] = &[\n");
+    let mut table = String::from("static SWEEP: &[SweepCase] = &[\n");
     for (i, sh) in SWEEP_SHAPES.iter().enumerate() {
         let k = sh.5 as usize * sh.5 as usize * sh.3 as usize;
         let cout = sh.4 as usize;

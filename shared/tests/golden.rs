@@ -18,7 +18,7 @@ fn parse() -> Golden {
     let mut seed = None;
     let mut tensors = Vec::new();
     for line in GOLDEN.lines() {
-        if let Some(rest) = line.strip_prefix("# model: shared::encode::example::blob(") {
+        if let Some(rest) = line.strip_prefix("# model: shared::testkit::example::blob(") {
             seed = rest.split(')').next().and_then(|s| s.parse().ok());
             continue;
         }

@@ -19,7 +19,7 @@ after every conv but the classifier, those convs without bias; ReLU after stem, 
 expand1, expand3; 3x3/2 ceil-mode max pools after the stem, fire index 1 and fire index 3;
 dropout 0.2, classifier conv 1x1 512 -> 10 with bias, ReLU, global average pool.
 
-One step, as in host/src/train.rs: forward, cross-entropy with label smoothing 0.1, backward,
+One step, as in host/src/train/run.rs: forward, cross-entropy with label smoothing 0.1, backward,
 AdamW (lr 0.004, weight decay 0.02, eps 1e-8, betas 0.9/0.999) step, reading the loss back.
 Inputs are uniform random 1x28x28 images with random labels, made before timing.
 

@@ -1,5 +1,5 @@
 //! Host helpers for the firmware, outside the root workspace (the host CLI `sqz device ...`
-//! wraps the same `host/src/device.rs`). Usage:
+//! wraps the same `host/src/link/`). Usage:
 //!
 //! ```text
 //! sqz-fw-tools blob OUT [SEED]                       write shared's example blob (16x16x1)
@@ -15,8 +15,9 @@
 //! sqz-fw-tools expect-refusal ELF                    boot ELF in QEMU, require ModelInvalid to hello
 //! ```
 
-#[allow(dead_code)]
-#[path = "../../../host/src/device.rs"]
+// The tools use part of the link; its other re-exports and items stay unused here.
+#[allow(dead_code, unused_imports)]
+#[path = "../../../host/src/link/mod.rs"]
 mod device;
 
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Golden vectors for `shared`'s tests, computed by tract alone.
 //!
-//! The network is `shared::encode::example` (every layer kind and every weight encoding); the
+//! The network is `shared::testkit::example` (every layer kind and every weight encoding); the
 //! input is a seeded pseudo-random int8 image. tract runs each layer as a one-layer quantised
 //! ONNX ([`super::onnx::single_layer_model`]) fed with *its own* previous output, so no value in
 //! the file comes from `shared`'s kernels. The file starts with a provenance header and is
@@ -17,11 +17,11 @@ use tract_onnx::prelude::*;
 
 /// Writes the golden file for example network `seed` and input `input_seed`.
 pub fn generate(seed: u64, input_seed: u64) -> Result<String> {
-    let blob = shared::encode::example::blob(seed);
+    let blob = shared::testkit::example::blob(seed);
     let model = Model::from_bytes(&blob).map_err(|e| anyhow::anyhow!("example blob: {e}"))?;
     let d = model.input_dims();
     let n = d.h as usize * d.w as usize * d.c as usize;
-    let mut rng = shared::encode::example::Rng(input_seed);
+    let mut rng = shared::testkit::example::Rng(input_seed);
     let input: Vec<i8> = (0..n).map(|_| rng.range(-128, 127) as i8).collect();
     let mut out = String::new();
     writeln!(
@@ -35,12 +35,12 @@ pub fn generate(seed: u64, input_seed: u64) -> Result<String> {
     )?;
     writeln!(
         out,
-        "# model: shared::encode::example::blob({seed}), sha256 {}",
+        "# model: shared::testkit::example::blob({seed}), sha256 {}",
         crate::store::sha256_hex(&blob)
     )?;
     writeln!(
         out,
-        "# input: shared::encode::example::Rng({input_seed}).range(-128, 127), NHWC"
+        "# input: shared::testkit::example::Rng({input_seed}).range(-128, 127), NHWC"
     )?;
     writeln!(out, "# never edit by hand")?;
     push(&mut out, "input", d.h, d.w, d.c, &input);

@@ -1,6 +1,6 @@
-//! `MANIFEST.json`: what a model directory ships (every file with its SHA-256 and size) and
-//! how it was made (the test accuracy, the commands); written after compression, checked
-//! before the shipped model is trusted.
+//! `MANIFEST.json`: what a model directory ships (every artifact of the model, `NAME.*`, with
+//! its SHA-256 and size; not the prose beside them) and how it was made (the test accuracy, the
+//! commands); written after compression, checked before the shipped model is trusted.
 
 use std::path::Path;
 
@@ -97,7 +97,7 @@ pub fn write_manifest_with(
         }
     }
     // The trained weights and their config, for the float parity check (burn vs tract).
-    let keep = out.join("shipped.run");
+    let keep = out.join(format!("{name}.run"));
     std::fs::create_dir_all(&keep)?;
     let same = |a: &Path, b: &Path| {
         a.canonicalize()
@@ -121,7 +121,9 @@ pub fn write_manifest_with(
     let mut entries: Vec<_> = std::fs::read_dir(out)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "MANIFEST.json"))
+        // The model's own artifacts are named after it; prose beside them (README.md,
+        // BENCHMARKS.md) changes with every measurement and is not part of the model.
+        .filter(|p| p.is_file() && is_artifact_of(name, p))
         .chain([keep.join("config.json"), keep.join("best.bpk")])
         .collect();
     entries.sort();
@@ -151,6 +153,13 @@ pub fn write_manifest_with(
         &out.join("MANIFEST.json"),
         serde_json::to_string_pretty(&m)?.as_bytes(),
     )
+}
+
+/// True for `NAME.*`: the files a model directory ships for model `name`.
+fn is_artifact_of(name: &str, path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(&format!("{name}.")))
 }
 
 /// Reads and checks `dir/MANIFEST.json`: every listed file present with its digest and size.

@@ -3,7 +3,7 @@
 //!
 //! Every wait is bounded ([`DeviceLink::set_timeout`]); a device that does not answer in time
 //! is an error, never a hang. Needs only `std`, `anyhow` and `shared`, so the firmware's host
-//! tools (`firmware/tools`) compile these same files, through `host/src/device.rs`.
+//! tools (`firmware/tools`) compile these same files by path.
 //!
 //! [`serial`] is the link, [`check`] compares the device with the host kernels, [`soak`] sends
 //! corrupted frames.

@@ -5,18 +5,17 @@ use crate::kernels::params::{ConvParams, ROW_BLOCK, SPARSE_GROUP};
 use crate::weights::RowDecoder;
 
 /// Fewest output pixels for the zero-skipping driver at up to 50 % density. With fewer pixels
-/// the entries are used too few times: on a model's fires at 35 % density re-encoded as
-/// byte-per-entry sparse rows (QEMU), the 3x3 layers cost 10 % more instructions with it than
-/// through the packed path, the 7x7 layers 1-3 % less, the 14x14 ones 16-19 % less. Below it
-/// the driver still runs rows of at most 30 % density ([`zero_skip_pays`]).
+/// each entry serves too few of them to pay for its index (measured on 3x3, 7x7 and 14x14 maps:
+/// `shared/BENCHMARKS.md`, "Zero skipping on small maps, by density"). Below it the driver
+/// still runs rows of at most 30 % density ([`zero_skip_pays`]).
 pub const ZERO_SKIP_MIN_PIXELS: usize = 16;
 
 /// Whether the zero-skipping driver beats the packed path (which decodes each sparse row into
 /// a dense one) for a conv with `npix` output pixels whose sparse rows store `stored` entries
 /// of `cout * k` weights: up to one entry per two weights with at least
-/// [`ZERO_SKIP_MIN_PIXELS`] pixels; below that each entry serves few pixels, and the
-/// break-even is about 31 % (`shared/qemu/bench.sh`, density sweep at 3x3: 30 % gains 2-6 %,
-/// 40 % loses 16-21 %), so up to 30 %.
+/// [`ZERO_SKIP_MIN_PIXELS`] pixels; below that each entry serves few pixels and the rule is
+/// up to 30 %, just under the break-even of the density sweep (`shared/qemu/bench.sh`; its
+/// figures in `shared/BENCHMARKS.md`).
 pub fn zero_skip_pays(npix: usize, stored: usize, cout: usize, k: usize) -> bool {
     let weights = cout.saturating_mul(k);
     if npix >= ZERO_SKIP_MIN_PIXELS {
@@ -28,9 +27,10 @@ pub fn zero_skip_pays(npix: usize, stored: usize, cout: usize, k: usize) -> bool
 
 /// Whether storing a conv's weights as byte-entry sparse rows (run by the zero-skipping driver)
 /// costs fewer instructions than packed 4-bit codebook rows, the other fast encoding. Its
-/// break-even density grows with the output pixels over which each entry's cost spreads: about
-/// 22 % at 3x3, 35 % at 7x7 and 44 % at 14x14 (`shared/qemu/bench.sh`, density sweep); the
-/// thresholds sit below: 20 %, 33 % and 40 %. Implies [`zero_skip_pays`].
+/// break-even density grows with the output pixels over which each entry's cost spreads; the
+/// thresholds (20 % under 16 pixels, 33 % under 64, 40 % above) sit just below the break-evens
+/// of the density sweep (`shared/qemu/bench.sh`; its figures in `shared/BENCHMARKS.md`).
+/// Implies [`zero_skip_pays`].
 pub fn sparse_rows_pay(npix: usize, stored: usize, cout: usize, k: usize) -> bool {
     let weights = cout.saturating_mul(k);
     let (num, den) = match npix {

@@ -17,7 +17,10 @@ macro_rules! w {
     };
 }
 
-static SHAPES: [(&str, u16, u16, u16, u16, u8, u8, u8); 6] = [
+/// A bench shape: (name, h, w, cin, cout, k, stride, pad), the same table as `build.rs`.
+type Shape = (&'static str, u16, u16, u16, u16, u8, u8, u8);
+
+static SHAPES: [Shape; 6] = [
     ("squeeze 1x1 64->16 @14x14", 14, 14, 64, 16, 1, 1, 0),
     ("expand 1x1 16->64 @14x14", 14, 14, 16, 64, 1, 1, 0),
     ("expand 3x3 16->64 @14x14", 14, 14, 16, 64, 3, 1, 1),
@@ -271,6 +274,9 @@ fn network(ipt: f32) {
         });
     }
 }
+
+/// A density-sweep case: (name, h, w, cin, cout, k, pad, percent nonzero, weights).
+type SweepCase = (&'static str, u16, u16, u16, u16, u8, u8, u32, &'static [u8]);
 
 include!(concat!(env!("OUT_DIR"), "/sweep.rs"));
 

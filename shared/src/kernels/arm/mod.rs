@@ -574,7 +574,7 @@ fn pack_arm(row: &[i8], k: usize, slot: usize, dst: &mut [u32], zp: i8) {
     let (row, dst) = (&row[..k], &mut dst[..4 * kq]);
     if full > 0 && slot < 2 {
         // The one-row loop of `pack_rows_asm` without its row loop: this runs once per pixel
-        // (pair) and the outer loop cost 0.2-1 % on the dense fire layers (QEMU bench).
+        // (pair), and the outer loop's overhead showed on the dense fire layers (QEMU bench).
         // SAFETY: reads `4 * full <= k` bytes of `row` (unaligned LDR is allowed on the
         // Cortex-M4); writes words `4 q + 2 slot` and `4 q + 2 slot + 1` for `q < full`, inside
         // `dst[..4 * kq]` (`slot < 2`; STRD on the word-aligned slice).
