@@ -134,7 +134,7 @@ def models_table(log):
     with open(os.path.join(ROOT, "models", "MANIFEST.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     sizes = {e["name"]: e["bytes"] for e in manifest["files"]}
-    parity = must(r"^3\. parity with tract:\n(.*?)\n(?=4\. |shipped model OK)", log, "parity")
+    parity = must(r"^3\. parity with tract:\n((?s:.*?))\n(?=4\. |shipped model OK)", log, "parity")
     device = re.search(r"^4\. firmware in QEMU \(mps2-an386\): (.*)$", log, re.M)
     gap = float(float_pct) - float(pct)
     rows = [
@@ -150,14 +150,16 @@ def models_table(log):
         n, exact, _, dacc, mean, unit, *_ = eval_row(device.group(1))
         rows.append(f"| firmware in QEMU: logits bit-exact on {n} test images | {exact}/{n} ({dacc} % top-1) |")
         rows.append(f"| firmware in QEMU: {unit} per inference, mean | {num(mean)} |")
-    out = "\n".join(rows) + "\n\nParity with tract (`sqz shipped`):\n\n" + parity.group(1).strip() + "\n"
+    # The report's own headings sit under this section's "## Current" heading.
+    report = re.sub(r"^(#+) ", r"###\1 ", parity.group(1).strip(), flags=re.M)
+    out = "\n".join(rows) + "\n\nParity with tract (`sqz shipped`):\n\n" + report + "\n"
     return out
 
 
 def shared_table(qemu_log, host_log):
     out = ""
     if qemu_log is not None:
-        tables, layers = [], []
+        tables, layers, notes = [], [], []
         for line in qemu_log.splitlines():
             if line.startswith("|"):
                 tables.append(line)
@@ -165,12 +167,15 @@ def shared_table(qemu_log, host_log):
                 layers.append(line.strip())
             elif line.strip() == "" and tables and tables[-1] != "":
                 tables.append("")
-            elif line.startswith("  (from_bytes"):
-                tables.append("")
-                tables.append(line.strip())
-                tables.append("")
+            elif line.startswith("  (from_bytes") and tables:
+                # A note on the network row above it: listed under the table, not inside it.
+                network = tables[-1].split("|")[1].strip()
+                notes.append(f"* {network}: {line.strip()[1:-1]}")
         out += "Cortex-M4 in QEMU (`bash shared/qemu/bench.sh`, instructions by `-icount shift=0`):\n\n"
         out += "\n".join(tables).strip() + "\n"
+        if notes:
+            out += "\nLoading each network (`Model::from_bytes`, validation included) and its logits:\n\n"
+            out += "\n".join(notes) + "\n"
         if layers:
             out += "\nThe shipped model layer by layer (instructions per observed tensor):\n\n```\n"
             out += "\n".join(layers) + "\n```\n"
