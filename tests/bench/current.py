@@ -12,6 +12,7 @@ LOG_DIR holds any of (a file that is missing leaves its table as it is):
   shared-host.txt     `cargo bench -p sqz-shared --bench kernels` and
                       `cargo bench -p sqz-host --bench inference`       -> shared/BENCHMARKS.md
   train-<batch>.json  `tests/bench/train_throughput.sh` summaries       -> tests/bench/BENCHMARKS.md
+  measured-at.txt     commit, clean or dirty, and date when the measuring began (current.sh)
 """
 import datetime
 import glob
@@ -42,12 +43,23 @@ def blob_key():
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def heading(what, command):
-    sha, size = blob_key()
+def measured_at(logs):
+    """(commit, date) of the measurement: what current.sh recorded when it started, so that the
+    tables name the code measured, not the state of the tree when they are written."""
+    path = os.path.join(logs, "measured-at.txt")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            commit, state, date = (line.strip() for line in f.read().splitlines()[:3])
+        return commit + ("+dirty" if state == "dirty" else ""), date
     commit = sh("git", "rev-parse", "--short", "HEAD").strip()
     if sh("git", "status", "--porcelain", "--untracked-files=no").strip() not in ("", "?"):
         commit += "+dirty"
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return commit, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def heading(what, command, logs):
+    sha, size = blob_key()
+    commit, date = measured_at(logs)
     return (
         f"## Current: {what}\n\n"
         f"Shipped blob `models/shipped.blob` sha256 `{sha}` ({size:,} B); commit `{commit}`; "
@@ -213,6 +225,9 @@ def replace_current(md_path, block):
     head, rest = text.split(BEGIN, 1)
     old, tail = rest.split(END, 1)
     old = old.strip()
+    if old == block.strip():
+        print(f"current.py: {os.path.relpath(md_path, ROOT)} already current")
+        return
     if old and old.split("\n", 1)[0].startswith("## Current"):
         old = "### Was current: " + old[len("## Current: "):]
         if HISTORY in tail:
@@ -239,23 +254,27 @@ def main():
     logs = sys.argv[1]
     shipped = read(os.path.join(logs, "shipped.txt"))
     if shipped is not None:
-        block = heading("the shipped model", "bash .ci/main") + "\n" + models_table(shipped)
+        block = heading("the shipped model", "bash .ci/main", logs) + "\n" + models_table(shipped)
         replace_current(os.path.join(ROOT, "models", "BENCHMARKS.md"), block)
     firmware = read(os.path.join(logs, "firmware.txt"))
     if firmware is not None:
-        block = heading("firmware on the shipped model", "bash firmware/ci.sh")
+        block = heading("firmware on the shipped model", "bash firmware/ci.sh", logs)
         replace_current(os.path.join(ROOT, "firmware", "BENCHMARKS.md"), block + "\n" + firmware_table(firmware))
     qemu = read(os.path.join(logs, "shared-qemu.txt"))
     host = read(os.path.join(logs, "shared-host.txt"))
     if qemu is not None or host is not None:
-        block = heading("kernels and whole networks", "bash tests/bench/current.sh (shared/qemu/bench.sh, cargo bench)")
+        block = heading(
+            "kernels and whole networks",
+            "bash tests/bench/current.sh (shared/qemu/bench.sh, cargo bench)",
+            logs,
+        )
         replace_current(os.path.join(ROOT, "shared", "BENCHMARKS.md"), block + "\n" + shared_table(qemu, host))
     summaries = []
     for path in sorted(glob.glob(os.path.join(logs, "train-*.json"))):
         with open(path, encoding="utf-8") as f:
             summaries.append(json.load(f))
     if summaries:
-        block = heading("training throughput, burn vs PyTorch", "bash tests/bench/train_throughput.sh --batch B")
+        block = heading("training throughput, burn vs PyTorch", "bash tests/bench/train_throughput.sh --batch B", logs)
         replace_current(os.path.join(ROOT, "tests", "bench", "BENCHMARKS.md"), block + "\n" + train_table(summaries))
 
 

@@ -25,6 +25,12 @@ done
 logs=target/bench-current
 mkdir -p "$logs"
 rm -f "$logs"/shipped.txt "$logs"/firmware.txt "$logs"/shared-qemu.txt "$logs"/shared-host.txt
+# The code measured: the tables name it, not the tree as it is when they are written.
+{
+  git rev-parse --short HEAD
+  if [ -n "$(git status --porcelain --untracked-files=no)" ]; then echo dirty; else echo clean; fi
+  date -u '+%Y-%m-%d %H:%M UTC'
+} > "$logs/measured-at.txt"
 
 bash .ci/main | tee "$logs/shipped.txt"
 if [ $firmware = 1 ]; then

@@ -6,7 +6,7 @@
 # Builds and runs `cargo bench -p sqz-host --bench train_throughput`, then
 # tests/bench/pytorch_train.py (PyTorch from PyPI: `pip install torch`, see that file) with the
 # same settings and 2 threads, prints a table and the ratio burn / PyTorch (PyTorch's faster
-# memory layout), and, unless --no-record, writes target/bench-current/train-BATCH.json and
+# memory layout), and, unless --no-record, writes target/bench-current/train/train-BATCH.json and
 # rewrites the current table of tests/bench/BENCHMARKS.md from every such summary there
 # (tests/bench/current.py; the table it replaces moves under History).
 # Fails if the two networks' parameter counts differ. PYTHON picks the interpreter (python3).
@@ -48,7 +48,7 @@ cargo bench -q -p sqz-host --bench train_throughput -- "${common[@]}" | tee "$tm
 echo "== pytorch ==" >&2
 "$py" "$here/pytorch_train.py" "${common[@]}" --threads 2 | tee "$tmp/torch.out"
 
-logs="$root/target/bench-current"
+logs="$root/target/bench-current/train"
 mkdir -p "$logs"
 "$py" - "$tmp/burn.out" "$tmp/torch.out" "$logs/train-$batch.json" "$record" "$load_at_start" \
   <<'EOF'
