@@ -5,6 +5,8 @@
 //! ([`RowDecoder::decode_row`]); dense weights need no decoding ([`RowDecoder::dense_row`]).
 //! Bit streams are packed LSB-first: bit `i` of a stream is bit `i % 8` of byte `i / 8`.
 
+use core::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::le_u32;
@@ -42,7 +44,7 @@ pub enum WeightsDesc<'a> {
         values: Values<'a>,
         /// Gap width, 1..=8.
         gap_bits: u8,
-        /// `cout + 1` u32 LE entry offsets: row `r` holds entries `row_ptr[r]..row_ptr[r+1]`.
+        /// Where each row's entries start: a [`RowIndex`].
         #[serde(borrow)]
         row_ptr: &'a [u8],
         /// Packed entries, each `gap_bits` then `value_bits` (LSB-first).
@@ -50,8 +52,8 @@ pub enum WeightsDesc<'a> {
         entries: &'a [u8],
     },
     /// Sparse entries whose gaps and values are canonical-Huffman coded (gap code then value code
-    /// per entry); row `r` is bits `row_bits[r]..row_bits[r+1]` of `stream` and holds
-    /// `row_ptr[r+1] - row_ptr[r]` entries.
+    /// per entry); row `r` is bits `row_bits[r]..row_bits[r+1]` of `stream` and holds the
+    /// entries `row_ptr` gives it.
     HuffSparse {
         /// The values: raw int8 (symbol = byte) or codebook indices.
         #[serde(borrow)]
@@ -62,7 +64,7 @@ pub enum WeightsDesc<'a> {
         /// Code length of each value symbol (`2^value_bits` entries).
         #[serde(borrow)]
         value_lengths: &'a [u8],
-        /// `cout + 1` u32 LE entry counts prefix.
+        /// How many entries each row holds: a [`RowIndex`].
         #[serde(borrow)]
         row_ptr: &'a [u8],
         /// `cout + 1` u32 LE bit offsets into `stream`.
@@ -88,6 +90,56 @@ pub enum WeightsDesc<'a> {
         #[serde(borrow)]
         stream: &'a [u8],
     },
+}
+
+/// The entries of each sparse row (`row_ptr`), in one of two forms told apart by the first
+/// byte. Rows are read in order (the kernels visit a layer's rows once, first to last), so
+/// per-row counts cost one addition per row at a quarter of the bytes of offsets, which only
+/// rows of more than 255 entries still need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowIndex<'a> {
+    /// `cout + 1` u32 LE offsets, the first 0 (so the first byte is 0): row `r` holds entries
+    /// `[r]..[r + 1]`.
+    Offsets(&'a [u8]),
+    /// [`ROW_COUNTS`] then `cout` u8: the entry count of each row; a row starts where the rows
+    /// before it end.
+    Counts(&'a [u8]),
+}
+
+/// First byte of a [`RowIndex::Counts`] index (an offsets index starts with 0).
+pub const ROW_COUNTS: u8 = 0xff;
+
+impl<'a> RowIndex<'a> {
+    /// The index stored in `row_ptr`.
+    #[inline]
+    pub fn of(row_ptr: &'a [u8]) -> Self {
+        match row_ptr.split_first() {
+            Some((&ROW_COUNTS, counts)) => RowIndex::Counts(counts),
+            _ => RowIndex::Offsets(row_ptr),
+        }
+    }
+
+    /// Checks the index of `cout` rows and returns the layer's entry count.
+    fn validate(&self, cout: usize) -> Result<usize, Error> {
+        match self {
+            RowIndex::Offsets(p) => {
+                if p.len() != (cout + 1) * 4 {
+                    return Err(Error::BadWeights);
+                }
+                let mut prev = 0u32;
+                for i in 0..=cout {
+                    let v = le_u32(p, i)?;
+                    if v < prev || (i == 0 && v != 0) {
+                        return Err(Error::BadWeights);
+                    }
+                    prev = v;
+                }
+                Ok(prev as usize)
+            }
+            RowIndex::Counts(c) if c.len() == cout => Ok(c.iter().map(|&n| n as usize).sum()),
+            RowIndex::Counts(_) => Err(Error::BadWeights),
+        }
+    }
 }
 
 /// Value alphabet of sparse encodings.
@@ -185,6 +237,9 @@ pub struct RowDecoder<'a> {
     t2: [u16; 256],
     /// Centroids (or the identity for raw values) indexed by symbol.
     lut: [i8; 256],
+    /// `(row, first entry)` of the last row looked up in a [`RowIndex::Counts`] index: the
+    /// next row in order starts from there instead of summing from row 0.
+    cursor: Cell<(usize, usize)>,
 }
 
 /// Builds the 8-bit first-level table of a canonical code.
@@ -363,7 +418,27 @@ impl<'a> RowDecoder<'a> {
             t1,
             t2,
             lut,
+            cursor: Cell::new((0, 0)),
         })
+    }
+
+    /// Entries `start..end` of row `r` in `index`.
+    #[inline]
+    fn row_range(&self, row_ptr: &[u8], r: usize) -> Result<(usize, usize), Error> {
+        match RowIndex::of(row_ptr) {
+            RowIndex::Offsets(p) => Ok((le_u32(p, r)? as usize, le_u32(p, r + 1)? as usize)),
+            RowIndex::Counts(c) => {
+                let n = *c.get(r).ok_or(Error::BadWeights)? as usize;
+                let (mut row, mut start) = self.cursor.get();
+                if row > r {
+                    (row, start) = (0, 0);
+                }
+                let before = c.get(row..r).ok_or(Error::BadWeights)?;
+                start += before.iter().map(|&n| n as usize).sum::<usize>();
+                self.cursor.set((r, start));
+                Ok((start, start + n))
+            }
+        }
     }
 
     /// The dense row `r` straight from the blob, or `None` when the encoding needs decoding.
@@ -469,8 +544,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } if gap_bits as u32 + values.bits() == 8 => {
-                let a = le_u32(row_ptr, r).ok()? as usize;
-                let b = le_u32(row_ptr, r + 1).ok()? as usize;
+                let (a, b) = self.row_range(row_ptr, r).ok()?;
                 Some((entries.get(a..b)?, gap_bits as u32, &self.lut))
             }
             _ => None,
@@ -484,8 +558,15 @@ impl<'a> RowDecoder<'a> {
     pub fn stored_entries(&self, a: usize, b: usize) -> Option<usize> {
         match self.w {
             WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
-                let (x, y) = (le_u32(row_ptr, a).ok()?, le_u32(row_ptr, b).ok()?);
-                Some(y.saturating_sub(x) as usize)
+                match RowIndex::of(row_ptr) {
+                    RowIndex::Offsets(p) => {
+                        let (x, y) = (le_u32(p, a).ok()?, le_u32(p, b).ok()?);
+                        Some(y.saturating_sub(x) as usize)
+                    }
+                    RowIndex::Counts(c) => {
+                        Some(c.get(a..b.max(a))?.iter().map(|&n| n as usize).sum())
+                    }
+                }
             }
             _ => None,
         }
@@ -505,10 +586,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = (
-                    le_u32(row_ptr, r).unwrap_or(0) as usize,
-                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
-                );
+                let (a, b) = self.row_range(row_ptr, r).unwrap_or((0, 0));
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if eb == 8 {
@@ -540,10 +618,7 @@ impl<'a> RowDecoder<'a> {
                 let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
                     return;
                 };
-                let (a, b) = (
-                    le_u32(row_ptr, r).unwrap_or(0) as usize,
-                    le_u32(row_ptr, r + 1).unwrap_or(0) as usize,
-                );
+                let (a, b) = self.row_range(row_ptr, r).unwrap_or((0, 0));
                 let s = le_u32(row_bits, r).unwrap_or(0) as usize;
                 let mut rd = FastBits::new(stream, s);
                 let mut pos = 0usize;
@@ -602,10 +677,7 @@ impl<'a> RowDecoder<'a> {
                 row_ptr,
                 entries,
             } => {
-                let (a, b) = (
-                    le_u32(row_ptr, r)? as usize,
-                    le_u32(row_ptr, r + 1)? as usize,
-                );
+                let (a, b) = self.row_range(row_ptr, r)?;
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
                 if !(1..=8).contains(&gb)
@@ -639,10 +711,7 @@ impl<'a> RowDecoder<'a> {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(Error::BadHuffman),
                 };
-                let (a, b) = (
-                    le_u32(row_ptr, r)? as usize,
-                    le_u32(row_ptr, r + 1)? as usize,
-                );
+                let (a, b) = self.row_range(row_ptr, r)?;
                 let (s, e) = (
                     le_u32(row_bits, r)? as usize,
                     le_u32(row_bits, r + 1)? as usize,
@@ -715,20 +784,6 @@ fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
 /// caller then decodes every row once to check the content.
 pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Result<(), Error> {
     let total = cout.checked_mul(k).ok_or(Error::BadWeights)?;
-    let ptrs = |p: &[u8]| -> Result<(), Error> {
-        if p.len() != (cout + 1) * 4 {
-            return Err(Error::BadWeights);
-        }
-        let mut prev = 0u32;
-        for i in 0..=cout {
-            let v = le_u32(p, i)?;
-            if v < prev || (i == 0 && v != 0) {
-                return Err(Error::BadWeights);
-            }
-            prev = v;
-        }
-        Ok(())
-    };
     match w {
         WeightsDesc::Dense { data } => {
             if data.len() != total {
@@ -759,8 +814,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if !(1..=8).contains(gap_bits) {
                 return Err(Error::BadWeights);
             }
-            ptrs(row_ptr)?;
-            let n = le_u32(row_ptr, cout)? as usize;
+            let n = RowIndex::of(row_ptr).validate(cout)?;
             let eb = *gap_bits as usize + values.bits() as usize;
             if entries.len() != (n * eb).div_ceil(8) {
                 return Err(Error::BadWeights);
@@ -778,8 +832,9 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if value_lengths.len() != 1 << values.bits() || gap_lengths.len() > 256 {
                 return Err(Error::BadHuffman);
             }
-            ptrs(row_ptr)?;
-            ptrs(row_bits)?;
+            RowIndex::of(row_ptr).validate(cout)?;
+            // Bit offsets stay u32: a Huffman row's bits are not counted in bytes.
+            RowIndex::Offsets(row_bits).validate(cout)?;
             if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }
@@ -793,7 +848,8 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
                 return Err(Error::BadHuffman);
             }
-            ptrs(row_bits)?;
+            // Bit offsets stay u32: a Huffman row's bits are not counted in bytes.
+            RowIndex::Offsets(row_bits).validate(cout)?;
             if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
                 return Err(Error::BadWeights);
             }

@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 use shared::encode::{OwnedWeights, SparseSource, huffman_lengths};
-use shared::weights::{Huffman, RowDecoder};
+use shared::format::WeightsDesc;
+use shared::weights::{Huffman, RowDecoder, RowIndex};
 
 fn decode_all(w: &OwnedWeights, cout: usize, k: usize) -> Vec<i8> {
     let d = RowDecoder::new(w.desc(), k).unwrap();
@@ -65,4 +66,51 @@ fn oversubscribed_huffman_is_rejected() {
     assert!(Huffman::new(&[1, 1, 1]).is_err());
     assert!(Huffman::new(&[0, 0]).is_err());
     assert!(Huffman::new(&[16]).is_err());
+}
+
+fn row_index_of(w: &OwnedWeights) -> RowIndex<'_> {
+    match w.desc() {
+        WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
+            RowIndex::of(row_ptr)
+        }
+        _ => panic!("not a sparse encoding"),
+    }
+}
+
+/// Rows of at most 255 entries are indexed by one count byte each, longer ones by u32 offsets;
+/// both decode every row, asked for in any order (the counts' cursor also goes backwards).
+#[test]
+fn row_index_forms_decode_alike() {
+    let (cout, k) = (5, 600);
+    let weights = |dense_row: Option<usize>| -> Vec<i8> {
+        (0..cout * k)
+            .map(|i| match (i / k, i % 7) {
+                (r, _) if Some(r) == dense_row => (i % 251) as i8 | 1,
+                (_, 0) => (i % 13) as i8 - 6,
+                _ => 0,
+            })
+            .collect()
+    };
+    for (dense_row, offsets) in [(None, false), (Some(2), true)] {
+        let raw = weights(dense_row);
+        for w in [
+            OwnedWeights::sparse(SparseSource::Raw(&raw), cout, k, 4).unwrap(),
+            OwnedWeights::huff_sparse(SparseSource::Raw(&raw), cout, k, 15).unwrap(),
+        ] {
+            let index = row_index_of(&w);
+            assert_eq!(matches!(index, RowIndex::Offsets(_)), offsets, "{index:?}");
+            let d = RowDecoder::new(w.desc(), k).unwrap();
+            let mut row = vec![0i8; k];
+            for r in [4, 0, 3, 1, 2, 2, 0] {
+                d.decode_row(r, &mut row).unwrap();
+                assert_eq!(row, raw[r * k..(r + 1) * k], "row {r}");
+                let stored = d.stored_entries(r, r + 1).unwrap();
+                let nonzero = row.iter().filter(|&&v| v != 0).count();
+                assert!(
+                    stored >= nonzero,
+                    "row {r}: {stored} stored, {nonzero} nonzero"
+                );
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::vec::Vec;
 
 use crate::format::{ConvDesc, Error, Pad, QuantParams, Values, WeightsDesc};
 use crate::quant::conv_multiplier;
-use crate::weights::MAX_CODE_LEN;
+use crate::weights::{MAX_CODE_LEN, ROW_COUNTS};
 
 /// LSB-first bit writer.
 #[derive(Debug, Default, Clone)]
@@ -167,7 +167,7 @@ pub enum OwnedWeights {
         centroids: Option<(Vec<u8>, u8)>,
         /// Gap bits.
         gap_bits: u8,
-        /// Row entry offsets.
+        /// Row index (`weights::RowIndex`).
         row_ptr: Vec<u8>,
         /// Packed entries.
         entries: Vec<u8>,
@@ -180,7 +180,7 @@ pub enum OwnedWeights {
         gap_lengths: Vec<u8>,
         /// Value code lengths.
         value_lengths: Vec<u8>,
-        /// Row entry offsets.
+        /// Row index (`weights::RowIndex`).
         row_ptr: Vec<u8>,
         /// Row bit offsets.
         row_bits: Vec<u8>,
@@ -206,6 +206,25 @@ fn bytes_i8(v: &[i8]) -> Vec<u8> {
 
 fn u32s(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The row index of rows holding `counts` entries (`weights::RowIndex`): one byte per row
+/// when every row fits, else u32 offsets.
+fn row_index(counts: &[usize]) -> Vec<u8> {
+    match counts
+        .iter()
+        .map(|&n| u8::try_from(n))
+        .collect::<Result<Vec<u8>, _>>()
+    {
+        Ok(narrow) => [ROW_COUNTS].into_iter().chain(narrow).collect(),
+        Err(_) => {
+            let mut offsets = vec![0u32];
+            for &n in counts {
+                offsets.push(offsets.last().unwrap() + n as u32);
+            }
+            u32s(&offsets)
+        }
+    }
 }
 
 /// The sparse entries `(gap, symbol)` of one row, fillers included. `zero_sym` is the symbol
@@ -343,7 +362,7 @@ impl OwnedWeights {
         let zero = src.zero_sym()?;
         let vb = src.value_bits();
         let mut w = BitWriter::default();
-        let mut ptr = vec![0u32];
+        let mut counts = Vec::with_capacity(cout);
         for r in 0..cout {
             let e = sparse_entries(
                 &syms[r * k..(r + 1) * k],
@@ -355,12 +374,12 @@ impl OwnedWeights {
                 w.put(*g, gap_bits as u32);
                 w.put(*s, vb);
             }
-            ptr.push(ptr.last().unwrap() + e.len() as u32);
+            counts.push(e.len());
         }
         Ok(OwnedWeights::Sparse {
             centroids: src.centroids(),
             gap_bits,
-            row_ptr: u32s(&ptr),
+            row_ptr: row_index(&counts),
             entries: w.into_bytes(),
         })
     }
@@ -406,20 +425,20 @@ impl OwnedWeights {
         let (gl, vl) = (huffman_lengths(&gf), huffman_lengths(&vf));
         let (gc, vc) = (canonical_codes(&gl), canonical_codes(&vl));
         let mut w = BitWriter::default();
-        let (mut ptr, mut bits) = (vec![0u32], vec![0u32]);
+        let (mut counts, mut bits) = (Vec::with_capacity(cout), vec![0u32]);
         for e in &rows {
             for (g, s) in e {
                 put_code(&mut w, gc[*g as usize], gl[*g as usize]);
                 put_code(&mut w, vc[*s as usize], vl[*s as usize]);
             }
-            ptr.push(ptr.last().unwrap() + e.len() as u32);
+            counts.push(e.len());
             bits.push(w.len() as u32);
         }
         Ok(OwnedWeights::HuffSparse {
             centroids: src.centroids(),
             gap_lengths: gl,
             value_lengths: vl,
-            row_ptr: u32s(&ptr),
+            row_ptr: row_index(&counts),
             row_bits: u32s(&bits),
             stream: w.into_bytes(),
         })
