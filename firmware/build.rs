@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const DEFAULT_BLOB: &str = "../models/shipped.blob";
-const BOARDS: &[&str] = &["mps2-an386", "nucleo-f411re"];
+const BOARDS: &[&str] = &["mps2-an386", "mps2-an385", "nucleo-f411re"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -44,13 +44,17 @@ fn main() {
     println!("cargo:rustc-link-search={}", out.display());
 
     // flip-link is the configured linker (.cargo/config.toml) unless overridden: say so clearly.
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER");
-    if env::var_os("CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER").is_none() && !on_path("flip-link") {
-        fail(
+    let linker_var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        env::var("TARGET").unwrap().to_uppercase().replace('-', "_")
+    );
+    println!("cargo:rerun-if-env-changed={linker_var}");
+    if env::var_os(&linker_var).is_none() && !on_path("flip-link") {
+        fail(&format!(
             "flip-link not found: `cargo install flip-link` (it links the stack below the statics so an overflow \
              faults instead of corrupting memory). To build without that protection: \
-             CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=rust-lld cargo build ...",
-        );
+             {linker_var}=rust-lld cargo build ..."
+        ));
     }
 
     // The blob.

@@ -57,13 +57,16 @@ build() { # name, cargo args...
   cargo build --release --quiet "$@"
   cp target/thumbv7em-none-eabihf/release/sqz-firmware "$OUT/$name.elf"
 }
-say "build (release): mps2-an386 serve/smoke/fault tests, nucleo-f411re"
+say "build (release): mps2-an386 serve/smoke/fault tests, nucleo-f411re, mps2-an385 (Cortex-M3)"
 build serve
 build smoke --features smoke
 build panic-test --features panic-test
 build hardfault-test --features hardfault-test
 build stack-overflow-test --features stack-overflow-test
 build nucleo-f411re --no-default-features --features nucleo-f411re
+# The Cortex-M3 (no FPU, no DSP): the same firmware for thumbv7m, the kernels' portable paths.
+cargo build --release --quiet --target thumbv7m-none-eabi --no-default-features --features mps2-an385
+cp target/thumbv7m-none-eabi/release/sqz-firmware "$OUT/m3.elf"
 
 qemu() { # elf, serial -> QEMU exit status
   timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \
@@ -100,6 +103,9 @@ timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
 say "eval: $N_EVAL test images over the serial link, logits bit-exact vs host kernels"
 timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval.txt"
 
+say "Cortex-M3 (QEMU mps2-an385: no FPU, no DSP): $N_EVAL test images, logits bit-exact vs host kernels"
+timeout 900 "$TOOLS" eval "$OUT/m3.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval-m3.txt"
+
 say "full-size shape: shared's SqueezeNet v1.1 28x28 (random Huffman-sparse weights, ~300 KB blob)"
 "$TOOLS" blob-v11 "$OUT/v11.blob" 3
 SQZ_BLOB=$OUT/v11.blob cargo build --release --quiet
@@ -132,7 +138,7 @@ fi
 
 say "sizes (llvm-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
 size_of() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
-for elf in serve nucleo-f411re; do
+for elf in serve nucleo-f411re m3; do
   f=$OUT/$elf.elf
   vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)
   data=$(size_of "$f" .data); bss=$(size_of "$f" .bss); un=$(size_of "$f" .uninit)

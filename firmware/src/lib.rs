@@ -11,7 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod board;
-#[cfg(feature = "mps2-an386")]
+#[cfg(any(feature = "mps2-an386", feature = "mps2-an385"))]
 pub mod cmsdk_uart;
 pub mod config;
 pub mod device;

@@ -7,9 +7,10 @@
 //! * `log(args)`: diagnostics to the debugger/emulator console (no-op where there is none);
 //! * `stop(code) -> !`: end the program (QEMU: semihosting exit with `code`).
 
-#[cfg(feature = "mps2-an386")]
+// The Cortex-M3 AN385 has the AN386's UART and counter: one module serves both.
+#[cfg(any(feature = "mps2-an386", feature = "mps2-an385"))]
 mod mps2_an386;
-#[cfg(feature = "mps2-an386")]
+#[cfg(any(feature = "mps2-an386", feature = "mps2-an385"))]
 pub use mps2_an386::*;
 
 #[cfg(feature = "nucleo-f411re")]

@@ -1,4 +1,5 @@
-//! MPS2 AN386 (Cortex-M4F) as emulated by QEMU `-M mps2-an386`.
+//! MPS2 AN386 (Cortex-M4F) as emulated by QEMU `-M mps2-an386`, and AN385 (`-M mps2-an385`,
+//! Cortex-M3: no FPU, no DSP extension), which has the same UART and counter.
 //!
 //! UART0 (CMSDK, 0x4000_4000) is the host link (`-serial` #0). Cost: the FPGAIO free-running
 //! counter (0x4002_8018, 25 MHz); with `-icount shift=0` one instruction takes one virtual ns,
@@ -12,7 +13,11 @@ use shared::protocol::CostUnit;
 use crate::cmsdk_uart::CmsdkUart;
 
 /// Board name (also the `cargo` feature).
+#[cfg(feature = "mps2-an386")]
 pub const NAME: &str = "mps2-an386";
+/// Board name (also the `cargo` feature).
+#[cfg(feature = "mps2-an385")]
+pub const NAME: &str = "mps2-an385";
 /// What [`cost_since`] counts.
 pub const COST_UNIT: CostUnit = CostUnit::Instructions;
 /// Virtual seconds without input, after the first byte, before the emulator exits.

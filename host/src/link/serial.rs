@@ -172,9 +172,17 @@ impl Default for QemuOptions {
     }
 }
 
+/// The QEMU machine for a firmware ELF: `mps2-an385` (Cortex-M3) when the ELF names that
+/// board (its `Info` board string), else `mps2-an386`.
+fn qemu_machine(elf: &Path) -> Result<&'static str> {
+    let bytes = std::fs::read(elf).with_context(|| format!("while reading {}", elf.display()))?;
+    let m3 = bytes.windows(10).any(|w| w == b"mps2-an385");
+    Ok(if m3 { "mps2-an385" } else { "mps2-an386" })
+}
+
 impl DeviceLink {
-    /// Boots `elf` (an `mps2-an386` firmware build) in QEMU, its UART0 connected to a socket on
-    /// 127.0.0.1, and connects.
+    /// Boots `elf` (an `mps2-an386` firmware build, or an `mps2-an385` one: the board is read from
+    /// the ELF) in QEMU, its UART0 connected to a socket on 127.0.0.1, and connects.
     pub fn qemu(elf: &Path) -> Result<Self> {
         Self::qemu_with(elf, &QemuOptions::default())
     }
@@ -190,10 +198,11 @@ impl DeviceLink {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .context("while opening a loopback port for QEMU's UART")?;
         let port = listener.local_addr()?.port();
+        let machine = qemu_machine(elf)?;
         let mut cmd = Command::new(&options.program);
         cmd.args([
             "-M",
-            "mps2-an386",
+            machine,
             "-display",
             "none",
             "-monitor",
@@ -253,7 +262,7 @@ impl DeviceLink {
         };
         stream.set_nonblocking(false)?;
         stream.set_nodelay(true)?;
-        let name = format!("QEMU mps2-an386 running {}", elf.display());
+        let name = format!("QEMU {machine} running {}", elf.display());
         Ok(Self::new(Transport::Tcp(stream), Some(qemu), name))
     }
 
