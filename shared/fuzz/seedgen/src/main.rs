@@ -1,5 +1,8 @@
-//! Writes example blobs as fuzz seeds: whole blobs for `from_bytes`, blobs without the first 16
-//! header bytes for `from_bytes_crc_fixed`.
+//! Writes fuzz seeds: example blobs (whole for `from_bytes`, without the first 16 header bytes
+//! for `from_bytes_crc_fixed`) and request frames for `frames` (a mode byte, then a stream of a
+//! hello, a classify of the mock's 16 pixels, one of the wrong length and a broken frame).
+use shared::protocol::{Request, encode_frame};
+
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("corpus dir"));
     for seed in 1..=4u64 {
@@ -7,5 +10,22 @@ fn main() {
         std::fs::write(dir.join("from_bytes").join(format!("example{seed}")), &blob).unwrap();
         std::fs::write(dir.join("from_bytes_crc_fixed").join(format!("example{seed}")), &blob[16..])
             .unwrap();
+    }
+    let pixels: Vec<u8> = (0..16).collect();
+    let requests = [
+        Request::Hello,
+        Request::Classify { seq: 1, pixels: &pixels },
+        Request::Classify { seq: 2, pixels: &pixels[..5] },
+    ];
+    let mut stream = Vec::new();
+    for r in &requests {
+        let (mut scratch, mut out) = ([0u8; 256], [0u8; 300]);
+        let n = encode_frame(r, &mut scratch, &mut out).unwrap();
+        stream.extend_from_slice(&out[..n]);
+    }
+    stream.extend_from_slice(&[3, 1, 2, 0]);
+    for mode in 0..2u8 {
+        let seed: Vec<u8> = [mode].into_iter().chain(stream.iter().copied()).collect();
+        std::fs::write(dir.join("frames").join(format!("stream{mode}")), seed).unwrap();
     }
 }
