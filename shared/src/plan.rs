@@ -83,20 +83,29 @@ fn check_conv(
     if k > u16::MAX as usize {
         return Err(Error::TooLarge);
     }
-    if c.bias.len() != cout * 4 || c.w_scales.len() != cout * 4 || c.multipliers.len() != cout * 4 {
+    // Weight scales are optional: they only re-derive the multipliers, checked when present.
+    let scales_stored = !c.w_scales.is_empty();
+    if c.bias.len() != cout * 4
+        || (scales_stored && c.w_scales.len() != cout * 4)
+        || c.multipliers.len() != cout * 4
+    {
         return Err(Error::BadShape(idx));
     }
     if !quant_ok(&c.out_quant) {
         return Err(Error::BadQuant(idx));
     }
     for ch in 0..cout {
-        let ws = le_f32_at(c.w_scales, ch);
         let m = le_f32_at(c.multipliers, ch);
-        if !scale_ok(ws) || !scale_ok(m) {
+        if !scale_ok(m) {
             return Err(Error::BadQuant(idx));
         }
-        if conv_multiplier(in_q.scale, ws, c.out_quant.scale).to_bits() != m.to_bits() {
-            return Err(Error::BadQuant(idx));
+        if scales_stored {
+            let ws = le_f32_at(c.w_scales, ch);
+            if !scale_ok(ws)
+                || conv_multiplier(in_q.scale, ws, c.out_quant.scale).to_bits() != m.to_bits()
+            {
+                return Err(Error::BadQuant(idx));
+            }
         }
     }
     validate_weights(&c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;

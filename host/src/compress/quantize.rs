@@ -213,7 +213,8 @@ fn owned_conv(
         &scales,
         in_q.scale,
         out_q,
-    ))
+    )
+    .without_weight_scales())
 }
 
 fn pool_side(g: &PoolGeom, side: usize, layer: usize) -> Result<usize> {

@@ -56,7 +56,8 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, npix: usize, encoding: Encoding) ->
         relu: c.relu,
         weights,
         bias: c.bias.to_vec(),
-        w_scales: c.w_scales.to_vec(),
+        // Weight scales only re-derive the multipliers: not deployed.
+        w_scales: Vec::new(),
         multipliers: c.multipliers.to_vec(),
         out_quant: c.out_quant,
     })

@@ -193,6 +193,36 @@ impl GraphBuilder {
     }
 }
 
+/// The weight scales of a blob conv for QLinearConv. A deployed blob leaves them out (they only
+/// re-derive the multipliers): then each is the f32 nearest `m * out / in` for which tract's
+/// `fl(fl(w * in) * fl(1 / out))` gives the stored multiplier `m` bit for bit, where one exists
+/// within 8 ulps (else that nearest value).
+fn weight_scales(c: &ConvDesc<'_>, in_q: QuantParams) -> Vec<f32> {
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    if !c.w_scales.is_empty() {
+        return floats(c.w_scales);
+    }
+    let out_scale = c.out_quant.scale;
+    let rederives = |w: f32, m: f32| {
+        shared::quant::conv_multiplier(in_q.scale, w, out_scale).to_bits() == m.to_bits()
+    };
+    floats(c.multipliers)
+        .into_iter()
+        .map(|m| {
+            let guess = (f64::from(m) * f64::from(out_scale) / f64::from(in_q.scale)) as f32;
+            (0..=8)
+                .flat_map(|d: i32| [d, -d])
+                .map(|d| f32::from_bits(guess.to_bits().wrapping_add_signed(d)))
+                .find(|&w| rederives(w, m))
+                .unwrap_or(guess)
+        })
+        .collect()
+}
+
 /// One QLinearConv from a blob conv; `x` is the int8 NCHW input.
 fn qlinear_conv(
     g: &mut GraphBuilder,
@@ -282,7 +312,7 @@ fn qlinear_conv(
         return Ok(());
     }
     let (xs, xz) = g.quant_scalars(in_q);
-    let ws = g.tensor_f32("w_scale", &[cout as i64], &le_f32(c.w_scales));
+    let ws = g.tensor_f32("w_scale", &[cout as i64], &weight_scales(c, in_q));
     let wz = g.tensor_i8("w_zp", &[cout as i64], &vec![0; cout]);
     let (ys, yz) = g.quant_scalars(c.out_quant);
     let relu_needed = c.relu && c.out_quant.zero_point != -128;

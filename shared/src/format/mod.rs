@@ -36,7 +36,8 @@ pub struct ConvDesc<'a> {
     /// `out_channels` i32 LE biases, scale `in_scale * w_scale[c]`.
     #[serde(borrow)]
     pub bias: &'a [u8],
-    /// `out_channels` f32 LE weight scales.
+    /// `out_channels` f32 LE weight scales, or empty: they only re-derive the multipliers (checked
+    /// when present), so the exporter leaves them out of the deployed blob.
     #[serde(borrow)]
     pub w_scales: &'a [u8],
     /// `out_channels` f32 LE multipliers `fl(fl(w_scale[c] * in_scale) * fl(1 / out_scale))`.
