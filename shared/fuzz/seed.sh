@@ -9,4 +9,7 @@ target="${1:-from_bytes_crc_fixed}"
 runs="${2:-1000000}"
 mkdir -p corpus/from_bytes corpus/from_bytes_crc_fixed corpus/frames
 cargo run --quiet --manifest-path seedgen/Cargo.toml -- corpus
-cargo +nightly fuzz run "$target" -- -runs="$runs" -max_len=65536
+# A few frames (each <= 1024 bytes) say all the link can; blobs need room.
+max_len=65536
+[ "$target" = frames ] && max_len=4096
+cargo +nightly fuzz run -O "$target" -- -runs="$runs" -max_len="$max_len"
