@@ -193,24 +193,26 @@ impl GraphBuilder {
     }
 }
 
+/// A blob's f32 LE bytes as floats.
+fn le_f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 /// The weight scales of a blob conv for QLinearConv. A deployed blob leaves them out (they only
 /// re-derive the multipliers): then each is the f32 nearest `m * out / in` for which tract's
 /// `fl(fl(w * in) * fl(1 / out))` gives the stored multiplier `m` bit for bit, where one exists
 /// within 8 ulps (else that nearest value).
 fn weight_scales(c: &ConvDesc<'_>, in_q: QuantParams) -> Vec<f32> {
-    let floats = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
     if !c.w_scales.is_empty() {
-        return floats(c.w_scales);
+        return le_f32s(c.w_scales);
     }
     let out_scale = c.out_quant.scale;
     let rederives = |w: f32, m: f32| {
         shared::quant::conv_multiplier(in_q.scale, w, out_scale).to_bits() == m.to_bits()
     };
-    floats(c.multipliers)
+    le_f32s(c.multipliers)
         .into_iter()
         .map(|m| {
             let guess = (f64::from(m) * f64::from(out_scale) / f64::from(in_q.scale)) as f32;
@@ -248,11 +250,6 @@ fn qlinear_conv(
             }
         }
     }
-    let le_f32 = |b: &[u8]| -> Vec<f32> {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
     let le_i32 = |b: &[u8]| -> Vec<i32> {
         b.chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -304,7 +301,7 @@ fn qlinear_conv(
         let m = g.tensor_f32(
             "multiplier",
             &[1, cout as i64, 1, 1],
-            &le_f32(c.multipliers),
+            &le_f32s(c.multipliers),
         );
         let y = g.fresh("scaled_f");
         g.node("Mul", &[&acc, &m], &y, vec![]);
