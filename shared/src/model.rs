@@ -3,7 +3,7 @@
 use crate::dims::Dims;
 use crate::error::{Error, MAX_LAYERS};
 use crate::format::{ConvDesc, LayerDesc, ModelHead, split_header};
-use crate::plan::{plan_layers, quant_ok, step};
+use crate::plan::{input_quant_ok, plan_layers, step};
 use crate::quant::QuantParams;
 use crate::weights::RowDecoder;
 
@@ -37,7 +37,7 @@ pub struct LayerInfo<'a> {
 
 impl<'a> Model<'a> {
     /// Validates a blob completely: header, version, length, CRC-32, description, shape chain,
-    /// quantisation parameters and derived multipliers, every weight row (codebook indices,
+    /// quantisation parameters (the standard input quantisation, shifts in range), every weight row (codebook indices,
     /// sparse positions, Huffman tables and streams) and the arena size.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let (model_id, payload) = split_header(bytes)?;
@@ -47,8 +47,11 @@ impl<'a> Model<'a> {
         if n == 0 || n > MAX_LAYERS {
             return Err(Error::BadLayerCount);
         }
-        if head.input.is_empty() || !quant_ok(&head.input_quant) || head.num_classes == 0 {
+        if head.input.is_empty() || head.num_classes == 0 {
             return Err(Error::BadShape(0));
+        }
+        if !input_quant_ok(&head.input_quant) {
+            return Err(Error::BadQuant(0));
         }
         let mut rest = layers;
         let (arena, observed_arena, dims, q) = plan_layers(

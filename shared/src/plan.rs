@@ -1,16 +1,31 @@
 //! The shape chain and the arena plan: each layer's geometry checked against its input, and the
 //! exact arena the fused plan of `run` needs (see the `run` module docs).
 
-use crate::bytes::le_f32_at;
 use crate::dims::{Dims, Pad};
 use crate::error::Error;
 use crate::format::{Bypass, ConvDesc, LayerDesc};
 use crate::kernels::{ConvParams, conv_scratch_len};
-use crate::quant::{QuantParams, conv_multiplier, pool_multiplier};
+use crate::quant::{AddRequant, BIAS_SHIFT_MAX, INPUT_QUANT, Multiplier, QuantParams, shift_ok};
 use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
 
+/// A positive normal f32, tested on its bits (no float arithmetic on the device).
 pub(crate) fn scale_ok(s: f32) -> bool {
-    s.is_normal() && s > 0.0
+    let bits = s.to_bits();
+    let exp = (bits >> 23) & 0xff;
+    bits >> 31 == 0 && exp != 0 && exp != 0xff
+}
+
+/// The input quantisation every blob must use (the int8 input is `pixel - 128`).
+pub(crate) fn input_quant_ok(q: &QuantParams) -> bool {
+    q.scale.to_bits() == INPUT_QUANT.scale.to_bits() && q.zero_point == INPUT_QUANT.zero_point
+}
+
+fn multiplier_ok(m: &Multiplier) -> bool {
+    shift_ok(m.shift)
+}
+
+fn add_ok(a: &AddRequant) -> bool {
+    (1..=16).contains(&a.shift)
 }
 
 pub(crate) fn quant_ok(q: &QuantParams) -> bool {
@@ -63,50 +78,19 @@ pub(crate) fn conv_params(c: &ConvDesc<'_>, input: Dims) -> Option<ConvParams> {
     })
 }
 
-/// Whether every multiplier of a conv is bit-identical (tract's fixed-point path).
-pub(crate) fn uniform(mults: &[u8]) -> bool {
-    let n = mults.len() / 4;
-    (1..n).all(|i| mults[i * 4..i * 4 + 4] == mults[0..4])
-}
-
 /// Validates a conv fully (shape, quant, weights content) and returns its params.
-fn check_conv(
-    c: &ConvDesc<'_>,
-    input: Dims,
-    in_q: QuantParams,
-    idx: u16,
-    deep: bool,
-) -> Result<ConvParams, Error> {
+fn check_conv(c: &ConvDesc<'_>, input: Dims, idx: u16, deep: bool) -> Result<ConvParams, Error> {
     let p = conv_params(c, input).ok_or(Error::BadShape(idx))?;
     let cout = c.out_channels as usize;
     let k = p.k();
     if k > u16::MAX as usize {
         return Err(Error::TooLarge);
     }
-    // Weight scales are optional: they only re-derive the multipliers, checked when present.
-    let scales_stored = !c.w_scales.is_empty();
-    if c.bias.len() != cout * 4
-        || (scales_stored && c.w_scales.len() != cout * 4)
-        || c.multipliers.len() != cout * 4
-    {
+    if c.bias.len() != cout * 2 || c.multipliers.len() != cout * 2 {
         return Err(Error::BadShape(idx));
     }
-    if !quant_ok(&c.out_quant) {
+    if !quant_ok(&c.out_quant) || !shift_ok(c.shift) || c.bias_shift > BIAS_SHIFT_MAX {
         return Err(Error::BadQuant(idx));
-    }
-    for ch in 0..cout {
-        let m = le_f32_at(c.multipliers, ch);
-        if !scale_ok(m) {
-            return Err(Error::BadQuant(idx));
-        }
-        if scales_stored {
-            let ws = le_f32_at(c.w_scales, ch);
-            if !scale_ok(ws)
-                || conv_multiplier(in_q.scale, ws, c.out_quant.scale).to_bits() != m.to_bits()
-            {
-                return Err(Error::BadQuant(idx));
-            }
-        }
     }
     validate_weights(&c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;
     if deep && !matches!(c.weights, WeightsDesc::Dense { .. }) {
@@ -134,7 +118,7 @@ pub(crate) fn step(
     let dense = |c: &ConvDesc<'_>| matches!(c.weights, WeightsDesc::Dense { .. });
     let (out, oq, need_wo_out, aux) = match l {
         LayerDesc::Conv(c) => {
-            let p = check_conv(c, input, in_q, idx, deep)?;
+            let p = check_conv(c, input, idx, deep)?;
             (
                 p.output,
                 c.out_quant,
@@ -150,12 +134,7 @@ pub(crate) fn step(
         LayerDesc::AvgPool(a) => {
             let o = window_out(input, a.kernel, a.stride, a.pad, false, input.c)
                 .ok_or(Error::BadShape(idx))?;
-            let n = a.kernel[0] as u32 * a.kernel[1] as u32;
-            if !quant_ok(&a.out_quant)
-                || pool_multiplier(in_q.scale, n, a.out_quant.scale).to_bits()
-                    != a.multiplier.to_bits()
-                || !scale_ok(a.multiplier)
-            {
+            if !quant_ok(&a.out_quant) || !multiplier_ok(&a.multiplier) {
                 return Err(Error::BadQuant(idx));
             }
             (o, a.out_quant, in_len, 0)
@@ -164,12 +143,7 @@ pub(crate) fn step(
             if input.is_empty() {
                 return Err(Error::BadShape(idx));
             }
-            let n = input.h as u32 * input.w as u32;
-            if !quant_ok(&g.out_quant)
-                || pool_multiplier(in_q.scale, n, g.out_quant.scale).to_bits()
-                    != g.multiplier.to_bits()
-                || !scale_ok(g.multiplier)
-            {
+            if !quant_ok(&g.out_quant) || !multiplier_ok(&g.multiplier) {
                 return Err(Error::BadQuant(idx));
             }
             (
@@ -184,12 +158,12 @@ pub(crate) fn step(
             )
         }
         LayerDesc::Fire(f) => {
-            let sq = check_conv(&f.squeeze, input, in_q, idx, deep)?;
+            let sq = check_conv(&f.squeeze, input, idx, deep)?;
             if f.squeeze.kernel != [1, 1] || !f.squeeze.relu {
                 return Err(Error::BadShape(idx));
             }
-            let e1 = check_conv(&f.expand1, sq.output, f.squeeze.out_quant, idx, deep)?;
-            let e3 = check_conv(&f.expand3, sq.output, f.squeeze.out_quant, idx, deep)?;
+            let e1 = check_conv(&f.expand1, sq.output, idx, deep)?;
+            let e3 = check_conv(&f.expand3, sq.output, idx, deep)?;
             if f.expand1.kernel != [1, 1]
                 || f.expand1.stride != [1, 1]
                 || f.expand3.kernel != [3, 3]
@@ -234,15 +208,23 @@ pub(crate) fn step(
                 .max(keep_in + s_len + d(&f.expand3, &e3) + out_len);
             let oq = match &f.bypass {
                 Bypass::None => f.expand1.out_quant,
-                Bypass::Simple { out_quant } => {
-                    if input.c != c || !quant_ok(out_quant) {
+                Bypass::Simple { add, out_quant } => {
+                    if input.c != c || !quant_ok(out_quant) || !add_ok(add) {
                         return Err(Error::BadShape(idx));
                     }
                     *out_quant
                 }
-                Bypass::Complex { conv, out_quant } => {
-                    let b = check_conv(conv, input, in_q, idx, deep)?;
-                    if conv.kernel != [1, 1] || conv.relu || b.output != out || !quant_ok(out_quant)
+                Bypass::Complex {
+                    conv,
+                    add,
+                    out_quant,
+                } => {
+                    let b = check_conv(conv, input, idx, deep)?;
+                    if conv.kernel != [1, 1]
+                        || conv.relu
+                        || b.output != out
+                        || !quant_ok(out_quant)
+                        || !add_ok(add)
                     {
                         return Err(Error::BadShape(idx));
                     }

@@ -1,13 +1,17 @@
-//! Quantisation arithmetic: the single requantisation spec shared by every kernel.
+//! Quantisation arithmetic: the integer-only requantisation every kernel shares.
 //!
-//! Every int8 output of every layer goes through [`requantize`] (accumulator to int8) or
-//! [`requantize_f32`] (the f32 core it shares with the bypass add and the input quantiser).
-//! The arithmetic reproduces what tract 0.23.9 executes for the exported ONNX graph bit for bit;
-//! see `TRACT_NOTES.md` for the derivation from tract's source.
+//! Every int8 output of every layer is `q = clamp(zp + floor((acc * m + 2^(s-1)) / 2^s), lo, 127)`
+//! with an i32 accumulator `acc`, a u16 channel multiplier `m` and a layer shift `s`
+//! ([`requantize`]); the bypass add is the same with two products ([`add_requant`]). No float is
+//! touched on the inference path. Floats appear only where a blob is made (the f32 scales of
+//! training become multipliers: [`channel_multipliers`], [`multiplier`], [`add_multipliers`]).
+//! `QUANT.md` next to this file derives the arithmetic, bounds every intermediate and proves that
+//! the exported ONNX graph (which computes it in f64) gives the same integers.
 
 use serde::{Deserialize, Serialize};
 
-/// Asymmetric per-tensor quantisation of an activation: `real = scale * (q - zero_point)`.
+/// Asymmetric per-tensor quantisation of an activation: `real = scale * (q - zero_point)`. The
+/// scale is metadata for the exporters and the encoder; the kernels read only the zero point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantParams {
     /// Scale (positive, finite, normal f32).
@@ -16,33 +20,61 @@ pub struct QuantParams {
     pub zero_point: i8,
 }
 
-/// `2^23`: adding and subtracting it rounds an f32 of magnitude `< 2^23` to the nearest integer,
-/// ties to even (the IEEE default rounding mode). Same trick as `tract_data::round_ties_to_even`.
-const TOINT: f32 = 8_388_608.0;
+/// The input quantisation every blob uses: pixels in `[0, 1]` at scale `1/255`, zero point
+/// `-128`, so the int8 input is `pixel - 128` ([`quantize_input_u8`]).
+pub const INPUT_QUANT: QuantParams = QuantParams {
+    scale: 1.0 / 255.0,
+    zero_point: -128,
+};
 
-/// Round half to even, bit-identical to `tract_data::prelude::round_ties_to_even` (0.23.9).
-#[inline(always)]
-pub fn round_ties_to_even(x: f32) -> f32 {
-    let u = x.to_bits();
-    let e = (u >> 23) & 0xff;
-    if e >= 0x7f + 23 {
-        return x;
-    }
-    if u >> 31 == 1 {
-        x - TOINT + TOINT
-    } else {
-        x + TOINT - TOINT
-    }
+/// Smallest layer shift (multipliers up to `2^15`).
+pub const SHIFT_MIN: u8 = 1;
+/// Largest layer shift: `2^(s-1)` and every product stay far inside i64.
+pub const SHIFT_MAX: u8 = 47;
+/// Largest bias shift (a bias is `b << bias_shift` with `b` an i16: at most `2^31` in size).
+pub const BIAS_SHIFT_MAX: u8 = 16;
+
+/// A positive real multiplier as the integer pair `m / 2^shift`, `m < 2^16`,
+/// `SHIFT_MIN <= shift <= SHIFT_MAX`: the pools' multiplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Multiplier {
+    /// Mantissa.
+    pub m: u16,
+    /// Right shift.
+    pub shift: u8,
 }
 
-/// Layer-level requantisation parameters (the per-channel part is the f32 multiplier passed to
-/// [`requantize`]).
+/// The bypass add `q = clamp(zo + floor((da * a + db * b + 2^(shift-1)) / 2^shift))` with
+/// `da`, `db` the two inputs minus their zero points (`a` multiplies the concat, `b` the bypass
+/// branch); `1 <= shift <= 16`, so every term fits an i32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddRequant {
+    /// Multiplier of the concat (first operand).
+    pub a: u16,
+    /// Multiplier of the bypass branch (second operand).
+    pub b: u16,
+    /// Right shift.
+    pub shift: u8,
+}
+
+/// Whether `s` is a valid layer shift.
+#[inline]
+pub fn shift_ok(s: u8) -> bool {
+    (SHIFT_MIN..=SHIFT_MAX).contains(&s)
+}
+
+/// Layer-level requantisation, prepared for the kernels: a channel multiplier `m` becomes the
+/// scaled word `m << (total - s)` ([`Requant::scaled`]) and the result is
+/// `(acc * scaled + 2^(total-1)) >> total`, the same integer as
+/// `floor((acc * m + 2^(s-1)) / 2^s)` (`QUANT.md`, step 2). `total` is 32 for shifts
+/// `17..=32` (then `scaled < 2^31` and the result is the high word of one 32x32 product: the
+/// DSP's `SMMULR`), else `s` itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Requant {
-    /// `Some((q31, shift))` selects tract's fixed-point `Scaler` path, used by tract when the
-    /// multiplier is uniform over the layer's channels (derived from that multiplier by
-    /// [`mult_shift`]); `None` the f32 path.
-    pub fixed: Option<(i32, i32)>,
+    /// The shift applied to the scaled product.
+    pub total: u32,
+    /// `total - s`: the scaled word is `m << left`.
+    pub left: u32,
     /// Output zero point.
     pub zero_point: i32,
     /// Lower clamp: `-128`, or `max(-128, zero_point)` with a fused ReLU.
@@ -50,123 +82,63 @@ pub struct Requant {
 }
 
 impl Requant {
-    /// `uniform`: `Some(m)` when every channel of the layer has the bit-identical multiplier `m`
-    /// (tract then folds the scale into its fixed-point `Scaler`, exact rounding). `relu` fuses a
-    /// ReLU (`q = max(q, zero_point)`).
+    /// For layer shift `shift` (validated blobs hold `SHIFT_MIN..=SHIFT_MAX`; other values are
+    /// clamped into that range); `relu` fuses a ReLU (`q = max(q, zero_point)`).
     #[inline]
-    pub fn new(uniform: Option<f32>, zero_point: i8, relu: bool) -> Self {
+    pub fn new(shift: u8, zero_point: i8, relu: bool) -> Self {
+        let s = shift.clamp(SHIFT_MIN, SHIFT_MAX) as u32;
+        let total = if (17..=32).contains(&s) { 32 } else { s };
         let zero_point = zero_point as i32;
-        let lo = if relu { zero_point } else { -128 };
         Requant {
-            fixed: uniform.map(mult_shift),
+            total,
+            left: total - s,
             zero_point,
-            lo,
+            lo: if relu { zero_point } else { -128 },
         }
     }
-}
 
-/// tract-linalg's `Scaler::convert_scale_to_mult_shift`, returning `(q31, total_shift)` where
-/// `total_shift` already includes the `+31` of the Q0.31 multiplier (multiplier 0 means "no
-/// multiplier", i.e. a power-of-two scale: shift only).
-#[inline]
-pub fn mult_shift(scale: f32) -> (i32, i32) {
-    let bits = scale.to_bits();
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let frac = bits & 0x007f_ffff;
-    if frac == 0 {
-        (0, 127 - exp)
-    } else {
-        (((frac | 0x80_0000) << 7) as i32, 127 - exp - 1 + 31)
+    /// The scaled word of channel multiplier `m`: `m << left` (below `2^31`).
+    #[inline(always)]
+    pub fn scaled(&self, m: u16) -> i32 {
+        ((m as u32) << self.left) as i32
+    }
+
+    /// Whether the layer takes the one-high-word form (`total == 32`).
+    #[inline(always)]
+    pub fn high_word(&self) -> bool {
+        self.total == 32
     }
 }
 
-/// THE requantisation function: accumulator (`i32`, bias and zero-point correction included) to
-/// int8, with the channel's f32 multiplier `mult` and the layer's parameters.
-///
-/// * f32 path (`fixed == None`, tract's `Scale` op): `y = rne(fl(fl(acc as f32) * mult))`,
-///   saturated to i32 (tract writes `rne(|acc| * m) * sign(acc)`; IEEE rounding is
-///   sign-symmetric, so this is the same value).
-/// * fixed path (tract's `Scaler`, `RoundingPolicy::Even`): `y = rne_exact(acc * q31 / 2^shift)`
-///   in 64-bit integers, i.e. the exactly rounded product of `acc` and the f32 multiplier.
-///
-/// Then `q = clamp(y.wrapping_add(zero_point), lo, 127)`. The two paths are split into
-/// [`requantize_f32_path`] and [`requantize_fixed_path`] only so that kernels can hoist the
-/// branch out of their loops.
+/// THE requantisation: accumulator (bias and zero-point correction included) to int8, with the
+/// channel's scaled multiplier `scaled = rq.scaled(m)`:
+/// `q = clamp(floor((acc * m + 2^(s-1)) / 2^s) + zp, lo, 127)`, computed as
+/// `(acc * scaled + 2^(total-1)) >> total` in i64 (exact: `QUANT.md`).
 #[inline(always)]
-pub fn requantize(acc: i32, mult: f32, rq: &Requant) -> i8 {
-    match rq.fixed {
-        None => requantize_f32_path(acc, mult, rq.zero_point, rq.lo),
-        Some((q31, shift)) => requantize_fixed_path(acc, q31, shift, rq.zero_point, rq.lo),
-    }
+pub fn requantize(acc: i32, scaled: i32, rq: &Requant) -> i8 {
+    let z = acc as i64 * scaled as i64 + (1i64 << (rq.total - 1));
+    // Large multipliers (`s < 17`) can exceed i32 before the clamp.
+    let y = (z >> rq.total).clamp(-1 << 16, 1 << 16) as i32;
+    clamp_i8(y + rq.zero_point, rq.lo)
 }
 
-/// The f32 half of [`requantize`].
-#[inline(always)]
-pub fn requantize_f32_path(acc: i32, mult: f32, zero_point: i32, lo: i32) -> i8 {
-    clamp_i8(mul_rne(acc, mult).wrapping_add(zero_point), lo)
+/// The definition [`requantize`] implements, in the plainest arithmetic (i128, one division
+/// rounded down): the reference for tests and for the proof.
+pub fn requantize_spec(acc: i32, m: u16, shift: u8, zero_point: i8, lo: i32) -> i8 {
+    let num = acc as i128 * m as i128 + (1i128 << (shift - 1));
+    let y = num.div_euclid(1i128 << shift);
+    y.clamp(-1000, 1000)
+        .wrapping_add(zero_point as i128)
+        .max(lo as i128)
+        .min(127) as i8
 }
 
-/// The fixed-point half of [`requantize`] (`q31 == 0`: power-of-two multiplier, shift only).
+/// The bypass add of one value: `da`, `db` are the inputs minus their zero points.
 #[inline(always)]
-pub fn requantize_fixed_path(acc: i32, q31: i32, shift: i32, zero_point: i32, lo: i32) -> i8 {
-    let val = if q31 != 0 {
-        q31 as i64 * acc as i64
-    } else {
-        acc as i64
-    };
-    let y = if shift > 0 {
-        let shift = shift.min(63);
-        let half: i64 = 1 << (shift - 1);
-        let nudge = ((val.abs() >> shift) & 1) - 1;
-        (val.signum() * ((val.abs() + half + nudge) >> shift)) as i32
-    } else {
-        (val << (-shift).min(63)) as i32
-    };
-    clamp_i8(y.wrapping_add(zero_point), lo)
-}
-
-/// `rne(fl(fl(acc as f32) * m))` saturated to i32: portable version.
-#[cfg(not(all(sqz_dsp, target_abi = "eabihf")))]
-#[inline(always)]
-fn mul_rne(acc: i32, m: f32) -> i32 {
-    round_ties_to_even(acc as f32 * m) as i32
-}
-
-/// `rne(fl(fl(acc as f32) * m))` saturated to i32 on the Cortex-M4F FPU: `VCVT.F32.S32`,
-/// `VMUL.F32`, `VCVTR.S32.F32`. `VCVTR` rounds with the FPSCR mode, round-to-nearest-even at reset
-/// (nothing in this crate changes it), and saturates like Rust's `as`; the result equals the
-/// portable version bit for bit (checked by the QEMU test runner).
-#[cfg(all(sqz_dsp, target_abi = "eabihf"))]
-#[inline(always)]
-fn mul_rne(acc: i32, m: f32) -> i32 {
-    let r: i32;
-    // SAFETY: register-only FPU instructions on the named registers s14/s15 (declared).
-    unsafe {
-        core::arch::asm!(
-            "vmov s14, {a}",
-            "vcvt.f32.s32 s14, s14",
-            "vmov s15, {m}",
-            "vmul.f32 s14, s14, s15",
-            "vcvtr.s32.f32 s14, s14",
-            "vmov {r}, s14",
-            a = in(reg) acc,
-            m = in(reg) m.to_bits(),
-            r = lateout(reg) r,
-            out("s14") _,
-            out("s15") _,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    r
-}
-
-/// The f32 core shared with [`requantize`]'s f32 path: `clamp(rne(fl(x * mult)) + zp, lo, 127)`.
-/// Used by the bypass add (`x` = f32 sum of the two dequantised inputs, `mult = fl(1/out_scale)`)
-/// and by [`quantize_input_u8`].
-#[inline(always)]
-pub fn requantize_f32(x: f32, mult: f32, zero_point: i32, lo: i32) -> i8 {
-    let y = round_ties_to_even(x * mult) as i32;
-    clamp_i8(y.wrapping_add(zero_point), lo)
+pub fn add_requant(da: i32, db: i32, r: &AddRequant, zero_point: i32) -> i8 {
+    let s = (r.shift as u32).clamp(1, 16);
+    let y = (da * r.a as i32 + db * r.b as i32 + (1 << (s - 1))) >> s;
+    clamp_i8(y + zero_point, -128)
 }
 
 #[inline(always)]
@@ -174,154 +146,153 @@ fn clamp_i8(v: i32, lo: i32) -> i8 {
     v.max(lo).min(127) as i8
 }
 
-/// Derives a convolution channel's multiplier exactly as tract executes `combine_scales`:
-/// `fl(fl(w_scale * in_scale) * fl(1 / out_scale))`. tract wires `ab_scale / c_scale`, but its
-/// float `Div` by a constant declutters into `Mul(Recip)` (`tract-core/src/ops/math/mod.rs`,
-/// `declutter_div`), so the division is a multiplication by the rounded reciprocal; a true
-/// division differs in the last bit for some scales (found by the host's per-layer parity check).
+/// The int8 input of raw 8-bit pixels under [`INPUT_QUANT`]: `pixel - 128` (what ONNX
+/// `QuantizeLinear` gives for `pixel / 255` at that quantisation; `QUANT.md`). Processes
+/// `min(pixels.len(), out.len())` values.
+pub fn quantize_input_u8(pixels: &[u8], out: &mut [i8]) {
+    for (o, &p) in out.iter_mut().zip(pixels) {
+        *o = (p ^ 0x80) as i8;
+    }
+}
+
+/// [`requantize`] over a row: `out[j] = requantize(acc[j], scaled[j], rq)`.
+#[inline]
+pub fn requant_row(acc: &[i32], scaled: &[i32], rq: &Requant, out: &mut [i8]) {
+    requant_row_inline(acc, scaled, rq, out)
+}
+
+/// [`requant_row`], always inlined (so that it is compiled with its caller's target features).
+#[inline(always)]
+pub(crate) fn requant_row_inline(acc: &[i32], scaled: &[i32], rq: &Requant, out: &mut [i8]) {
+    let n = out.len();
+    for ((o, &a), &m) in out.iter_mut().zip(&acc[..n]).zip(&scaled[..n]) {
+        *o = requantize(a, m, rq);
+    }
+}
+
+/// The bias of accumulator units stored as `b << bias_shift`.
+#[inline(always)]
+pub fn bias_value(b: i16, bias_shift: u8) -> i32 {
+    (b as i32) << bias_shift.min(BIAS_SHIFT_MAX)
+}
+
+// ---- Encode time: from the f32 scales of training to the integers above. ----
+
+/// Derives a convolution channel's real multiplier as tract executes `combine_scales`:
+/// `fl(fl(w_scale * in_scale) * fl(1 / out_scale))`. Encode time only.
 #[inline]
 pub fn conv_multiplier(in_scale: f32, w_scale: f32, out_scale: f32) -> f32 {
     (w_scale * in_scale) * (1.0 / out_scale)
 }
 
-/// Multiplier of an average pool over `count` taps (exported to tract as a depthwise
-/// `QLinearConv` of ones with weight scale `fl(1/count)`): `conv_multiplier(in, 1/count, out)`.
+/// Real multiplier of an average pool over `count` taps: `conv_multiplier(in, 1/count, out)`.
+/// Encode time only.
 #[inline]
 pub fn pool_multiplier(in_scale: f32, count: u32, out_scale: f32) -> f32 {
     conv_multiplier(in_scale, 1.0 / count as f32, out_scale)
 }
 
-/// Quantises raw 8-bit pixels the way the host feeds tract: `x = fl(p as f32 / 255.0)`, then
-/// ONNX `QuantizeLinear` as tract evaluates it: `clamp(rne(fl(x * fl(1/scale))) + zp)`.
-/// With the standard input quantisation (`scale = 1/255`, `zp = -128`) this is exactly
-/// `p - 128`.
-///
-/// # Panics
-/// Never; processes `min(pixels.len(), out.len())` values.
-pub fn quantize_input_u8(q: QuantParams, pixels: &[u8], out: &mut [i8]) {
-    let inv = 1.0 / q.scale;
-    for (o, &p) in out.iter_mut().zip(pixels) {
-        *o = requantize_f32(p as f32 / 255.0, inv, q.zero_point as i32, -128);
-    }
+/// `floor(x + 1/2)` of a non-negative f64 below `2^52` (no libm in `no_std`).
+fn round_half_up(x: f64) -> u64 {
+    (x + 0.5) as u64
 }
 
-/// Dequantises one value like tract's `DequantizeLinearF32`: `fl((q - zp) as f32 * scale)`.
-#[inline(always)]
-pub fn dequantize(q: i8, p: QuantParams) -> f32 {
-    (q as i32 - p.zero_point as i32) as f32 * p.scale
-}
-
-/// [`requantize`] over a row of accumulators (branch on the path hoisted out of the loop; the f32
-/// path in the branch-free form [`requantize_f32_select`], which LLVM vectorises).
-#[inline]
-pub fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
-    requant_row_inline(acc, mults, rq, out)
-}
-
-/// [`requant_row`], always inlined (so that it is vectorised with its caller's target
-/// features).
-#[inline(always)]
-pub(crate) fn requant_row_inline(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
-    let n = out.len();
-    let (acc, mults) = (&acc[..n], &mults[..n]);
-    let (zp, lo) = (rq.zero_point, rq.lo);
-    match rq.fixed {
-        None => {
-            for ((o, &a), &m) in out.iter_mut().zip(acc).zip(mults) {
-                *o = requantize_f32_select(a, m, zp, lo);
-            }
+/// The u16 channel multipliers `m[c] = round(M[c] * 2^s)` of real multipliers `mults` with the
+/// largest shift `s <= SHIFT_MAX` that keeps every `m[c] <= 65535`; returns `s`, or `None` when
+/// a multiplier is not finite and positive or too large (`>= 32767.5`: `s` would fall below
+/// `SHIFT_MIN`). `M * 2^s` and the `+ 1/2` are exact in f64, so the rounding is exact.
+pub fn channel_multipliers(mults: &[f32], out: &mut [u16]) -> Option<u8> {
+    let mut max = 0f64;
+    for &m in mults {
+        if !(m.is_finite() && m > 0.0) {
+            return None;
         }
-        Some((q31, shift)) => {
-            for (o, &a) in out.iter_mut().zip(acc) {
-                *o = requantize_fixed_path(a, q31, shift, zp, lo);
-            }
-        }
+        max = max.max(m as f64);
     }
+    let fits = |s: u8| round_half_up(max * (1u64 << s) as f64) <= u16::MAX as u64;
+    let s = (SHIFT_MIN..=SHIFT_MAX).rev().find(|&s| fits(s))?;
+    for (o, &m) in out.iter_mut().zip(mults) {
+        *o = round_half_up(m as f64 * (1u64 << s) as f64) as u16;
+    }
+    Some(s)
 }
 
-/// [`requantize_f32_path`] written with selects instead of branches, so that a loop of it
-/// vectorises: `y = fl(acc * m)`; for `|y| < 2^23`, `(y + s) - s` with `s = copysign(2^23, y)`
-/// is exactly `round_ties_to_even(y)` (the same additions in the same order as
-/// `quant::round_ties_to_even`), larger values (and NaN) are already integral; then the same
-/// saturating cast, zero point and clamp. Equal to [`requantize_f32_path`] for every input
-/// (tested against it, extremes included).
-#[inline(always)]
-pub fn requantize_f32_select(acc: i32, m: f32, zero_point: i32, lo: i32) -> i8 {
-    const T: u32 = 0x4b00_0000; // 2^23
-    let y = acc as f32 * m;
-    let sign = y.to_bits() & 0x8000_0000;
-    let s = f32::from_bits(T | sign);
-    let small = (y.to_bits() & 0x7fff_ffff) < T;
-    let r = if small { (y + s) - s } else { y };
-    // `r as i32` (saturating, NaN to 0) spelled so that it vectorises: `r` is integral, so in
-    // range the conversion is exact.
-    let v = if r >= 2_147_483_648.0 {
-        i32::MAX
-    } else if r >= -2_147_483_648.0 {
-        // SAFETY: `r` is integral and in `[-2^31, 2^31)`, so it is representable as an i32.
-        unsafe { r.to_int_unchecked::<i32>() }
-    } else if r.is_nan() {
-        0
-    } else {
-        i32::MIN
+/// [`channel_multipliers`] of one value.
+pub fn multiplier(m: f32) -> Option<Multiplier> {
+    let mut out = [0u16];
+    let shift = channel_multipliers(&[m], &mut out)?;
+    Some(Multiplier { m: out[0], shift })
+}
+
+/// The bypass add's multipliers `round(s_a / s_o * 2^shift)`, `round(s_b / s_o * 2^shift)` (ratios
+/// in f64) with the largest `shift <= 16` keeping both below `2^16`; `None` when a ratio is not
+/// finite and positive or `>= 2^15`.
+pub fn add_multipliers(sa: f32, sb: f32, so: f32) -> Option<AddRequant> {
+    let (ra, rb) = (sa as f64 / so as f64, sb as f64 / so as f64);
+    if !(ra.is_finite() && rb.is_finite() && ra > 0.0 && rb > 0.0) {
+        return None;
+    }
+    let max = ra.max(rb);
+    let fits = |s: u8| round_half_up(max * (1u64 << s) as f64) <= u16::MAX as u64;
+    let shift = (1..=16u8).rev().find(|&s| fits(s))?;
+    let at = |r: f64| round_half_up(r * (1u64 << shift) as f64) as u16;
+    Some(AddRequant {
+        a: at(ra),
+        b: at(rb),
+        shift,
+    })
+}
+
+/// i16 biases `b[c] = floor((bias[c] + 2^(k-1)) / 2^k)` (`k = 0`: unchanged) with the smallest
+/// shift `k` that fits them all; returns `k` (`<= BIAS_SHIFT_MAX`, always enough for an i32).
+pub fn compact_biases(bias: &[i32], out: &mut [i16]) -> u8 {
+    let at = |b: i32, k: u8| -> i64 {
+        if k == 0 {
+            b as i64
+        } else {
+            (b as i64 + (1i64 << (k - 1))) >> k
+        }
     };
-    v.wrapping_add(zero_point).max(lo).min(127) as i8
+    let fits = |k: u8| {
+        bias.iter()
+            .all(|&b| (i16::MIN as i64..=i16::MAX as i64).contains(&at(b, k)))
+    };
+    let k = (0..=BIAS_SHIFT_MAX)
+        .find(|&k| fits(k))
+        .unwrap_or(BIAS_SHIFT_MAX);
+    for (o, &b) in out.iter_mut().zip(bias) {
+        *o = at(b, k).clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+    }
+    k
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn tract_input_quant(p: u8) -> i8 {
+        // ONNX QuantizeLinear of x = fl(p / 255) at INPUT_QUANT, as tract evaluates it in f32:
+        // rne(fl(x * fl(1 / scale))) + zp, saturated.
+        let x = p as f32 / 255.0;
+        let y = x * (1.0 / INPUT_QUANT.scale);
+        let r = y.round_ties_even() as i32;
+        (r + INPUT_QUANT.zero_point as i32).clamp(-128, 127) as i8
+    }
+
     #[test]
-    fn input_quant_is_pixel_minus_128() {
-        let q = QuantParams {
-            scale: 1.0 / 255.0,
-            zero_point: -128,
-        };
+    fn input_quant_is_pixel_minus_128_as_onnx_computes_it() {
         let px: [u8; 256] = core::array::from_fn(|i| i as u8);
         let mut out = [0i8; 256];
-        quantize_input_u8(q, &px, &mut out);
+        quantize_input_u8(&px, &mut out);
         for (i, &o) in out.iter().enumerate() {
             assert_eq!(o as i32, i as i32 - 128);
+            assert_eq!(o, tract_input_quant(i as u8));
         }
     }
 
     #[test]
-    fn rne_ties() {
-        assert_eq!(round_ties_to_even(2.5), 2.0);
-        assert_eq!(round_ties_to_even(3.5), 4.0);
-        assert_eq!(round_ties_to_even(-2.5), -2.0);
-        assert_eq!(round_ties_to_even(-0.4), -0.0);
-    }
-
-    #[test]
-    fn fixed_path_is_exact_rounding() {
-        // 0.25 is a power of two: shift only. 5 * 0.25 = 1.25 -> 1; 6 * 0.25 = 1.5 -> 2;
-        // 10 * 0.25 = 2.5 -> 2 (even).
-        let rq = Requant::new(Some(0.25), 0, false);
-        assert_eq!(requantize(5, 0.25, &rq), 1);
-        assert_eq!(requantize(6, 0.25, &rq), 2);
-        assert_eq!(requantize(10, 0.25, &rq), 2);
-        assert_eq!(requantize(-10, 0.25, &rq), -2);
-        let m = 0.0123f32;
-        let rq = Requant::new(Some(m), 3, false);
-        for acc in -20000..20000 {
-            let exact = acc as f64 * m as f64;
-            let r = exact.round();
-            let r = if (exact - exact.trunc()).abs() == 0.5 {
-                2.0 * (exact / 2.0).round()
-            } else {
-                r
-            };
-            let want = (r as i32 + 3).clamp(-128, 127);
-            assert_eq!(requantize(acc, m, &rq) as i32, want, "acc {acc}");
-        }
-    }
-
-    #[test]
-    fn select_form_equals_the_spec() {
+    fn fast_form_equals_the_spec() {
         let mut rng = crate::testkit::Rng(0x9E37_79B9_7F4A_7C15);
-        let mut next = move || (rng.next_u32() as u64) << 32 | rng.next_u32() as u64;
         let accs = [
             0,
             1,
@@ -332,44 +303,92 @@ mod tests {
             i32::MIN,
             1 << 23,
             -(1 << 23),
-            1 << 30,
-            -(1 << 30),
+            12345,
+            -98765,
         ];
-        let mults = [
-            1e-6f32,
-            0.5,
-            1.0,
-            1.5,
-            2.0,
-            3.0e8,
-            f32::MAX,
-            f32::MIN_POSITIVE,
-            0.25,
-        ];
-        let zps = [-128, -1, 0, 5, 127];
-        let check = |a: i32, m: f32| {
-            for &zp in &zps {
-                for lo in [-128, zp.max(-128)] {
-                    assert_eq!(
-                        requantize_f32_select(a, m, zp, lo),
-                        requantize_f32_path(a, m, zp, lo),
-                        "acc {a} mult {m} zp {zp} lo {lo}"
-                    );
+        for shift in SHIFT_MIN..=SHIFT_MAX {
+            for zp in [-128i8, -3, 0, 7, 127] {
+                for relu in [false, true] {
+                    let rq = Requant::new(shift, zp, relu);
+                    for m in [0u16, 1, 2, 255, 32768, 65535] {
+                        for &a in &accs {
+                            assert_eq!(
+                                requantize(a, rq.scaled(m), &rq),
+                                requantize_spec(a, m, shift, zp, rq.lo),
+                                "acc {a} m {m} s {shift} zp {zp} relu {relu}"
+                            );
+                        }
+                    }
+                    for _ in 0..3000 {
+                        let r = rng.next_u32();
+                        let a = (rng.next_u32() as i32) >> (r % 31);
+                        let m = (r >> 8) as u16;
+                        assert_eq!(
+                            requantize(a, rq.scaled(m), &rq),
+                            requantize_spec(a, m, shift, zp, rq.lo)
+                        );
+                    }
                 }
             }
-        };
-        for &a in &accs {
-            for &m in &mults {
-                check(a, m);
-            }
         }
-        for _ in 0..200_000 {
-            let r = next();
-            let a = (r as i32) >> (r >> 59);
-            let m = f32::from_bits(0x3000_0000 + ((r >> 32) as u32 % 0x1800_0000));
-            check(a, m);
-            // ties: acc * m lands on k + 0.5
-            check((r >> 40) as i32 & 0xffff, 0.5);
+    }
+
+    #[test]
+    fn ties_round_up() {
+        // m / 2^s = 1/4 with s = 17: 6 * 0.25 = 1.5 -> 2; -6 * 0.25 = -1.5 -> -1; 10 -> 3.
+        let rq = Requant::new(17, 0, false);
+        let m = 1u16 << 15;
+        assert!(rq.high_word());
+        assert_eq!(requantize(6, rq.scaled(m), &rq), 2);
+        assert_eq!(requantize(-6, rq.scaled(m), &rq), -1);
+        assert_eq!(requantize(10, rq.scaled(m), &rq), 3);
+        assert_eq!(requantize(5, rq.scaled(m), &rq), 1);
+    }
+
+    #[test]
+    fn multipliers_keep_16_bits_of_the_largest() {
+        let mults = [5.891e-4f32, 5.052e-3, 1e-3];
+        let mut m = [0u16; 3];
+        let s = channel_multipliers(&mults, &mut m).unwrap();
+        assert!(m[1] >= 1 << 15, "{m:?}");
+        for (i, &x) in mults.iter().enumerate() {
+            let back = m[i] as f64 / (1u64 << s) as f64;
+            assert!((back - x as f64).abs() <= 0.5 / (1u64 << s) as f64);
+        }
+        assert_eq!(channel_multipliers(&[40000.0], &mut m[..1]), None);
+        assert_eq!(channel_multipliers(&[f32::NAN], &mut m[..1]), None);
+        assert_eq!(multiplier(0.4999).unwrap().shift, 17);
+        assert_eq!(
+            multiplier(1.0).unwrap(),
+            Multiplier {
+                m: 1 << 15,
+                shift: 15
+            }
+        );
+        assert_eq!(multiplier(1e-20).unwrap().shift, SHIFT_MAX);
+    }
+
+    #[test]
+    fn biases_compact_with_the_smallest_shift() {
+        let mut b = [0i16; 3];
+        assert_eq!(compact_biases(&[1, -32768, 32767], &mut b), 0);
+        assert_eq!(b, [1, -32768, 32767]);
+        assert_eq!(compact_biases(&[102_316, -5, 3], &mut b), 2);
+        assert_eq!(b, [25579, -1, 1]);
+        assert_eq!(compact_biases(&[i32::MIN, i32::MAX], &mut b[..2]), 16);
+        assert_eq!(bias_value(b[0], 16), i32::MIN);
+    }
+
+    #[test]
+    fn add_matches_its_definition() {
+        let r = add_multipliers(0.05, 0.02, 0.06).unwrap();
+        assert_eq!(r.shift, 16);
+        for da in -255..=255 {
+            for db in [-255, -17, 0, 3, 255] {
+                let num = da as i64 * r.a as i64 + db as i64 * r.b as i64 + (1 << 15);
+                let want = (num.div_euclid(1 << 16) - 5).clamp(-128, 127) as i8;
+                assert_eq!(add_requant(da, db, &r, -5), want);
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::kernels::{BestDot, DotKernel};
 use crate::kernels::{ConvQuant, PoolParams, conv_s8, conv_s8_next_strip};
 use crate::kernels::{add_requant_s8, avgpool_s8, global_avgpool_s8, maxpool_s8};
 use crate::model::{LayerInfo, Model};
-use crate::plan::{conv_params, uniform};
+use crate::plan::conv_params;
 use crate::quant::QuantParams;
 use crate::weights::RowDecoder;
 
@@ -381,8 +381,9 @@ fn conv_quant<'a>(c: &ConvDesc<'a>, in_q: QuantParams) -> ConvQuant<'a> {
     ConvQuant {
         in_zp: in_q.zero_point,
         bias: c.bias,
+        bias_shift: c.bias_shift,
         multipliers: c.multipliers,
-        uniform: uniform(c.multipliers),
+        shift: c.shift,
         out_zp: c.out_quant.zero_point,
         relu: c.relu,
     }
@@ -454,8 +455,19 @@ fn exec_layer<K: DotKernel>(
             let cq = f.expand1.out_quant;
             match &f.bypass {
                 Bypass::None => {}
-                Bypass::Simple { out_quant } => add_requant_s8(out, cq, x, in_q, *out_quant),
-                Bypass::Complex { conv, out_quant } => {
+                Bypass::Simple { add, out_quant } => add_requant_s8(
+                    out,
+                    cq.zero_point,
+                    x,
+                    in_q.zero_point,
+                    add,
+                    out_quant.zero_point,
+                ),
+                Bypass::Complex {
+                    conv,
+                    add,
+                    out_quant,
+                } => {
                     let (b, scratch) = mid.split_at_mut(out.len());
                     conv_call::<K>(
                         conv,
@@ -468,7 +480,8 @@ fn exec_layer<K: DotKernel>(
                         scratch,
                     );
                     observer(idx, SubOp::BypassConv, b);
-                    add_requant_s8(out, cq, b, conv.out_quant, *out_quant);
+                    let zb = conv.out_quant.zero_point;
+                    add_requant_s8(out, cq.zero_point, b, zb, add, out_quant.zero_point);
                 }
             }
         }

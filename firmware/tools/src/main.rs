@@ -156,8 +156,8 @@ fn example_28(seed: u64) -> Result<Vec<u8>> {
     let mut layers = example::layers(&e);
     let classifier_scale = e.convs.last().context("example has convs")?.out_quant.scale;
     if let Some(LayerDesc::GlobalAvgPool(gap)) = layers.last_mut() {
-        gap.multiplier =
-            shared::quant::pool_multiplier(classifier_scale, 7 * 7, gap.out_quant.scale);
+        let m = shared::quant::pool_multiplier(classifier_scale, 7 * 7, gap.out_quant.scale);
+        gap.multiplier = shared::quant::multiplier(m).context("pool multiplier out of range")?;
     }
     let desc = ModelDesc {
         model_id: seed ^ 0x28_28,

@@ -125,7 +125,7 @@ pub fn blob_breakdown(blob: &[u8]) -> Result<BlobBreakdown> {
     let model = shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut b = BlobBreakdown::default();
     let mut conv = |c: &ConvDesc<'_>| {
-        b.per_channel += c.bias.len() + c.w_scales.len() + c.multipliers.len();
+        b.per_channel += c.bias.len() + c.multipliers.len();
         let w = weight_bytes(&c.weights);
         b.weights += w.values;
         b.row_offsets += w.rows;

@@ -9,7 +9,8 @@
 //! 3. int8: per-channel weight scales, activation ranges calibrated on training images
 //!    ([`quantize`]);
 //! 4. storage: the smallest of codebook, Huffman codebook, sparse and Huffman sparse per conv, or
-//!    the fastest to decode ([`sharing`], [`recode`]); [`blob`] reads a blob back.
+//!    the fastest to decode ([`sharing`], [`recode`]); [`blob`] reads a blob back; [`upgrade`]
+//!    carries a blob of the f32-requantisation format over to the integer one.
 //!
 //! [`recipe`] holds the settings (and the shipped model's recipe), [`layers`] the network's convs
 //! as these stages see them, and [`sensitivity`] the paper's per-layer pruning sensitivity, a
@@ -30,6 +31,7 @@ pub mod retrain;
 pub mod run;
 pub mod sensitivity;
 pub mod sharing;
+pub mod upgrade;
 
 pub use blob::{BlobBreakdown, blob_breakdown, decoded_weights};
 pub use finetune::{Finetuned, finetune};

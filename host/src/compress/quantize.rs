@@ -15,16 +15,13 @@ use shared::format::{
     AvgPoolDesc, Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc,
     QuantParams,
 };
-use shared::quant::pool_multiplier;
+use shared::quant::{AddRequant, Multiplier, add_multipliers, multiplier, pool_multiplier};
 
 use super::fold::{Act, FloatBypass, FloatConv, FloatLayer, FloatNet, PoolGeom, forward_traced};
 use crate::data::images::Images;
 
-/// The input quantisation every Fashion-MNIST model uses.
-pub const INPUT_QUANT: QuantParams = QuantParams {
-    scale: 1.0 / 255.0,
-    zero_point: -128,
-};
+/// The input quantisation every model uses (the int8 input is `pixel - 128`).
+pub use shared::quant::INPUT_QUANT;
 
 /// Quantisation of an activation range (widened to contain 0).
 pub fn quant_for_range(min: f32, max: f32) -> QuantParams {
@@ -169,11 +166,11 @@ pub enum QLayer {
     /// Max pool.
     MaxPool(PoolGeom),
     /// Average pool with its multiplier and output quantisation.
-    AvgPool(PoolGeom, f32, QuantParams),
+    AvgPool(PoolGeom, Multiplier, QuantParams),
     /// Fire: squeeze, expand1, expand3 conv indices, bypass.
     Fire(usize, usize, usize, QBypass),
     /// Global average pool with its multiplier and output quantisation.
-    GlobalAvgPool(f32, QuantParams),
+    GlobalAvgPool(Multiplier, QuantParams),
 }
 
 /// A fire's bypass in a [`QuantNet`].
@@ -181,10 +178,10 @@ pub enum QLayer {
 pub enum QBypass {
     /// None.
     None,
-    /// Identity, with the sum's quantisation.
-    Simple(QuantParams),
-    /// 1x1 conv by index, with the sum's quantisation.
-    Complex(usize, QuantParams),
+    /// Identity, with the add's multipliers and the sum's quantisation.
+    Simple(AddRequant, QuantParams),
+    /// 1x1 conv by index, with the add's multipliers and the sum's quantisation.
+    Complex(usize, AddRequant, QuantParams),
 }
 
 fn owned_conv(
@@ -203,7 +200,7 @@ fn owned_conv(
         .collect();
     let p = conv.pad as u8;
     let weights = plan(index, &w, conv.cin * conv.k * conv.k)?;
-    Ok(OwnedConv::new(
+    OwnedConv::new(
         [conv.k as u8; 2],
         [conv.stride as u8; 2],
         [p; 4],
@@ -214,7 +211,18 @@ fn owned_conv(
         in_q.scale,
         out_q,
     )
-    .without_weight_scales())
+    .map_err(|_| anyhow::anyhow!("conv {index}: a channel multiplier has no integer form"))
+}
+
+/// The integer form of a pool's real multiplier.
+fn pool_int(m: f32, layer: usize) -> Result<Multiplier> {
+    multiplier(m).with_context(|| format!("layer {layer}: pool multiplier {m} out of range"))
+}
+
+/// The integer multipliers of a bypass add (`a`: the concat, `b`: the other branch).
+fn add_int(a: QuantParams, b: QuantParams, out: QuantParams, layer: usize) -> Result<AddRequant> {
+    add_multipliers(a.scale, b.scale, out.scale)
+        .with_context(|| format!("layer {layer}: the bypass add's scales have no integer form"))
 }
 
 fn pool_side(g: &PoolGeom, side: usize, layer: usize) -> Result<usize> {
@@ -259,7 +267,7 @@ pub fn quantize(net: &FloatNet, ranges: &Ranges, plan: &WeightPlan<'_>) -> Resul
             FloatLayer::AvgPool(g) => {
                 let out_q = ranges.get("output", i)?;
                 let count = (g.k * g.k) as u32;
-                let m = pool_multiplier(q.scale, count, out_q.scale);
+                let m = pool_int(pool_multiplier(q.scale, count, out_q.scale), i)?;
                 layers.push(QLayer::AvgPool(*g, m, out_q));
                 q = out_q;
                 side = pool_side(g, side, i)?;
@@ -282,13 +290,13 @@ pub fn quantize(net: &FloatNet, ranges: &Ranges, plan: &WeightPlan<'_>) -> Resul
                     FloatBypass::None => (QBypass::None, cat_q),
                     FloatBypass::Identity => {
                         let o = ranges.get("output", i)?;
-                        (QBypass::Simple(o), o)
+                        (QBypass::Simple(add_int(cat_q, q, o, i)?, o), o)
                     }
                     FloatBypass::Conv(c) => {
                         let bq = ranges.get("bypass_conv", i)?;
                         let bi = push(c, q, bq, &mut convs)?;
                         let o = ranges.get("output", i)?;
-                        (QBypass::Complex(bi, o), o)
+                        (QBypass::Complex(bi, add_int(cat_q, bq, o, i)?, o), o)
                     }
                 };
                 layers.push(QLayer::Fire(s, e1, e3, b));
@@ -298,7 +306,7 @@ pub fn quantize(net: &FloatNet, ranges: &Ranges, plan: &WeightPlan<'_>) -> Resul
                 let out_q = ranges.get("output", i)?;
                 let count = (side * side) as u32;
                 layers.push(QLayer::GlobalAvgPool(
-                    pool_multiplier(q.scale, count, out_q.scale),
+                    pool_int(pool_multiplier(q.scale, count, out_q.scale), i)?,
                     out_q,
                 ));
                 q = out_q;
@@ -351,9 +359,13 @@ impl QuantNet {
                     expand3: c(*e3),
                     bypass: match b {
                         QBypass::None => Bypass::None,
-                        QBypass::Simple(q) => Bypass::Simple { out_quant: *q },
-                        QBypass::Complex(i, q) => Bypass::Complex {
+                        QBypass::Simple(a, q) => Bypass::Simple {
+                            add: *a,
+                            out_quant: *q,
+                        },
+                        QBypass::Complex(i, a, q) => Bypass::Complex {
                             conv: c(*i),
+                            add: *a,
                             out_quant: *q,
                         },
                     },

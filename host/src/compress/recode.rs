@@ -2,6 +2,7 @@
 //! multiplier and layer stays byte for byte; only the weight encoding of each conv changes
 //! (e.g. the smallest Huffman-sparse coding for flash, or packed codebook indices for speed), so
 //! the new blob computes exactly the same logits (checked on images before anything is written).
+//! A blob of the older f32-requantisation format is first carried over by [`super::upgrade`].
 
 use anyhow::{Result, anyhow, bail};
 use shared::Model;
@@ -56,9 +57,9 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, npix: usize, encoding: Encoding) ->
         relu: c.relu,
         weights,
         bias: c.bias.to_vec(),
-        // Weight scales only re-derive the multipliers: not deployed.
-        w_scales: Vec::new(),
+        bias_shift: c.bias_shift,
         multipliers: c.multipliers.to_vec(),
+        shift: c.shift,
         out_quant: c.out_quant,
     })
 }
@@ -70,7 +71,15 @@ pub fn recode<'a>(
     encoding: Encoding,
     check: impl IntoIterator<Item = &'a [u8]>,
 ) -> Result<Vec<u8>> {
-    // A blob from an older build carries that build's arena plan: re-plan it first.
+    // A blob of the f32-requantisation format is carried over to the integer one first; a blob
+    // from an older build carries that build's arena plan: re-plan it.
+    let upgraded;
+    let blob = if super::upgrade::format_version(blob) == Some(super::upgrade::LEGACY_VERSION) {
+        upgraded = super::upgrade::upgrade(blob)?;
+        &upgraded[..]
+    } else {
+        blob
+    };
     let replanned = shared::format::replan(blob).map_err(|e| anyhow!("invalid blob: {e}"))?;
     let blob = &replanned[..];
     let model = Model::from_bytes(blob).map_err(|e| anyhow!("invalid blob: {e}"))?;
@@ -106,8 +115,9 @@ pub fn recode<'a>(
                 expand1: take()?,
                 expand3: take()?,
                 bypass: match f.bypass {
-                    Bypass::Complex { out_quant, .. } => Bypass::Complex {
+                    Bypass::Complex { add, out_quant, .. } => Bypass::Complex {
                         conv: take()?,
+                        add,
                         out_quant,
                     },
                     other => other,

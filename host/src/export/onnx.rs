@@ -14,6 +14,7 @@
 use anyhow::Result;
 use prost::Message;
 use shared::format::{Bypass, ConvDesc, LayerDesc};
+use shared::quant::{AddRequant, Multiplier};
 use shared::{LayerInfo, Model, QuantParams};
 use tract_onnx::pb::{
     self, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
@@ -112,6 +113,60 @@ impl GraphBuilder {
         self.initializer(hint, dims, pb::tensor_proto::DataType::Float, raw)
     }
 
+    fn tensor_f64(&mut self, hint: &str, dims: &[i64], v: &[f64]) -> String {
+        let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.initializer(hint, dims, pb::tensor_proto::DataType::Double, raw)
+    }
+
+    /// `Cast` of `x` to `to`.
+    fn cast(&mut self, x: &str, to: pb::tensor_proto::DataType) -> String {
+        let out = self.fresh("cast");
+        self.node("Cast", &[x], &out, vec![attr_int("to", to as i64)]);
+        out
+    }
+
+    /// A binary op of `a` and the constant `b`.
+    fn op_const(&mut self, op: &str, a: &str, b: &str) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.node(op, &[a, b], &out, vec![]);
+        out
+    }
+
+    /// The integer requantisation `quant::requantize` of an integer-valued f64 tensor `prod`
+    /// (the products already summed: `acc * m` or `da * a + db * b`), written into int8 `out`:
+    /// `floor((prod + 2^(shift-1)) * 2^-shift)`, clamped to +-512 (a bound that keeps every
+    /// result the final saturation gives), cast to f32 and `QuantizeLinear` with scale 1 and the
+    /// output zero point. Every step is exact in f64 (`shared/src/QUANT.md`).
+    fn floor_shift_into(&mut self, prod: &str, shift: u8, zero_point: i8, out: &str) {
+        let half = self.tensor_f64("half", &[], &[(1u64 << (shift - 1)) as f64]);
+        let inv = self.tensor_f64("inv_2s", &[], &[1.0 / (1u64 << shift) as f64]);
+        let biased = self.op_const("Add", prod, &half);
+        let scaled = self.op_const("Mul", &biased, &inv);
+        let fl = self.fresh("floor");
+        self.node("Floor", &[&scaled], &fl, vec![]);
+        let lo = self.tensor_f64("lo", &[], &[-512.0]);
+        let hi = self.tensor_f64("hi", &[], &[512.0]);
+        let clipped = self.op_const("Max", &fl, &lo);
+        let clipped = self.op_const("Min", &clipped, &hi);
+        let y = self.cast(&clipped, pb::tensor_proto::DataType::Float);
+        self.int_quant_into(&y, zero_point, out);
+    }
+
+    /// [`GraphBuilder::floor_shift_into`] of an integer-valued f32 accumulator `acc` times the
+    /// u16 multipliers `m` (one, or one per channel of NCHW `acc`).
+    fn int_requant_into(&mut self, acc: &str, m: &[u16], shift: u8, zero_point: i8, out: &str) {
+        let acc_d = self.cast(acc, pb::tensor_proto::DataType::Double);
+        let dims: Vec<i64> = if m.len() == 1 {
+            vec![]
+        } else {
+            vec![1, m.len() as i64, 1, 1]
+        };
+        let mf: Vec<f64> = m.iter().map(|&x| x as f64).collect();
+        let mt = self.tensor_f64("multiplier", &dims, &mf);
+        let prod = self.op_const("Mul", &acc_d, &mt);
+        self.floor_shift_into(&prod, shift, zero_point, out);
+    }
+
     fn tensor_i8(&mut self, hint: &str, dims: &[i64], v: &[i8]) -> String {
         let raw = v.iter().map(|&x| x as u8).collect();
         self.initializer(hint, dims, pb::tensor_proto::DataType::Int8, raw)
@@ -193,35 +248,30 @@ impl GraphBuilder {
     }
 }
 
-/// A blob's f32 LE bytes as floats.
-fn le_f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+/// A conv's u16 multipliers.
+fn multipliers(c: &ConvDesc<'_>) -> Vec<u16> {
+    c.multipliers
+        .chunks_exact(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .collect()
 }
 
-/// The weight scales of a blob conv for QLinearConv. A deployed blob leaves them out (they only
-/// re-derive the multipliers): then each is the f32 nearest `m * out / in` for which tract's
-/// `fl(fl(w * in) * fl(1 / out))` gives the stored multiplier `m` bit for bit, where one exists
-/// within 8 ulps (else that nearest value).
+/// A conv's biases in accumulator units (`b << bias_shift`).
+fn biases(c: &ConvDesc<'_>) -> Vec<i32> {
+    c.bias
+        .chunks_exact(2)
+        .map(|b| shared::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
+        .collect()
+}
+
+/// Weight scales for QLinearConv (the approximate form): each channel's multiplier
+/// `m / 2^shift` is `w * in / out`, so `w = m / 2^shift * out / in`. tract then rounds its own
+/// way, so this form agrees closely rather than bit for bit.
 fn weight_scales(c: &ConvDesc<'_>, in_q: QuantParams) -> Vec<f32> {
-    if !c.w_scales.is_empty() {
-        return le_f32s(c.w_scales);
-    }
-    let out_scale = c.out_quant.scale;
-    let rederives = |w: f32, m: f32| {
-        shared::quant::conv_multiplier(in_q.scale, w, out_scale).to_bits() == m.to_bits()
-    };
-    le_f32s(c.multipliers)
+    let ratio = f64::from(c.out_quant.scale) / f64::from(in_q.scale);
+    multipliers(c)
         .into_iter()
-        .map(|m| {
-            let guess = (f64::from(m) * f64::from(out_scale) / f64::from(in_q.scale)) as f32;
-            (0..=8)
-                .flat_map(|d: i32| [d, -d])
-                .map(|d| f32::from_bits(guess.to_bits().wrapping_add_signed(d)))
-                .find(|&w| rederives(w, m))
-                .unwrap_or(guess)
-        })
+        .map(|m| (m as f64 / (1u64 << c.shift) as f64 * ratio) as f32)
         .collect()
 }
 
@@ -250,17 +300,12 @@ fn qlinear_conv(
             }
         }
     }
-    let le_i32 = |b: &[u8]| -> Vec<i32> {
-        b.chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
     let w = g.tensor_i8(
         "w",
         &[cout as i64, in_channels as i64, kh as i64, kw as i64],
         &oihw,
     );
-    let b = g.tensor_i32("bias", &[cout as i64], &le_i32(c.bias));
+    let b = g.tensor_i32("bias", &[cout as i64], &biases(c));
     let attrs = vec![
         attr_ints("kernel_shape", &[kh as i64, kw as i64]),
         attr_ints("strides", &[c.stride[0] as i64, c.stride[1] as i64]),
@@ -276,9 +321,8 @@ fn qlinear_conv(
     ];
     if g.qdq {
         // Integer-exact QDQ: DequantizeLinear with scale 1 turns x - zp, w and the bias into
-        // integer-valued floats, so a float Conv sums them exactly (below 2^24); Mul by the
-        // channel's multiplier and QuantizeLinear (scale 1, round half to even) are then the
-        // kernels' requantisation step for step. Any runtime that computes in f32 agrees.
+        // integer-valued floats, so a float Conv sums them exactly (below 2^24); then the
+        // integer requantisation in f64 (`floor_shift_into`), step for step the kernels'.
         let xf = g.int_dequant(x, in_q.zero_point);
         let wf = g.int_dequant(&w, 0);
         let bias_zp = g.tensor_i32("b_zp", &[], &[0]);
@@ -287,25 +331,14 @@ fn qlinear_conv(
         g.node("DequantizeLinear", &[&b, &one, &bias_zp], &bf, vec![]);
         let mut acc = g.fresh("acc_f");
         g.node("Conv", &[&xf, &wf, &bf], &acc, attrs);
-        // An element-wise op between the Conv and the multiplier keeps an optimiser from
-        // folding the multiplier into the weights (which would end exactness): ReLU before
-        // the positive multiplier (the same result), or a Max with -2^24 that never binds.
-        let r = g.fresh("barrier_f");
         if c.relu {
+            // ReLU on the accumulator, then the requantisation: the same int8 as the kernels'
+            // max(q, zp) (a negative accumulator gives y <= 0).
+            let r = g.fresh("relu_f");
             g.node("Relu", &[&acc], &r, vec![]);
-        } else {
-            let floor = g.tensor_f32("floor", &[], &[-16_777_216.0]);
-            g.node("Max", &[&acc, &floor], &r, vec![]);
+            acc = r;
         }
-        acc = r;
-        let m = g.tensor_f32(
-            "multiplier",
-            &[1, cout as i64, 1, 1],
-            &le_f32s(c.multipliers),
-        );
-        let y = g.fresh("scaled_f");
-        g.node("Mul", &[&acc, &m], &y, vec![]);
-        g.int_quant_into(&y, c.out_quant.zero_point, out);
+        g.int_requant_into(&acc, &multipliers(c), c.shift, c.out_quant.zero_point, out);
         return Ok(());
     }
     let (xs, xz) = g.quant_scalars(in_q);
@@ -342,6 +375,7 @@ fn avg_pool_as_conv(
     x: &str,
     in_q: QuantParams,
     out_q: QuantParams,
+    mult: Multiplier,
     channels: u16,
     kernel: [i64; 2],
     stride: [i64; 2],
@@ -358,17 +392,13 @@ fn avg_pool_as_conv(
         attr_int("group", c),
     ];
     if g.qdq {
-        // Integer-exact QDQ as for convs: the window sum of x - zp, times the pool multiplier.
+        // Integer-exact QDQ as for convs: the window sum of x - zp, then the integer
+        // requantisation with the pool's multiplier.
         let xf = g.int_dequant(x, in_q.zero_point);
         let wf = g.int_dequant(&wt, 0);
         let sum = g.fresh("sum_f");
         g.node("Conv", &[&xf, &wf], &sum, attrs);
-        let count = (kh * kw) as u32;
-        let mult = shared::quant::pool_multiplier(in_q.scale, count, out_q.scale);
-        let m = g.tensor_f32("multiplier", &[], &[mult]);
-        let y = g.fresh("scaled_f");
-        g.node("Mul", &[&sum, &m], &y, vec![]);
-        g.int_quant_into(&y, out_q.zero_point, out);
+        g.int_requant_into(&sum, &[mult.m], mult.shift, out_q.zero_point, out);
         return;
     }
     let (xs, xz) = g.quant_scalars(in_q);
@@ -381,6 +411,38 @@ fn avg_pool_as_conv(
         out,
         attrs,
     );
+}
+
+/// The bypass add of int8 `a` (the concat) and `b` into `out`: in the QDQ form the kernels'
+/// integer arithmetic (`(a - za) * ma + (b - zb) * mb` in f64, then `floor_shift_into`); in the
+/// QLinear form `DequantizeLinear -> Add -> QuantizeLinear` with the scales.
+fn bypass_add(
+    g: &mut GraphBuilder,
+    (a, qa): (&str, QuantParams),
+    (b, qb): (&str, QuantParams),
+    add: &AddRequant,
+    out_q: QuantParams,
+    out: &str,
+) {
+    if g.qdq {
+        let double = pb::tensor_proto::DataType::Double;
+        let mut term = |x: &str, zp: i8, m: u16| {
+            let xf = g.int_dequant(x, zp);
+            let xd = g.cast(&xf, double);
+            let mt = g.tensor_f64("add_m", &[], &[m as f64]);
+            g.op_const("Mul", &xd, &mt)
+        };
+        let ta = term(a, qa.zero_point, add.a);
+        let tb = term(b, qb.zero_point, add.b);
+        let sum = g.op_const("Add", &ta, &tb);
+        g.floor_shift_into(&sum, add.shift, out_q.zero_point, out);
+        return;
+    }
+    let da = g.dequant(a, qa);
+    let db = g.dequant(b, qb);
+    let sum = g.fresh("sum");
+    g.node("Add", &[&da, &db], &sum, vec![]);
+    g.quant_into(&sum, out_q, out);
 }
 
 /// Adds one blob layer reading int8 NCHW `x`; returns the name of its output. Intermediates
@@ -427,6 +489,7 @@ pub fn quant_layer(
                 x,
                 info.in_quant,
                 p.out_quant,
+                p.multiplier,
                 info.input.c,
                 kernel,
                 stride,
@@ -441,6 +504,7 @@ pub fn quant_layer(
                 x,
                 info.in_quant,
                 p.out_quant,
+                p.multiplier,
                 info.input.c,
                 kernel,
                 [1, 1],
@@ -461,7 +525,7 @@ pub fn quant_layer(
             let cat_q = f.expand1.out_quant;
             match &f.bypass {
                 Bypass::None => g.node("Concat", &[&e1, &e3], &out, vec![attr_int("axis", 1)]),
-                Bypass::Simple { out_quant } | Bypass::Complex { out_quant, .. } => {
+                Bypass::Simple { add, out_quant } | Bypass::Complex { add, out_quant, .. } => {
                     let cat = format!("l{i}_expand");
                     g.node("Concat", &[&e1, &e3], &cat, vec![attr_int("axis", 1)]);
                     if expose {
@@ -478,11 +542,7 @@ pub fn quant_layer(
                         }
                         _ => (x.to_string(), info.in_quant),
                     };
-                    let a = g.dequant(&cat, cat_q);
-                    let b = g.dequant(&other, other_q);
-                    let sum = g.fresh("sum");
-                    g.node("Add", &[&a, &b], &sum, vec![]);
-                    g.quant_into(&sum, *out_quant, &out);
+                    bypass_add(g, (&cat, cat_q), (&other, other_q), add, *out_quant, &out);
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::format::{ConvDesc, Error, Pad, QuantParams, Values, WeightsDesc};
-use crate::quant::conv_multiplier;
+use crate::quant::{channel_multipliers, compact_biases, conv_multiplier};
 use crate::weights::{MAX_CODE_LEN, ROW_COUNTS};
 
 /// LSB-first bit writer.
@@ -554,19 +554,23 @@ pub struct OwnedConv {
     pub relu: bool,
     /// Weights.
     pub weights: OwnedWeights,
-    /// i32 LE bias bytes.
+    /// i16 LE bias bytes.
     pub bias: Vec<u8>,
-    /// f32 LE weight scales.
-    pub w_scales: Vec<u8>,
-    /// f32 LE multipliers (derived).
+    /// Left shift of the biases.
+    pub bias_shift: u8,
+    /// u16 LE multiplier bytes.
     pub multipliers: Vec<u8>,
+    /// The layer's shift.
+    pub shift: u8,
     /// Output quantisation.
     pub out_quant: QuantParams,
 }
 
 impl OwnedConv {
-    /// Builds a conv; multipliers are derived as `conv_multiplier(in_scale, w_scale[c],
-    /// out_quant.scale)` (the input scale is the quantisation of the tensor this conv reads).
+    /// Builds a conv from the f32 weight scales of training: each channel's real multiplier is
+    /// `conv_multiplier(in_scale, w_scale[c], out_quant.scale)` (the input scale is the
+    /// quantisation of the tensor this conv reads), then made integer like
+    /// [`OwnedConv::from_multipliers`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         kernel: [u8; 2],
@@ -578,29 +582,49 @@ impl OwnedConv {
         w_scales: &[f32],
         in_scale: f32,
         out_quant: QuantParams,
-    ) -> Self {
-        OwnedConv {
+    ) -> Result<Self, Error> {
+        let mults: Vec<f32> = w_scales
+            .iter()
+            .map(|&s| conv_multiplier(in_scale, s, out_quant.scale))
+            .collect();
+        Self::from_multipliers(kernel, stride, pad, relu, weights, bias, &mults, out_quant)
+    }
+
+    /// Builds a conv from i32 biases and real (f32) channel multipliers: the biases become i16
+    /// with a shift (`quant::compact_biases`), the multipliers u16 with the layer's shift
+    /// (`quant::channel_multipliers`). `Error::BadQuant(0)` when a multiplier has no integer
+    /// form (not finite and positive, or `>= 0.5`) or the lengths differ.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_multipliers(
+        kernel: [u8; 2],
+        stride: [u8; 2],
+        pad: Pad,
+        relu: bool,
+        weights: OwnedWeights,
+        bias: &[i32],
+        mults: &[f32],
+        out_quant: QuantParams,
+    ) -> Result<Self, Error> {
+        if bias.len() != mults.len() || bias.len() > u16::MAX as usize {
+            return Err(Error::BadQuant(0));
+        }
+        let mut m = vec![0u16; mults.len()];
+        let shift = channel_multipliers(mults, &mut m).ok_or(Error::BadQuant(0))?;
+        let mut b = vec![0i16; bias.len()];
+        let bias_shift = compact_biases(bias, &mut b);
+        Ok(OwnedConv {
             out_channels: bias.len() as u16,
             kernel,
             stride,
             pad,
             relu,
             weights,
-            bias: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
-            w_scales: w_scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            multipliers: w_scales
-                .iter()
-                .flat_map(|&s| conv_multiplier(in_scale, s, out_quant.scale).to_le_bytes())
-                .collect(),
+            bias: b.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            bias_shift,
+            multipliers: m.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            shift,
             out_quant,
-        }
-    }
-
-    /// The conv without its weight scales: they only re-derive the multipliers, which the blob
-    /// stores (4 bytes a channel less in flash).
-    pub fn without_weight_scales(mut self) -> Self {
-        self.w_scales = Vec::new();
-        self
+        })
     }
 
     /// The zero-copy view.
@@ -613,8 +637,9 @@ impl OwnedConv {
             relu: self.relu,
             weights: self.weights.desc(),
             bias: &self.bias,
-            w_scales: &self.w_scales,
+            bias_shift: self.bias_shift,
             multipliers: &self.multipliers,
+            shift: self.shift,
             out_quant: self.out_quant,
         }
     }

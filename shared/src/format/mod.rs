@@ -7,17 +7,18 @@ use serde::{Deserialize, Serialize};
 pub use crate::crc::crc32;
 pub use crate::dims::{Dims, Pad};
 pub use crate::error::{Error, MAX_LAYERS};
-pub use crate::quant::QuantParams;
+pub use crate::quant::{AddRequant, Multiplier, QuantParams};
 pub use crate::weights::{Values, WeightsDesc};
 
 /// Blob magic.
 pub const MAGIC: [u8; 4] = *b"SQZB";
 /// Current format version.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 24;
 
-/// A convolution (OHWI int8 weights, symmetric per output channel; i32 bias).
+/// A convolution (OHWI int8 weights, symmetric per output channel; compact bias and integer
+/// requantisation).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ConvDesc<'a> {
     /// Output channels.
@@ -33,16 +34,18 @@ pub struct ConvDesc<'a> {
     /// Weights.
     #[serde(borrow)]
     pub weights: WeightsDesc<'a>,
-    /// `out_channels` i32 LE biases, scale `in_scale * w_scale[c]`.
+    /// `out_channels` i16 LE biases: channel `c` adds `bias[c] << bias_shift` to its
+    /// accumulator (units of `in_scale * w_scale[c]`).
     #[serde(borrow)]
     pub bias: &'a [u8],
-    /// `out_channels` f32 LE weight scales, or empty: they only re-derive the multipliers (checked
-    /// when present), so the exporter leaves them out of the deployed blob.
-    #[serde(borrow)]
-    pub w_scales: &'a [u8],
-    /// `out_channels` f32 LE multipliers `fl(fl(w_scale[c] * in_scale) * fl(1 / out_scale))`.
+    /// Left shift of the biases (`0..=quant::BIAS_SHIFT_MAX`).
+    pub bias_shift: u8,
+    /// `out_channels` u16 LE multipliers `m[c]`: `q = zp + floor((acc * m[c] + 2^(shift-1)) /
+    /// 2^shift)`, clamped (see `quant`).
     #[serde(borrow)]
     pub multipliers: &'a [u8],
+    /// The layer's shift (`quant::SHIFT_MIN..=quant::SHIFT_MAX`).
+    pub shift: u8,
     /// Output quantisation.
     pub out_quant: QuantParams,
 }
@@ -69,8 +72,8 @@ pub struct AvgPoolDesc {
     pub stride: [u8; 2],
     /// Padding `[t, l, b, r]`.
     pub pad: Pad,
-    /// `pool_multiplier(in_scale, kh * kw, out_scale)`.
-    pub multiplier: f32,
+    /// `pool_multiplier(in_scale, kh * kw, out_scale)` as integers.
+    pub multiplier: Multiplier,
     /// Output quantisation.
     pub out_quant: QuantParams,
 }
@@ -78,8 +81,8 @@ pub struct AvgPoolDesc {
 /// Global average pool to `1 x 1 x c`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GlobalAvgPoolDesc {
-    /// `pool_multiplier(in_scale, h * w, out_scale)`.
-    pub multiplier: f32,
+    /// `pool_multiplier(in_scale, h * w, out_scale)` as integers.
+    pub multiplier: Multiplier,
     /// Output quantisation.
     pub out_quant: QuantParams,
 }
@@ -91,6 +94,8 @@ pub enum Bypass<'a> {
     None,
     /// `out = add(concat, input)` (needs `in_c == e1 + e3`).
     Simple {
+        /// The add's integer multipliers (concat, input).
+        add: AddRequant,
         /// Quantisation of the sum.
         out_quant: QuantParams,
     },
@@ -99,6 +104,8 @@ pub enum Bypass<'a> {
         /// The 1x1 bypass convolution.
         #[serde(borrow)]
         conv: ConvDesc<'a>,
+        /// The add's integer multipliers (concat, bypass conv).
+        add: AddRequant,
         /// Quantisation of the sum.
         out_quant: QuantParams,
     },

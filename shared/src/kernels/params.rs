@@ -1,9 +1,9 @@
 //! Kernel parameters: [`ConvParams`], [`ConvQuant`], [`PoolParams`], the block sizes, and each
 //! kernel's `*_scratch_len` companion (the arena plan sizes the scratch from these).
 
-use crate::bytes::le_f32_at;
+use crate::bytes::{le_i16_at, le_u16_at};
 use crate::dims::{Dims, Pad};
-use crate::quant::Requant;
+use crate::quant::{Requant, bias_value};
 
 /// Row padding in i16 values of the wide driver (one 256-bit register).
 pub const LANES: usize = 16;
@@ -58,12 +58,14 @@ impl ConvParams {
 pub struct ConvQuant<'a> {
     /// Input zero point (padded taps hold it, so they contribute 0).
     pub in_zp: i8,
-    /// `cout` i32 LE biases.
+    /// `cout` i16 LE biases.
     pub bias: &'a [u8],
-    /// `cout` f32 LE multipliers.
+    /// Left shift of the biases.
+    pub bias_shift: u8,
+    /// `cout` u16 LE multipliers.
     pub multipliers: &'a [u8],
-    /// All multipliers bit-identical (tract's fixed-point path).
-    pub uniform: bool,
+    /// The layer's shift.
+    pub shift: u8,
     /// Output zero point.
     pub out_zp: i8,
     /// Fused ReLU (`q = max(q, out_zp)`).
@@ -74,8 +76,17 @@ impl ConvQuant<'_> {
     /// Layer-level requantisation parameters.
     #[inline]
     pub fn requant(&self) -> Requant {
-        let m0 = le_f32_at(self.multipliers, 0);
-        Requant::new(self.uniform.then_some(m0), self.out_zp, self.relu)
+        Requant::new(self.shift, self.out_zp, self.relu)
+    }
+    /// Channel `c`'s bias in accumulator units.
+    #[inline(always)]
+    pub fn bias_at(&self, c: usize) -> i32 {
+        bias_value(le_i16_at(self.bias, c), self.bias_shift)
+    }
+    /// Channel `c`'s multiplier scaled for [`crate::quant::requantize`] with `rq`.
+    #[inline(always)]
+    pub fn scaled_at(&self, rq: &Requant, c: usize) -> i32 {
+        rq.scaled(le_u16_at(self.multipliers, c))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::format::{
     AvgPoolDesc, Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc,
     QuantParams, encode,
 };
-use crate::quant::pool_multiplier;
+use crate::quant::{add_multipliers, multiplier, pool_multiplier};
 pub use crate::testkit::rng::Rng;
 
 /// Which encoding a generated conv uses.
@@ -132,6 +132,7 @@ pub fn conv_with_zeros(
         in_scale,
         out_quant,
     )
+    .expect("the example's multipliers lie below 0.5")
 }
 
 /// The owned parts of the example network.
@@ -249,21 +250,24 @@ pub fn retarget_pub(c: OwnedConv, q: QuantParams, in_scale: f32) -> OwnedConv {
     retarget(c, q, in_scale)
 }
 
-fn retarget(mut c: OwnedConv, q: QuantParams, in_scale: f32) -> OwnedConv {
-    let ws: Vec<f32> = c
-        .w_scales
-        .chunks(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+fn retarget(mut c: OwnedConv, q: QuantParams, _in_scale: f32) -> OwnedConv {
+    // The real multipliers scale with 1 / out_scale: m / 2^s * old / new.
+    let ratio = c.out_quant.scale as f64 / q.scale as f64;
+    let mults: Vec<f32> = c
+        .multipliers
+        .chunks(2)
+        .map(|b| {
+            (u16::from_le_bytes([b[0], b[1]]) as f64 / (1u64 << c.shift) as f64 * ratio) as f32
+        })
         .collect();
     let bias: Vec<i32> = c
         .bias
-        .chunks(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .chunks(2)
+        .map(|b| crate::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
         .collect();
     let w = core::mem::replace(&mut c.weights, OwnedWeights::Dense(Vec::new()));
-    OwnedConv::new(
-        c.kernel, c.stride, c.pad, c.relu, w, &bias, &ws, in_scale, q,
-    )
+    OwnedConv::from_multipliers(c.kernel, c.stride, c.pad, c.relu, w, &bias, &mults, q)
+        .expect("the example's multipliers lie below 0.5")
 }
 
 /// The layer list borrowing `e`.
@@ -292,6 +296,12 @@ pub fn layers(e: &Example) -> Vec<LayerDesc<'_>> {
             expand1: c(5),
             expand3: c(6),
             bypass: Bypass::Simple {
+                add: add_multipliers(
+                    e.convs[5].out_quant.scale,
+                    e.convs[2].out_quant.scale,
+                    e.quants[0].scale,
+                )
+                .expect("example scales"),
                 out_quant: e.quants[0],
             },
         }),
@@ -301,6 +311,12 @@ pub fn layers(e: &Example) -> Vec<LayerDesc<'_>> {
             expand3: c(9),
             bypass: Bypass::Complex {
                 conv: c(10),
+                add: add_multipliers(
+                    e.convs[8].out_quant.scale,
+                    e.convs[10].out_quant.scale,
+                    fire_c_out.scale,
+                )
+                .expect("example scales"),
                 out_quant: fire_c_out,
             },
         }),
@@ -308,12 +324,13 @@ pub fn layers(e: &Example) -> Vec<LayerDesc<'_>> {
             kernel: [2, 2],
             stride: [2, 2],
             pad: [0; 4],
-            multiplier: pool_multiplier(fire_c_out.scale, 4, qa.scale),
+            multiplier: multiplier(pool_multiplier(fire_c_out.scale, 4, qa.scale)).expect("scales"),
             out_quant: qa,
         }),
         LayerDesc::Conv(c(11)),
         LayerDesc::GlobalAvgPool(GlobalAvgPoolDesc {
-            multiplier: pool_multiplier(e.convs[11].out_quant.scale, 16, qg.scale),
+            multiplier: multiplier(pool_multiplier(e.convs[11].out_quant.scale, 16, qg.scale))
+                .expect("scales"),
             out_quant: qg,
         }),
     ]

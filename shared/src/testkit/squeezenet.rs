@@ -8,7 +8,7 @@ use crate::encode::owned::OwnedConv;
 use crate::format::{
     Bypass, Dims, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc, QuantParams,
 };
-use crate::quant::pool_multiplier;
+use crate::quant::{multiplier, pool_multiplier};
 use crate::testkit::example::{Enc, INPUT_QUANT, Rng, conv};
 
 /// Fire configurations `(squeeze, expand1, expand3)` of v1.1, with max pools after the 2nd
@@ -92,7 +92,7 @@ pub fn blob_with_stem(seed: u64, num_classes: usize, enc: Enc, stride: u8, pad: 
     let stem_out = (28 + 2 * pad as usize - 3) / stride as usize + 1;
     let side = pooled(pooled(pooled(stem_out))) as u32;
     layers.push(LayerDesc::GlobalAvgPool(GlobalAvgPoolDesc {
-        multiplier: pool_multiplier(cs, side * side, gq.scale),
+        multiplier: multiplier(pool_multiplier(cs, side * side, gq.scale)).expect("scales"),
         out_quant: gq,
     }));
     let d = ModelDesc {

@@ -17,7 +17,7 @@ use crate::kernels::{
     conv_s8_next_strip, conv_scratch_len, global_avgpool_s8, global_avgpool_s8_ref, maxpool_s8,
     maxpool_s8_ref, nibble_pair_table, sparse_entry, zero_skip_applies,
 };
-use crate::quant::{QuantParams, Requant, requantize};
+use crate::quant::{Multiplier, Requant, requantize_spec};
 use crate::testkit::Rng;
 use crate::weights::RowDecoder;
 
@@ -306,8 +306,9 @@ pub fn conv_quant<'a>(spec: &ConvSpec, d: &ConvDesc<'a>) -> ConvQuant<'a> {
     ConvQuant {
         in_zp: spec.in_zp,
         bias: d.bias,
+        bias_shift: d.bias_shift,
         multipliers: d.multipliers,
-        uniform: d.multipliers.chunks(4).all(|x| x == &d.multipliers[..4]),
+        shift: d.shift,
         out_zp: d.out_quant.zero_point,
         relu: d.relu,
     }
@@ -587,30 +588,41 @@ pub fn check_pack_nibbles<K: DotKernel>(rng: &mut Rng) -> Result<(), Mismatch> {
     same("pack_nibbles", &b[..4 * kq], &a[..4 * kq])
 }
 
-/// `K::requant_row` against `quant::requantize` per value, both paths (per-channel f32 and
-/// the uniform fixed point), with and without ReLU.
+/// `K::requant_row` against the definition `quant::requantize_spec` per value, shifts inside
+/// and outside `17..=32` (the DSP's one-`SMMULR` path and the general one), with and without
+/// ReLU.
 pub fn check_requant_row<K: DotKernel>(rng: &mut Rng) -> Result<(), Mismatch> {
     let n = rng.range(0, ROW_BLOCK as i32) as usize;
     let mut acc = [0i32; ROW_BLOCK];
-    let mut mults = [0f32; ROW_BLOCK];
-    let uniform = rng.next_u32() & 1 == 1;
-    let m0 = rng.f32(1e-5, 0.05);
-    for (a, m) in acc.iter_mut().zip(mults.iter_mut()) {
-        *a = (rng.next_u32() as i32) >> rng.range(8, 20);
-        *m = if uniform { m0 } else { rng.f32(1e-5, 0.05) };
+    let mut m = [0u16; ROW_BLOCK];
+    let shift = if rng.next_u32() & 1 == 1 {
+        rng.range(17, 32)
+    } else {
+        rng.range(1, 47)
+    } as u8;
+    let (zp, relu) = (rng.next_u32() as i8, rng.next_u32() & 1 == 1);
+    let rq = Requant::new(shift, zp, relu);
+    let mut scaled = [0i32; ROW_BLOCK];
+    for j in 0..ROW_BLOCK {
+        acc[j] = (rng.next_u32() as i32) >> rng.range(0, 20);
+        m[j] = rng.next_u32() as u16;
+        scaled[j] = rq.scaled(m[j]);
     }
-    let rq = Requant::new(
-        uniform.then_some(m0),
-        rng.next_u32() as i8,
-        rng.next_u32() & 1 == 1,
-    );
     let mut want = [0i8; ROW_BLOCK];
     for j in 0..n {
-        want[j] = requantize(acc[j], mults[j], &rq);
+        want[j] = requantize_spec(acc[j], m[j], shift, zp, rq.lo);
     }
     let mut got = [0i8; ROW_BLOCK];
-    K::requant_row(&acc, &mults, &rq, &mut got[..n]);
+    K::requant_row(&acc, &scaled, &rq, &mut got[..n]);
     same("requant_row", &want[..n], &got[..n])
+}
+
+/// A random integer multiplier of a real value in `[lo, hi)`.
+fn random_multiplier(rng: &mut Rng, lo: f32, hi: f32) -> Multiplier {
+    crate::quant::multiplier(rng.f32(lo, hi)).unwrap_or(Multiplier {
+        m: 1,
+        shift: crate::quant::SHIFT_MIN,
+    })
 }
 
 /// The dispatched max pool against its reference, random shapes (ceil mode included).
@@ -639,7 +651,7 @@ pub fn check_avgpool(rng: &mut Rng) -> Result<(), Mismatch> {
     let (zi, zo, m) = (
         rng.next_u32() as i8,
         rng.next_u32() as i8,
-        rng.f32(0.001, 0.5),
+        random_multiplier(rng, 0.001, 0.5),
     );
     let mut x = [0i8; 12 * 12 * 8];
     let x = &mut x[..p.input.len()];
@@ -663,7 +675,7 @@ pub fn check_global_avgpool(rng: &mut Rng) -> Result<(), Mismatch> {
     let (zi, zo, m) = (
         rng.next_u32() as i8,
         rng.next_u32() as i8,
-        rng.f32(0.0001, 0.5),
+        random_multiplier(rng, 0.0001, 0.5),
     );
     let mut x = [0i8; 13 * 13 * 64];
     let x = &mut x[..d.len()];
@@ -680,18 +692,18 @@ pub fn check_global_avgpool(rng: &mut Rng) -> Result<(), Mismatch> {
 /// The bypass add against its reference.
 pub fn check_add(rng: &mut Rng) -> Result<(), Mismatch> {
     let n = rng.range(1, 299) as usize;
-    let mut q = || QuantParams {
-        scale: rng.f32(0.001, 0.2),
-        zero_point: rng.next_u32() as i8,
+    let mut q = || (rng.f32(0.001, 0.2), rng.next_u32() as i8);
+    let ((sa, za), (sb, zb), (so, zo)) = (q(), q(), q());
+    let Some(r) = crate::quant::add_multipliers(sa, sb, so) else {
+        return Ok(());
     };
-    let (qa, qb, qo) = (q(), q(), q());
     let (mut a, mut b) = ([0i8; 300], [0i8; 300]);
     for v in a[..n].iter_mut().chain(b[..n].iter_mut()) {
         *v = rng.next_u32() as i8;
     }
     let mut want = [0i8; 300];
-    add_requant_s8_ref(&a[..n], qa, &b[..n], qb, qo, &mut want[..n]);
-    add_requant_s8(&mut a[..n], qa, &b[..n], qb, qo);
+    add_requant_s8_ref(&a[..n], za, &b[..n], zb, &r, zo, &mut want[..n]);
+    add_requant_s8(&mut a[..n], za, &b[..n], zb, &r, zo);
     same("add_requant_s8", &want[..n], &a[..n])
 }
 

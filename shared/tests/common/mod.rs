@@ -8,10 +8,6 @@ use shared::kernels::{
 };
 use shared::{Model, QuantParams, SubOp};
 
-fn uniform(m: &[u8]) -> bool {
-    m.chunks(4).all(|c| c == &m[0..4])
-}
-
 fn conv_out(c: &ConvDesc<'_>, i: Dims) -> Dims {
     Dims {
         h: ((i.h as usize + c.pad[0] as usize + c.pad[2] as usize - c.kernel[0] as usize)
@@ -49,8 +45,9 @@ pub fn ref_conv(
     let q = ConvQuant {
         in_zp: iq.zero_point,
         bias: c.bias,
+        bias_shift: c.bias_shift,
         multipliers: c.multipliers,
-        uniform: uniform(c.multipliers),
+        shift: c.shift,
         out_zp: c.out_quant.zero_point,
         relu: c.relu,
     };
@@ -125,16 +122,22 @@ pub fn ref_run(model: &Model<'_>, input: &[i8]) -> Vec<(u16, SubOp, Vec<i8>)> {
                 let cq = f.expand1.out_quant;
                 match &f.bypass {
                     Bypass::None => {}
-                    Bypass::Simple { out_quant } => {
+                    Bypass::Simple { add, out_quant } => {
                         let a = out.clone();
-                        add_requant_s8_ref(&a, cq, &x, iq, *out_quant, &mut out);
+                        let (za, zb, zo) = (cq.zero_point, iq.zero_point, out_quant.zero_point);
+                        add_requant_s8_ref(&a, za, &x, zb, add, zo, &mut out);
                     }
-                    Bypass::Complex { conv, out_quant } => {
+                    Bypass::Complex {
+                        conv,
+                        add,
+                        out_quant,
+                    } => {
                         let mut b = vec![0i8; o.len()];
                         ref_conv(conv, i, iq, &x, &mut b, conv.out_channels as usize, 0);
                         seen.push((info.index, SubOp::BypassConv, b.clone()));
                         let a = out.clone();
-                        add_requant_s8_ref(&a, cq, &b, conv.out_quant, *out_quant, &mut out);
+                        let (za, zb) = (cq.zero_point, conv.out_quant.zero_point);
+                        add_requant_s8_ref(&a, za, &b, zb, add, out_quant.zero_point, &mut out);
                     }
                 }
             }

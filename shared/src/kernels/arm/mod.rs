@@ -224,95 +224,40 @@ impl DotKernel for ArmDot {
     }
 
     #[inline]
-    fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
+    fn requant_row(acc: &[i32], scaled: &[i32], rq: &Requant, out: &mut [i8]) {
         let n = out.len();
-        if rq.fixed.is_some() || n == 0 {
-            return requant_row(acc, mults, rq, out);
+        if !rq.high_word() || n == 0 {
+            return requant_row(acc, scaled, rq, out);
         }
-        let (acc, mults) = (&acc[..n], &mults[..n]);
-        if n % 2 == 1 {
-            requant_row(&acc[n - 1..], &mults[n - 1..], rq, &mut out[n - 1..]);
-            if n == 1 {
-                return;
-            }
-        }
-        let n = n / 2;
-        if rq.lo == -128 {
-            // SAFETY: reads `n` words of `acc` and `mults`, writes `n` bytes of `out` (bounds
-            // checked above), two per iteration. s12..s15 are declared clobbers. This is
-            // `requantize_f32_path` with `lo = -128`: VCVTR rounds to nearest-even (FPSCR reset
-            // mode) and saturates, SSAT clamps to [-128, 127].
-            unsafe {
-                core::arch::asm!(
-                    "2:",
-                    "vldmia {a}!, {{s12, s13}}",
-                    "vcvt.f32.s32 s12, s12",
-                    "vcvt.f32.s32 s13, s13",
-                    "vldmia {m}!, {{s14, s15}}",
-                    "vmul.f32 s12, s12, s14",
-                    "vmul.f32 s13, s13, s15",
-                    "vcvtr.s32.f32 s12, s12",
-                    "vcvtr.s32.f32 s13, s13",
-                    "vmov {t}, {u}, s12, s13",
-                    "add {t}, {zp}",
-                    "add {u}, {zp}",
-                    "ssat {t}, #8, {t}",
-                    "ssat {u}, #8, {u}",
-                    "strb {u}, [{o}, #1]",
-                    "strb {t}, [{o}], #2",
-                    "subs {n}, #1",
-                    "bne 2b",
-                    a = inout(reg) acc.as_ptr() => _,
-                    m = inout(reg) mults.as_ptr() => _,
-                    o = inout(reg) out.as_mut_ptr() => _,
-                    n = inout(reg) n => _,
-                    zp = in(reg) rq.zero_point,
-                    t = out(reg) _,
-                    u = out(reg) _,
-                    out("s12") _, out("s13") _, out("s14") _, out("s15") _,
-                    options(nostack),
-                );
-            }
-        } else {
-            // SAFETY: as above, plus the ReLU lower bound `lo`.
-            unsafe {
-                core::arch::asm!(
-                    "2:",
-                    "vldmia {a}!, {{s12, s13}}",
-                    "vcvt.f32.s32 s12, s12",
-                    "vcvt.f32.s32 s13, s13",
-                    "vldmia {m}!, {{s14, s15}}",
-                    "vmul.f32 s12, s12, s14",
-                    "vmul.f32 s13, s13, s15",
-                    "vcvtr.s32.f32 s12, s12",
-                    "vcvtr.s32.f32 s13, s13",
-                    "vmov {t}, {u}, s12, s13",
-                    "add {t}, {zp}",
-                    "add {u}, {zp}",
-                    "ssat {t}, #8, {t}",
-                    "ssat {u}, #8, {u}",
-                    "cmp {t}, {lo}",
-                    "it lt",
-                    "movlt {t}, {lo}",
-                    "cmp {u}, {lo}",
-                    "it lt",
-                    "movlt {u}, {lo}",
-                    "strb {u}, [{o}, #1]",
-                    "strb {t}, [{o}], #2",
-                    "subs {n}, #1",
-                    "bne 2b",
-                    a = inout(reg) acc.as_ptr() => _,
-                    m = inout(reg) mults.as_ptr() => _,
-                    o = inout(reg) out.as_mut_ptr() => _,
-                    n = inout(reg) n => _,
-                    zp = in(reg) rq.zero_point,
-                    lo = in(reg) rq.lo,
-                    t = out(reg) _,
-                    u = out(reg) _,
-                    out("s12") _, out("s13") _, out("s14") _, out("s15") _,
-                    options(nostack),
-                );
-            }
+        let (acc, scaled) = (&acc[..n], &scaled[..n]);
+        // SAFETY: reads `n` words of `acc` and `scaled`, writes `n` bytes of `out` (bounds
+        // checked above), one per iteration. With `total == 32`, `SMMULR` is exactly
+        // `quant::requantize`'s `(acc * scaled + 2^31) >> 32`; then `+ zp`, `SSAT #8` and the
+        // lower bound `lo` (-128 without ReLU, where it never binds).
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {t}, [{a}], #4",
+                "ldr {u}, [{m}], #4",
+                "smmulr {t}, {t}, {u}",
+                "add {t}, {zp}",
+                "ssat {t}, #8, {t}",
+                "cmp {t}, {lo}",
+                "it lt",
+                "movlt {t}, {lo}",
+                "strb {t}, [{o}], #1",
+                "subs {n}, #1",
+                "bne 2b",
+                a = inout(reg) acc.as_ptr() => _,
+                m = inout(reg) scaled.as_ptr() => _,
+                o = inout(reg) out.as_mut_ptr() => _,
+                n = inout(reg) n => _,
+                zp = in(reg) rq.zero_point,
+                lo = in(reg) rq.lo,
+                t = out(reg) _,
+                u = out(reg) _,
+                options(nostack),
+            );
         }
     }
 

@@ -1,20 +1,21 @@
 //! The 1-channel 3x3 convolution on the DSP ([`conv_3x3_c1_s8`], the stem): dense records, or
 //! the zero-skipping stream walked by the generated `stem_sparse.s`.
 
-use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::cost::sparse_stem_applies;
 use crate::kernels::params::{ConvParams, ConvQuant, as_i8};
 use crate::quant::Requant;
 use crate::weights::RowDecoder;
 
-/// Words per channel of a [`conv_3x3_c1_s8`] record group: bias, 5 packed weight pairs, f32
+/// Words per channel of a [`conv_3x3_c1_s8`] record group: bias, 5 packed weight pairs, scaled
 /// multiplier (a group: the channels' first 6 words one after the other, then the multipliers).
 const STEM_CHANNEL_WORDS: usize = 7;
 
 /// One 4-channel step of the 1-channel stem: the pixel's 5 packed tap pairs stay in r1..r5;
 /// per channel one `LDM` of (bias, 5 weight pairs) and 5 `SMLAD` (the bias is the first
-/// accumulator), the 4 sums go to s0..s3, then the 4 multipliers (`VLDMIA`), `VCVT`, `VMUL`,
-/// `VCVTR` (round to nearest even, FPSCR reset mode), `+ zp`, `SSAT #8`, `$relu`, 4 `STRB`.
+/// accumulator), the 4 sums wait in s0..s3 and the 4 scaled multipliers in s4..s7 (the FPU
+/// registers only hold words: no float arithmetic), then per output `SMMULR` (exactly
+/// `quant::requantize`'s `(acc * scaled + 2^31) >> 32` for `Requant::high_word` layers), `+ zp`,
+/// `SSAT #8`, `$relu`, `STRB`.
 macro_rules! stem_asm {
     ($rec:expr, $end:expr, $acts:expr, $zp:expr, $out:expr, $relu:expr) => {
         core::arch::asm!(
@@ -49,20 +50,14 @@ macro_rules! stem_asm {
             "smlad r6, r5, r11, r6",
             "vmov s3, r6",
             "vldmia r0!, {{s4-s7}}",
-            "vcvt.f32.s32 s0, s0",
-            "vcvt.f32.s32 s1, s1",
-            "vcvt.f32.s32 s2, s2",
-            "vcvt.f32.s32 s3, s3",
-            "vmul.f32 s0, s0, s4",
-            "vmul.f32 s1, s1, s5",
-            "vmul.f32 s2, s2, s6",
-            "vmul.f32 s3, s3, s7",
-            "vcvtr.s32.f32 s0, s0",
-            "vcvtr.s32.f32 s1, s1",
-            "vcvtr.s32.f32 s2, s2",
-            "vcvtr.s32.f32 s3, s3",
             "vmov r6, r7, s0, s1",
             "vmov r8, r9, s2, s3",
+            "vmov r10, r11, s4, s5",
+            "smmulr r6, r6, r10",
+            "smmulr r7, r7, r11",
+            "vmov r10, r11, s6, s7",
+            "smmulr r8, r8, r10",
+            "smmulr r9, r9, r11",
             "add r6, r6, r12",
             "add r7, r7, r12",
             "add r8, r8, r12",
@@ -161,32 +156,14 @@ macro_rules! stem8_asm {
             "smlad r6, r5, r11, r6",
             "vmov s7, r6",
             "vldmia r0!, {{s8-s15}}",
-            "vcvt.f32.s32 s0, s0",
-            "vcvt.f32.s32 s1, s1",
-            "vcvt.f32.s32 s2, s2",
-            "vcvt.f32.s32 s3, s3",
-            "vcvt.f32.s32 s4, s4",
-            "vcvt.f32.s32 s5, s5",
-            "vcvt.f32.s32 s6, s6",
-            "vcvt.f32.s32 s7, s7",
-            "vmul.f32 s0, s0, s8",
-            "vmul.f32 s1, s1, s9",
-            "vmul.f32 s2, s2, s10",
-            "vmul.f32 s3, s3, s11",
-            "vmul.f32 s4, s4, s12",
-            "vmul.f32 s5, s5, s13",
-            "vmul.f32 s6, s6, s14",
-            "vmul.f32 s7, s7, s15",
-            "vcvtr.s32.f32 s0, s0",
-            "vcvtr.s32.f32 s1, s1",
-            "vcvtr.s32.f32 s2, s2",
-            "vcvtr.s32.f32 s3, s3",
-            "vcvtr.s32.f32 s4, s4",
-            "vcvtr.s32.f32 s5, s5",
-            "vcvtr.s32.f32 s6, s6",
-            "vcvtr.s32.f32 s7, s7",
             "vmov r6, r7, s0, s1",
             "vmov r8, r9, s2, s3",
+            "vmov r10, r11, s8, s9",
+            "smmulr r6, r6, r10",
+            "smmulr r7, r7, r11",
+            "vmov r10, r11, s10, s11",
+            "smmulr r8, r8, r10",
+            "smmulr r9, r9, r11",
             "add r6, r6, r12",
             "add r7, r7, r12",
             "add r8, r8, r12",
@@ -202,6 +179,12 @@ macro_rules! stem8_asm {
             "strb r9, [lr, #3]",
             "vmov r6, r7, s4, s5",
             "vmov r8, r9, s6, s7",
+            "vmov r10, r11, s12, s13",
+            "smmulr r6, r6, r10",
+            "smmulr r7, r7, r11",
+            "vmov r10, r11, s14, s15",
+            "smmulr r8, r8, r10",
+            "smmulr r9, r9, r11",
             "add r6, r6, r12",
             "add r7, r7, r12",
             "add r8, r8, r12",
@@ -263,8 +246,8 @@ macro_rules! RELU4 {
 /// (`(x - zp)` as i16, the 10th tap 0), so each output costs 5 `SMLAD` and its share of one
 /// requantisation sequence (see `stem_asm!`). Per-channel records (bias, packed weight pairs,
 /// multiplier) fill the scratch; when not all channels fit, the pixels are walked once per
-/// block of channels. Returns `false` (nothing written) unless `cout % 4 == 0`, the layer takes
-/// the f32 requantisation path and the scratch holds at least one 4-channel group; the caller
+/// block of channels. Returns `false` (nothing written) unless `cout % 4 == 0`, the layer's shift
+/// is in `17..=32` (`Requant::high_word`, one `SMMULR`) and the scratch holds at least one 4-channel group; the caller
 /// then runs the packed driver. `reuse`: the previous call was this layer's previous row strip
 /// on the same scratch (see `kernels::conv_s8_next_strip`), so records that all fitted at once
 /// are still there and are not built again. Sparse rows under about 55 % density take the
@@ -286,7 +269,7 @@ pub unsafe fn conv_3x3_c1_s8(
 ) -> bool {
     let cout = p.output.c as usize;
     let rq = q.requant();
-    if !cout.is_multiple_of(4) || rq.fixed.is_some() {
+    if !cout.is_multiple_of(4) || !rq.high_word() {
         return false;
     }
     let skip = scratch.as_ptr().align_offset(4).min(3);
@@ -527,7 +510,7 @@ fn stem_sparse_records(
         for j in (0..8).rev() {
             let c = 8 * g + j;
             let pairs = stem_weight_pairs::<true>(w, c);
-            rec[n] = le_i32_at(q.bias, c) as u32;
+            rec[n] = q.bias_at(c) as u32;
             n += 1;
             let mut mask = 0;
             for (i, &x) in pairs.iter().enumerate() {
@@ -542,8 +525,9 @@ fn stem_sparse_records(
             n += 1;
         }
         rec[next] = requant;
+        let rq = q.requant();
         for j in 0..8 {
-            rec[n + j] = le_f32_at(q.multipliers, 8 * g + j).to_bits();
+            rec[n + j] = q.scaled_at(&rq, 8 * g + j) as u32;
         }
         next = n + 8;
         n += 9;
@@ -556,13 +540,14 @@ fn stem_sparse_records(
 /// allocation of the pixel loop (+7 instructions a pixel).
 #[inline(never)]
 fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usize, g0: usize) {
+    let rq = q.requant();
     for (g, r) in rec.chunks_exact_mut(gs * STEM_CHANNEL_WORDS).enumerate() {
         for j in 0..gs {
             let c = gs * (g0 + g) + j;
             let t = &mut r[6 * j..6 * j + 6];
-            t[0] = le_i32_at(q.bias, c) as u32;
+            t[0] = q.bias_at(c) as u32;
             t[1..].copy_from_slice(&stem_weight_pairs::<false>(w, c));
-            r[6 * gs + j] = le_f32_at(q.multipliers, c).to_bits();
+            r[6 * gs + j] = q.scaled_at(&rq, c) as u32;
         }
     }
 }

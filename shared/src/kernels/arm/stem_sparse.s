@@ -9,12 +9,11 @@
 @ whose nonzero pairs form mask m runs sequence m: one LDM of its bias and its nonzero
 @ weight pairs, one SMLAD per pair, its sum pushed on the stack. After 8 channels
 @ (stored last to first) the requantisation step pops the 8 sums and writes 8 bytes
-@ exactly as the dense stem does (VCVT, VMUL by the f32 multiplier, VCVTR, + zp, SSAT,
-@ optional max with zp).
+@ exactly as the dense stem does (SMMULR by the scaled multiplier, + zp, SSAT,
+@ optional max with zp): integer only.
 
     .syntax unified
     .thumb
-    .fpu fpv4-sp-d16
     .section .text.sqz_stem_sparse_pixel,"ax",%progbits
     .p2align 2
     .global sqz_stem_sparse_pixel
@@ -237,34 +236,13 @@ sqz_stem_sparse_pixel:
     push {r6}
     ldr pc, [r0], #4
 .Lsqz_stem_rq:
-    vpop {s0-s7}
-    vldmia r0!, {s8-s15}
-    vcvt.f32.s32 s0, s0
-    vcvt.f32.s32 s1, s1
-    vcvt.f32.s32 s2, s2
-    vcvt.f32.s32 s3, s3
-    vcvt.f32.s32 s4, s4
-    vcvt.f32.s32 s5, s5
-    vcvt.f32.s32 s6, s6
-    vcvt.f32.s32 s7, s7
-    vmul.f32 s0, s0, s8
-    vmul.f32 s1, s1, s9
-    vmul.f32 s2, s2, s10
-    vmul.f32 s3, s3, s11
-    vmul.f32 s4, s4, s12
-    vmul.f32 s5, s5, s13
-    vmul.f32 s6, s6, s14
-    vmul.f32 s7, s7, s15
-    vcvtr.s32.f32 s0, s0
-    vcvtr.s32.f32 s1, s1
-    vcvtr.s32.f32 s2, s2
-    vcvtr.s32.f32 s3, s3
-    vcvtr.s32.f32 s4, s4
-    vcvtr.s32.f32 s5, s5
-    vcvtr.s32.f32 s6, s6
-    vcvtr.s32.f32 s7, s7
-    vmov r6, r7, s0, s1
-    vmov r8, r9, s2, s3
+    pop {r6-r9}
+    ldm r0!, {r10, r11}
+    smmulr r6, r6, r10
+    smmulr r7, r7, r11
+    ldm r0!, {r10, r11}
+    smmulr r8, r8, r10
+    smmulr r9, r9, r11
     add r6, r6, r12
     add r7, r7, r12
     add r8, r8, r12
@@ -277,8 +255,13 @@ sqz_stem_sparse_pixel:
     strb r7, [lr, #1]
     strb r8, [lr, #2]
     strb r9, [lr, #3]
-    vmov r6, r7, s4, s5
-    vmov r8, r9, s6, s7
+    pop {r6-r9}
+    ldm r0!, {r10, r11}
+    smmulr r6, r6, r10
+    smmulr r7, r7, r11
+    ldm r0!, {r10, r11}
+    smmulr r8, r8, r10
+    smmulr r9, r9, r11
     add r6, r6, r12
     add r7, r7, r12
     add r8, r8, r12
@@ -294,34 +277,13 @@ sqz_stem_sparse_pixel:
     add lr, lr, #8
     ldr pc, [r0], #4
 .Lsqz_stem_rq_relu:
-    vpop {s0-s7}
-    vldmia r0!, {s8-s15}
-    vcvt.f32.s32 s0, s0
-    vcvt.f32.s32 s1, s1
-    vcvt.f32.s32 s2, s2
-    vcvt.f32.s32 s3, s3
-    vcvt.f32.s32 s4, s4
-    vcvt.f32.s32 s5, s5
-    vcvt.f32.s32 s6, s6
-    vcvt.f32.s32 s7, s7
-    vmul.f32 s0, s0, s8
-    vmul.f32 s1, s1, s9
-    vmul.f32 s2, s2, s10
-    vmul.f32 s3, s3, s11
-    vmul.f32 s4, s4, s12
-    vmul.f32 s5, s5, s13
-    vmul.f32 s6, s6, s14
-    vmul.f32 s7, s7, s15
-    vcvtr.s32.f32 s0, s0
-    vcvtr.s32.f32 s1, s1
-    vcvtr.s32.f32 s2, s2
-    vcvtr.s32.f32 s3, s3
-    vcvtr.s32.f32 s4, s4
-    vcvtr.s32.f32 s5, s5
-    vcvtr.s32.f32 s6, s6
-    vcvtr.s32.f32 s7, s7
-    vmov r6, r7, s0, s1
-    vmov r8, r9, s2, s3
+    pop {r6-r9}
+    ldm r0!, {r10, r11}
+    smmulr r6, r6, r10
+    smmulr r7, r7, r11
+    ldm r0!, {r10, r11}
+    smmulr r8, r8, r10
+    smmulr r9, r9, r11
     add r6, r6, r12
     add r7, r7, r12
     add r8, r8, r12
@@ -346,8 +308,13 @@ sqz_stem_sparse_pixel:
     strb r7, [lr, #1]
     strb r8, [lr, #2]
     strb r9, [lr, #3]
-    vmov r6, r7, s4, s5
-    vmov r8, r9, s6, s7
+    pop {r6-r9}
+    ldm r0!, {r10, r11}
+    smmulr r6, r6, r10
+    smmulr r7, r7, r11
+    ldm r0!, {r10, r11}
+    smmulr r8, r8, r10
+    smmulr r9, r9, r11
     add r6, r6, r12
     add r7, r7, r12
     add r8, r8, r12

@@ -13,11 +13,16 @@ use std::vec::Vec;
 /// (`kernels::arm::stem::STEM_SEQ_*` index it).
 const SEQ_LEN: usize = 35;
 
-/// One 4-output half of the requantisation: sums `s{a}..s{a+3}` to bytes `{a}..{a+3}` of the
-/// output pixel.
+/// One 4-output half of the requantisation: the next 4 sums popped into r6..r9 (first channel
+/// first), each times its scaled multiplier from the stream (`SMMULR`: `quant::requantize` of a
+/// `Requant::high_word` layer), to bytes `{a}..{a+3}` of the output pixel.
 fn requant_half(t: &mut String, a: usize, relu: bool) {
-    let _ = writeln!(t, "    vmov r6, r7, s{}, s{}", a, a + 1);
-    let _ = writeln!(t, "    vmov r8, r9, s{}, s{}", a + 2, a + 3);
+    t.push_str("    pop {r6-r9}\n");
+    for (x, y) in [(6, 7), (8, 9)] {
+        t.push_str("    ldm r0!, {r10, r11}\n");
+        let _ = writeln!(t, "    smmulr r{x}, r{x}, r10");
+        let _ = writeln!(t, "    smmulr r{y}, r{y}, r11");
+    }
     for r in 6..10 {
         let _ = writeln!(t, "    add r{r}, r{r}, r12");
     }
@@ -52,12 +57,11 @@ pub fn text() -> String {
          @ whose nonzero pairs form mask m runs sequence m: one LDM of its bias and its nonzero\n\
          @ weight pairs, one SMLAD per pair, its sum pushed on the stack. After 8 channels\n\
          @ (stored last to first) the requantisation step pops the 8 sums and writes 8 bytes\n\
-         @ exactly as the dense stem does (VCVT, VMUL by the f32 multiplier, VCVTR, + zp, SSAT,\n\
-         @ optional max with zp).\n\
+         @ exactly as the dense stem does (SMMULR by the scaled multiplier, + zp, SSAT,\n\
+         @ optional max with zp): integer only.\n\
          \n\
          \x20   .syntax unified\n\
          \x20   .thumb\n\
-         \x20   .fpu fpv4-sp-d16\n\
          \x20   .section .text.sqz_stem_sparse_pixel,\"ax\",%progbits\n\
          \x20   .p2align 2\n\
          \x20   .global sqz_stem_sparse_pixel\n\
@@ -88,16 +92,6 @@ pub fn text() -> String {
     }
     for relu in [false, true] {
         let _ = writeln!(t, ".Lsqz_stem_rq{}:", if relu { "_relu" } else { "" });
-        t.push_str("    vpop {s0-s7}\n    vldmia r0!, {s8-s15}\n");
-        for i in 0..8 {
-            let _ = writeln!(t, "    vcvt.f32.s32 s{i}, s{i}");
-        }
-        for i in 0..8 {
-            let _ = writeln!(t, "    vmul.f32 s{i}, s{i}, s{}", 8 + i);
-        }
-        for i in 0..8 {
-            let _ = writeln!(t, "    vcvtr.s32.f32 s{i}, s{i}");
-        }
         requant_half(&mut t, 0, relu);
         requant_half(&mut t, 4, relu);
         t.push_str("    add lr, lr, #8\n    ldr pc, [r0], #4\n");

@@ -64,9 +64,9 @@ pub trait DotKernel {
     /// [`DotKernel::pack_acts`] in slot 0 and `row` holds raw int8 weights (`row.len() >= k`).
     fn dot_row(acts: &[u32], row: &[i8], k: usize) -> i32;
 
-    /// `out[j] = quant::requantize(acc[j], mults[j], rq)` for `j < out.len()` (`acc` and
-    /// `mults` at least as long).
-    fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]);
+    /// `out[j] = quant::requantize(acc[j], scaled[j], rq)` for `j < out.len()` (`acc` and
+    /// `scaled` at least as long).
+    fn requant_row(acc: &[i32], scaled: &[i32], rq: &Requant, out: &mut [i8]);
 
     /// Packs `row[..k] - zp` (in `-255..=255`; padding values 0) into slot `slot` (0 or 1) of
     /// a packed pair `dst` (`4 * kq` words). Weights pack with `zp = 0`; activations with the

@@ -1,6 +1,5 @@
 //! The packed 2x2 driver ([`conv_packed_s8`]), for any geometry.
 
-use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::frame::{DotKernel, nibble_pair_table};
 use crate::kernels::params::{
     ConvParams, ConvQuant, ROW_BLOCK, as_i8, fitting_block, scratch_tail, take_words,
@@ -66,8 +65,8 @@ pub fn conv_packed_s8<K: DotKernel>(
                     &row[..k]
                 }
             };
-            let acc = le_i32_at(q.bias, oc).wrapping_add(K::dot_row(acts, r, k));
-            out[p.out_channel_offset + oc] = requantize(acc, le_f32_at(q.multipliers, oc), &rq);
+            let acc = q.bias_at(oc).wrapping_add(K::dot_row(acts, r, k));
+            out[p.out_channel_offset + oc] = requantize(acc, q.scaled_at(&rq, oc), &rq);
         }
         return;
     }
@@ -77,7 +76,7 @@ pub fn conv_packed_s8<K: DotKernel>(
     let mut ob = 0;
     while ob < cout {
         let n = nb.min(cout - ob);
-        let mut mults = [0f32; ROW_BLOCK];
+        let mut mults = [0i32; ROW_BLOCK];
         let mut beff = [0i32; ROW_BLOCK];
         for j in 0..n.next_multiple_of(2) {
             let pair = &mut wpk[(j / 2) * 4 * kq..(j / 2 + 1) * 4 * kq];
@@ -97,8 +96,8 @@ pub fn conv_packed_s8<K: DotKernel>(
                     K::pack_acts(&row[..k], k, j % 2, 0, pair);
                 }
             }
-            beff[j] = le_i32_at(q.bias, ob + j);
-            mults[j] = le_f32_at(q.multipliers, ob + j);
+            beff[j] = q.bias_at(ob + j);
+            mults[j] = q.scaled_at(&rq, ob + j);
         }
         if all && ob == 0 {
             for pp in 0..np {

@@ -1,7 +1,6 @@
 //! The zero-skipping driver for sparse weights ([`conv_sparse_s8`]).
 
 use super::packed::im2col;
-use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::cost::sparse_layout;
 use crate::kernels::frame::{DotKernel, SparseBlock, sparse_entry, zp_pair};
 use crate::kernels::params::{ConvParams, ConvQuant, ROW_BLOCK, SPARSE_GROUP, take_words};
@@ -41,7 +40,7 @@ pub fn conv_sparse_s8<K: DotKernel>(
     while ob < cout {
         // (entry count, effective bias) per channel.
         let mut heads = [0u32; 2 * ROW_BLOCK];
-        let mut mults = [0f32; ROW_BLOCK];
+        let mut mults = [0i32; ROW_BLOCK];
         let (mut n, mut used) = (0usize, 0usize);
         while ob + n < cout && n < ROW_BLOCK {
             let r = ob + n;
@@ -83,8 +82,9 @@ pub fn conv_sparse_s8<K: DotKernel>(
             // Pixels are packed raw: sum((x - zp) * w) = sum(x * w) - zp * sum(w), padded taps
             // (x = zp) included; exact in wrapping i32 arithmetic.
             heads[2 * n + 1] =
-                le_i32_at(q.bias, r).wrapping_sub((q.in_zp as i32).wrapping_mul(wsum)) as u32;
-            mults[n] = le_f32_at(q.multipliers, r);
+                q.bias_at(r)
+                    .wrapping_sub((q.in_zp as i32).wrapping_mul(wsum)) as u32;
+            mults[n] = q.scaled_at(&rq, r);
             n += 1;
         }
         let Some(block) = SparseBlock::new(&ents[..used], &heads[..2 * n]) else {

@@ -21,7 +21,6 @@
 //!
 //! The micro-kernels: plain Rust in `generic::wide`, SSE2 and AVX2 in `x86::wide`.
 
-use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::generic::wide::nibbles_scalar;
 #[cfg(not(target_arch = "x86_64"))]
 use crate::kernels::generic::wide::{micro_portable, outer_portable};
@@ -134,7 +133,7 @@ fn conv_wide_body<const AVX: bool>(
     let ow = p.output.w as usize;
     let mut acc = [[0i32; ROW_BLOCK]; 2];
     let mut bias = [0i32; ROW_BLOCK];
-    let mut mults = [0f32; ROW_BLOCK];
+    let mut mults = [0i32; ROW_BLOCK];
     if k <= OUTER_MAX_K && nb >= 8 {
         outer::<AVX>(p, q, input, w, out, a0, wts, nb & !7, row);
         return true;
@@ -150,8 +149,8 @@ fn conv_wide_body<const AVX: bool>(
                 continue;
             }
             decode::<AVX>(w, ob + j, k, row, dst);
-            bias[j] = le_i32_at(q.bias, ob + j);
-            mults[j] = le_f32_at(q.multipliers, ob + j);
+            bias[j] = q.bias_at(ob + j);
+            mults[j] = q.scaled_at(&rq, ob + j);
         }
         let wb = &wts[..n4 * kp];
         let mut px = 0;
@@ -214,7 +213,7 @@ fn outer<const AVX: bool>(
     let direct = p.kernel == [1, 1] && p.stride == [1, 1] && p.pad == [0; 4];
     let mut acc = [0i32; ROW_BLOCK];
     let mut bias = [0i32; ROW_BLOCK];
-    let mut mults = [0f32; ROW_BLOCK];
+    let mut mults = [0i32; ROW_BLOCK];
     let wt = &mut wts[..2 * th * nb];
     let mut ob = 0;
     while ob < cout {
@@ -223,8 +222,8 @@ fn outer<const AVX: bool>(
             // Decode into the pixel row (free until the pixel loop), then scatter the pairs.
             if j < n {
                 decode::<AVX>(w, ob + j, k, row, a);
-                bias[j] = le_i32_at(q.bias, ob + j);
-                mults[j] = le_f32_at(q.multipliers, ob + j);
+                bias[j] = q.bias_at(ob + j);
+                mults[j] = q.scaled_at(&rq, ob + j);
             } else {
                 a.fill(0);
                 bias[j] = 0;

@@ -1,6 +1,5 @@
 //! The convolution's reference twin, [`conv_ref_s8`]: direct loops over dense weights.
 
-use crate::bytes::{le_f32_at, le_i32_at};
 use crate::kernels::params::{ConvParams, ConvQuant};
 use crate::quant::requantize;
 
@@ -19,7 +18,7 @@ pub fn conv_ref_s8(
     for oy in 0..p.output.h as usize {
         for ox in 0..p.output.w as usize {
             for oc in 0..p.output.c as usize {
-                let mut acc = le_i32_at(q.bias, oc);
+                let mut acc = q.bias_at(oc);
                 for dy in 0..kh {
                     for dx in 0..kw {
                         let y = (oy * p.stride[0] as usize + dy) as isize - p.pad[0] as isize;
@@ -37,7 +36,8 @@ pub fn conv_ref_s8(
                 let o = (oy * p.output.w as usize + ox) * p.out_channel_stride
                     + p.out_channel_offset
                     + oc;
-                out[o] = requantize(acc, le_f32_at(q.multipliers, oc), &q.requant());
+                let rq = q.requant();
+                out[o] = requantize(acc, q.scaled_at(&rq, oc), &rq);
             }
         }
     }

@@ -29,8 +29,8 @@ macro_rules! portable_methods {
         }
 
         #[inline]
-        fn requant_row(acc: &[i32], mults: &[f32], rq: &Requant, out: &mut [i8]) {
-            requant_row(acc, mults, rq, out)
+        fn requant_row(acc: &[i32], scaled: &[i32], rq: &Requant, out: &mut [i8]) {
+            requant_row(acc, scaled, rq, out)
         }
 
         #[inline]

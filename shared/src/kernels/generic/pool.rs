@@ -3,7 +3,7 @@
 
 use crate::dims::Dims;
 use crate::kernels::params::{PoolParams, window};
-use crate::quant::{Requant, requantize};
+use crate::quant::{Multiplier, Requant, requantize};
 
 /// Max pool; padded taps are ignored (every window holds at least one valid tap, checked by the
 /// model). Output quantisation equals the input's. Input `p.input`, output `p.output`, NHWC.
@@ -53,12 +53,19 @@ pub fn maxpool_s8_ref(p: &PoolParams, input: &[i8], out: &mut [i8]) {
 }
 
 /// Average pool (count_include_pad): `acc = sum over valid taps of (x - in_zp)`, requantised
-/// with the uniform multiplier (tract's fixed-point path, since the pool is exported as a
-/// depthwise `QLinearConv` of ones with one weight scale).
-pub fn avgpool_s8(p: &PoolParams, in_zp: i8, mult: f32, out_zp: i8, input: &[i8], out: &mut [i8]) {
+/// with the layer's integer multiplier.
+pub fn avgpool_s8(
+    p: &PoolParams,
+    in_zp: i8,
+    mult: Multiplier,
+    out_zp: i8,
+    input: &[i8],
+    out: &mut [i8],
+) {
     let c = p.input.c as usize;
     let iw = p.input.w as usize;
-    let rq = Requant::new(Some(mult), out_zp, false);
+    let rq = Requant::new(mult.shift, out_zp, false);
+    let scaled = rq.scaled(mult.m);
     for oy in 0..p.output.h as usize {
         let (ya, yb) = window(oy, p.stride[0], p.pad[0], p.kernel[0], p.input.h);
         for ox in 0..p.output.w as usize {
@@ -72,7 +79,7 @@ pub fn avgpool_s8(p: &PoolParams, in_zp: i8, mult: f32, out_zp: i8, input: &[i8]
                         acc += input[(y * iw + x) * c + ch] as i32;
                     }
                 }
-                *d = requantize(acc - n * in_zp as i32, mult, &rq);
+                *d = requantize(acc - n * in_zp as i32, scaled, &rq);
             }
         }
     }
@@ -82,13 +89,14 @@ pub fn avgpool_s8(p: &PoolParams, in_zp: i8, mult: f32, out_zp: i8, input: &[i8]
 pub fn avgpool_s8_ref(
     p: &PoolParams,
     in_zp: i8,
-    mult: f32,
+    mult: Multiplier,
     out_zp: i8,
     input: &[i8],
     out: &mut [i8],
 ) {
     let c = p.input.c as usize;
-    let rq = Requant::new(Some(mult), out_zp, false);
+    let rq = Requant::new(mult.shift, out_zp, false);
+    let scaled = rq.scaled(mult.m);
     for oy in 0..p.output.h as usize {
         for ox in 0..p.output.w as usize {
             for ch in 0..c {
@@ -103,18 +111,26 @@ pub fn avgpool_s8_ref(
                         }
                     }
                 }
-                out[(oy * p.output.w as usize + ox) * c + ch] = requantize(acc, mult, &rq);
+                out[(oy * p.output.w as usize + ox) * c + ch] = requantize(acc, scaled, &rq);
             }
         }
     }
 }
 
 /// Global average pool `h x w x c -> 1 x 1 x c`: `acc = sum(x - in_zp)`, requantised with the
-/// uniform multiplier `pool_multiplier(in_scale, h * w, out_scale)`. `out.len() >= c`.
-pub fn global_avgpool_s8(input: Dims, in_zp: i8, mult: f32, out_zp: i8, x: &[i8], out: &mut [i8]) {
+/// integer form of `pool_multiplier(in_scale, h * w, out_scale)`. `out.len() >= c`.
+pub fn global_avgpool_s8(
+    input: Dims,
+    in_zp: i8,
+    mult: Multiplier,
+    out_zp: i8,
+    x: &[i8],
+    out: &mut [i8],
+) {
     let c = input.c as usize;
     let n = input.h as usize * input.w as usize;
-    let rq = Requant::new(Some(mult), out_zp, false);
+    let rq = Requant::new(mult.shift, out_zp, false);
+    let scaled = rq.scaled(mult.m);
     let mut acc = [0i32; 64];
     let mut c0 = 0;
     while c0 < c {
@@ -126,7 +142,7 @@ pub fn global_avgpool_s8(input: Dims, in_zp: i8, mult: f32, out_zp: i8, x: &[i8]
             }
         }
         for j in 0..m {
-            out[c0 + j] = requantize(acc[j] - n as i32 * in_zp as i32, mult, &rq);
+            out[c0 + j] = requantize(acc[j] - n as i32 * in_zp as i32, scaled, &rq);
         }
         c0 += m;
     }
@@ -136,18 +152,19 @@ pub fn global_avgpool_s8(input: Dims, in_zp: i8, mult: f32, out_zp: i8, x: &[i8]
 pub fn global_avgpool_s8_ref(
     input: Dims,
     in_zp: i8,
-    mult: f32,
+    mult: Multiplier,
     out_zp: i8,
     x: &[i8],
     out: &mut [i8],
 ) {
     let c = input.c as usize;
-    let rq = Requant::new(Some(mult), out_zp, false);
+    let rq = Requant::new(mult.shift, out_zp, false);
+    let scaled = rq.scaled(mult.m);
     for ch in 0..c {
         let mut acc = 0i32;
         for px in 0..input.h as usize * input.w as usize {
             acc += x[px * c + ch] as i32 - in_zp as i32;
         }
-        out[ch] = requantize(acc, mult, &rq);
+        out[ch] = requantize(acc, scaled, &rq);
     }
 }
