@@ -67,6 +67,9 @@ build nucleo-f411re --no-default-features --features nucleo-f411re
 # The Cortex-M3 (no FPU, no DSP): the same firmware for thumbv7m, the kernels' portable paths.
 cargo build --release --quiet --target thumbv7m-none-eabi --no-default-features --features mps2-an385
 cp target/thumbv7m-none-eabi/release/sqz-firmware "$OUT/m3.elf"
+# The same board built for ARMv6-M (Thumb-1: what a Cortex-M0/M0+ runs; the M3 runs it too).
+cargo build --release --quiet --target thumbv6m-none-eabi --no-default-features --features mps2-an385
+cp target/thumbv6m-none-eabi/release/sqz-firmware "$OUT/m0.elf"
 
 qemu() { # elf, serial -> QEMU exit status
   timeout 120 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults \
@@ -80,6 +83,13 @@ for elf in serve nucleo-f411re; do
   if "$NM" "$OUT/$elf.elf" | grep -qE '__rust_alloc|__rg_alloc|__rust_no_alloc_shim'; then fail "$elf links an allocator"; fi
 done
 echo "ok: no __rust_alloc in serve.elf or nucleo-f411re.elf"
+
+say "integer only: no soft-float routine linked into the FPU-less builds (Cortex-M3, ARMv6-M)"
+SOFT_FLOAT='__aeabi_[fd](add|sub|mul|div|cmp|rsub|2|neg)|__aeabi_[iul]+2[fd]|__aeabi_[fd]2|__(add|sub|mul|div)[sd]f3|__float|__fix|__(eq|ne|lt|le|gt|ge|un)[sd]f2'
+for elf in m3 m0; do
+  if "$NM" "$OUT/$elf.elf" | grep -E "$SOFT_FLOAT"; then fail "$elf links soft-float routines (above)"; fi
+done
+echo "ok: m3.elf (thumbv7m) and m0.elf (thumbv6m) link no __aeabi_f*/__aeabi_d* or libgcc float routine"
 
 say "smoke (QEMU): boot, validate, one inference, semihosting exit 0"
 qemu "$OUT/smoke.elf" null 2>&1 | tee "$OUT/smoke.txt"
@@ -105,6 +115,9 @@ timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/e
 
 say "Cortex-M3 (QEMU mps2-an385: no FPU, no DSP): $N_EVAL test images, logits bit-exact vs host kernels"
 timeout 900 "$TOOLS" eval "$OUT/m3.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval-m3.txt"
+
+say "ARMv6-M build on the Cortex-M3 (Thumb-1 only): $N_EVAL test images, logits bit-exact vs host kernels"
+timeout 1200 "$TOOLS" eval "$OUT/m0.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval-m0.txt"
 
 say "full-size shape: shared's SqueezeNet v1.1 28x28 (random Huffman-sparse weights, ~300 KB blob)"
 "$TOOLS" blob-v11 "$OUT/v11.blob" 3
@@ -138,7 +151,7 @@ fi
 
 say "sizes (llvm-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
 size_of() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
-for elf in serve nucleo-f411re m3; do
+for elf in serve nucleo-f411re m3 m0; do
   f=$OUT/$elf.elf
   vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)
   data=$(size_of "$f" .data); bss=$(size_of "$f" .bss); un=$(size_of "$f" .uninit)

@@ -27,6 +27,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 (cd firmware && cargo clippy --release -- -D warnings)
 (cd firmware && cargo clippy --release --no-default-features --features nucleo-f411re -- -D warnings)
 (cd firmware && cargo clippy --release --target thumbv7m-none-eabi --no-default-features --features mps2-an385 -- -D warnings)
+(cd firmware && cargo clippy --release --target thumbv6m-none-eabi --no-default-features --features mps2-an385 -- -D warnings)
 (cd firmware/tools && cargo clippy --release -- -D warnings)
 (cd shared/qemu && cargo clippy --release --bins -- -D warnings)
 

@@ -7,7 +7,7 @@
 //! its own stack (see [`crate::stack`]) and reports "stack overflow".
 
 use core::fmt::{self, Write as _};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 
 use cortex_m_rt::exception;
 use shared::protocol::{MAX_RESPONSE, MAX_TEXT, Response, cobs_max_len, encode_response};
@@ -33,7 +33,7 @@ impl fmt::Write for Cut {
 /// Sends a fault report and stops.
 fn report(args: fmt::Arguments<'_>) -> ! {
     cortex_m::interrupt::disable();
-    if FAULTED.swap(true, Ordering::Relaxed) {
+    if crate::take_once::test_and_set(&FAULTED) {
         board::stop(2);
     }
     let mut text = Cut(heapless::String::new());
@@ -55,10 +55,23 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 const CFSR_MSTKERR: u32 = 1 << 4;
 const CFSR_BSTKERR: u32 = 1 << 12;
 
+/// The configurable fault status register (ARMv7-M; ARMv6-M has none: 0, and a stack overflow
+/// is recognised by the stack pointer alone).
+fn fault_status() -> u32 {
+    #[cfg(target_has_atomic = "8")]
+    {
+        // SAFETY: read-only access to the SCB fault status register.
+        unsafe { (*cortex_m::peripheral::SCB::PTR).cfsr.read() }
+    }
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        0
+    }
+}
+
 #[exception(trampoline = false)]
 unsafe fn HardFault() -> ! {
-    // SAFETY: read-only access to the SCB fault status register.
-    let cfsr = unsafe { (*cortex_m::peripheral::SCB::PTR).cfsr.read() };
+    let cfsr = fault_status();
     let psp = cortex_m::register::psp::read() as usize;
     let (lo, hi) = stack::thread_region();
     if cfsr & (CFSR_MSTKERR | CFSR_BSTKERR) != 0 || psp < lo + 32 {

@@ -57,7 +57,8 @@ unsafe extern "C" fn switch_to_psp(top: usize, app: extern "C" fn() -> !) -> ! {
     core::arch::naked_asm!(
         "msr psp, r0",
         "mrs r2, control",
-        "orr r2, r2, #2",
+        "movs r3, #2", // Thumb-1 forms: the same code runs on ARMv6-M
+        "orrs r2, r3",
         "msr control, r2",
         "isb",
         "bx r1",

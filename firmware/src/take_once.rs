@@ -26,11 +26,29 @@ impl<T> TakeOnce<T> {
     /// The value, the first time; `None` afterwards.
     #[allow(clippy::mut_from_ref)] // handed out once, guarded by `taken`
     pub fn take(&'static self) -> Option<&'static mut T> {
-        if self.taken.swap(true, Ordering::AcqRel) {
+        if test_and_set(&self.taken) {
             None
         } else {
             // SAFETY: `taken` was false, so no other reference exists, and none will be made.
             Some(unsafe { &mut *self.value.get() })
         }
+    }
+}
+
+/// Sets `flag` and returns its old value, atomically: one `swap` where the core has
+/// read-modify-write atomics (ARMv7-M), a critical section on ARMv6-M (single core: masking
+/// interrupts is enough).
+pub fn test_and_set(flag: &AtomicBool) -> bool {
+    #[cfg(target_has_atomic = "8")]
+    {
+        flag.swap(true, Ordering::AcqRel)
+    }
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        cortex_m::interrupt::free(|_| {
+            let was = flag.load(Ordering::Acquire);
+            flag.store(true, Ordering::Release);
+            was
+        })
     }
 }

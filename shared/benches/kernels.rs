@@ -60,8 +60,9 @@ fn convs(c: &mut Criterion) {
             let q = ConvQuant {
                 in_zp: -128,
                 bias: d.bias,
+                bias_shift: d.bias_shift,
                 multipliers: d.multipliers,
-                uniform: false,
+                shift: d.shift,
                 out_zp: -128,
                 relu: true,
             };

@@ -20,6 +20,11 @@ pub(crate) fn input_quant_ok(q: &QuantParams) -> bool {
     q.scale.to_bits() == INPUT_QUANT.scale.to_bits() && q.zero_point == INPUT_QUANT.zero_point
 }
 
+/// Bit equality of two quantisations (no float compare on the device).
+fn same_quant(a: &QuantParams, b: &QuantParams) -> bool {
+    a.scale.to_bits() == b.scale.to_bits() && a.zero_point == b.zero_point
+}
+
 fn multiplier_ok(m: &Multiplier) -> bool {
     shift_ok(m.shift)
 }
@@ -180,7 +185,7 @@ pub(crate) fn step(
             {
                 return Err(Error::BadShape(idx));
             }
-            if f.expand1.out_quant != f.expand3.out_quant {
+            if !same_quant(&f.expand1.out_quant, &f.expand3.out_quant) {
                 return Err(Error::BadQuant(idx));
             }
             let c = f

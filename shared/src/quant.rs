@@ -1,12 +1,4 @@
-//! Quantisation arithmetic: the integer-only requantisation every kernel shares.
-//!
-//! Every int8 output of every layer is `q = clamp(zp + floor((acc * m + 2^(s-1)) / 2^s), lo, 127)`
-//! with an i32 accumulator `acc`, a u16 channel multiplier `m` and a layer shift `s`
-//! ([`requantize`]); the bypass add is the same with two products ([`add_requant`]). No float is
-//! touched on the inference path. Floats appear only where a blob is made (the f32 scales of
-//! training become multipliers: [`channel_multipliers`], [`multiplier`], [`add_multipliers`]).
-//! `QUANT.md` next to this file derives the arithmetic, bounds every intermediate and proves that
-//! the exported ONNX graph (which computes it in f64) gives the same integers.
+#![doc = include_str!("QUANT.md")]
 
 use serde::{Deserialize, Serialize};
 

@@ -306,11 +306,19 @@ pub fn recode(args: RecodeArgs) -> Result<()> {
         crate::compress::recode::recode(&blob, args.encoding, (0..n).map(|i| d.test.image(i)))
             .with_context(|| format!("re-encoding {}", args.blob.display()))?;
     crate::store::write_atomic(&args.out, &out)?;
+    let upgraded = crate::compress::upgrade::format_version(&blob)
+        == Some(crate::compress::upgrade::LEGACY_VERSION);
     println!(
-        "{}: {} -> {} bytes, logits identical on {n} test images",
+        "{}: {} -> {} bytes, logits identical on {n} test images{}",
         args.out.display(),
         blob.len(),
-        out.len()
+        out.len(),
+        if upgraded {
+            " (between the format-1 blob carried over to integer requantisation and the result: \
+             check the new blob with `sqz verify`)"
+        } else {
+            ""
+        }
     );
     let weights: usize = crate::compress::blob::decoded_weights(&out)?
         .iter()

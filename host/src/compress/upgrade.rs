@@ -7,6 +7,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 use shared::encode::{OwnedConv, OwnedWeights};
 use shared::format::{
     AvgPoolDesc, Bypass, ConvDesc, FireDesc, GlobalAvgPoolDesc, LayerDesc, MaxPoolDesc, ModelDesc,
@@ -18,6 +20,7 @@ use shared::quant::{AddRequant, Multiplier, add_multipliers, multiplier};
 pub const LEGACY_VERSION: u16 = 1;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ConvV1<'a> {
     out_channels: u16,
     kernel: [u8; 2],
@@ -36,6 +39,7 @@ struct ConvV1<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct AvgPoolV1 {
     kernel: [u8; 2],
     stride: [u8; 2],
@@ -45,12 +49,14 @@ struct AvgPoolV1 {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct GlobalAvgPoolV1 {
     multiplier: f32,
     out_quant: QuantParams,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 enum BypassV1<'a> {
     None,
     Simple {
@@ -64,6 +70,7 @@ enum BypassV1<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct FireV1<'a> {
     #[serde(borrow)]
     squeeze: ConvV1<'a>,
@@ -75,7 +82,9 @@ struct FireV1<'a> {
     bypass: BypassV1<'a>,
 }
 
+#[allow(clippy::large_enum_variant)] // read one at a time, never stored in bulk
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 enum LayerV1<'a> {
     Conv(#[serde(borrow)] ConvV1<'a>),
     MaxPool(MaxPoolDesc),
@@ -272,4 +281,169 @@ pub fn upgrade(blob: &[u8]) -> Result<Vec<u8>> {
         layers: &descs,
     })
     .map_err(|e| anyhow!("the upgraded model does not validate: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::format::{Dims, FORMAT_VERSION};
+    use shared::testkit::example;
+
+    fn bytes_of<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        v.iter().flat_map(|&x| f(x)).collect()
+    }
+
+    /// A conv of the current format written back in format 1: each multiplier `m / 2^s` as an
+    /// f32 (exact: 16 significant bits), each bias `b << k` as an i32.
+    fn conv_v1<'a>(c: &ConvDesc<'a>, store: &'a mut (Vec<u8>, Vec<u8>)) -> ConvV1<'a> {
+        let m: Vec<f32> = c
+            .multipliers
+            .chunks(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as f32 / (1u64 << c.shift) as f32)
+            .collect();
+        let b: Vec<i32> = c
+            .bias
+            .chunks(2)
+            .map(|b| shared::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
+            .collect();
+        *store = (
+            bytes_of(&b, i32::to_le_bytes),
+            bytes_of(&m, f32::to_le_bytes),
+        );
+        ConvV1 {
+            out_channels: c.out_channels,
+            kernel: c.kernel,
+            stride: c.stride,
+            pad: c.pad,
+            relu: c.relu,
+            weights: c.weights,
+            bias: &store.0,
+            _w_scales: &[],
+            multipliers: &store.1,
+            out_quant: c.out_quant,
+        }
+    }
+
+    #[test]
+    fn a_format_1_blob_comes_back_as_the_same_model() {
+        let blob = example::blob(3);
+        let model = shared::Model::from_bytes(&blob).unwrap();
+        // Every conv of the example in order, stored for the borrowed format-1 views.
+        let convs: Vec<ConvDesc<'_>> = model
+            .layers()
+            .flat_map(|l| match l.desc {
+                LayerDesc::Conv(c) => vec![c],
+                LayerDesc::Fire(f) => {
+                    let mut v = vec![f.squeeze, f.expand1, f.expand3];
+                    if let Bypass::Complex { conv, .. } = f.bypass {
+                        v.push(conv);
+                    }
+                    v
+                }
+                _ => vec![],
+            })
+            .collect();
+        let mut stores = vec![(Vec::new(), Vec::new()); convs.len()];
+        let v1: Vec<ConvV1<'_>> = convs
+            .iter()
+            .zip(stores.iter_mut())
+            .map(|(c, s)| conv_v1(c, s))
+            .collect();
+        let mut next = v1.into_iter();
+        let mut payload = postcard::to_allocvec(&ModelHead {
+            input: model.input_dims(),
+            input_quant: model.input_quant(),
+            num_classes: model.num_classes() as u16,
+            num_layers: model.num_layers() as u16,
+            arena_len: 0,
+        })
+        .unwrap();
+        for l in model.layers() {
+            let pool = |m: Multiplier| m.m as f32 / (1u64 << m.shift) as f32;
+            let layer = match l.desc {
+                LayerDesc::Conv(_) => LayerV1::Conv(next.next().unwrap()),
+                LayerDesc::MaxPool(m) => LayerV1::MaxPool(m),
+                LayerDesc::AvgPool(a) => LayerV1::AvgPool(AvgPoolV1 {
+                    kernel: a.kernel,
+                    stride: a.stride,
+                    pad: a.pad,
+                    multiplier: pool(a.multiplier),
+                    out_quant: a.out_quant,
+                }),
+                LayerDesc::GlobalAvgPool(g) => LayerV1::GlobalAvgPool(GlobalAvgPoolV1 {
+                    multiplier: pool(g.multiplier),
+                    out_quant: g.out_quant,
+                }),
+                LayerDesc::Fire(f) => LayerV1::Fire(FireV1 {
+                    squeeze: next.next().unwrap(),
+                    expand1: next.next().unwrap(),
+                    expand3: next.next().unwrap(),
+                    bypass: match f.bypass {
+                        Bypass::None => BypassV1::None,
+                        Bypass::Simple { out_quant, .. } => BypassV1::Simple { out_quant },
+                        Bypass::Complex { out_quant, .. } => BypassV1::Complex {
+                            conv: next.next().unwrap(),
+                            out_quant,
+                        },
+                    },
+                }),
+            };
+            payload.extend(postcard::to_allocvec(&layer).unwrap());
+        }
+        let mut old = b"SQZB".to_vec();
+        old.extend(LEGACY_VERSION.to_le_bytes());
+        old.extend([0, 0]);
+        old.extend((payload.len() as u32).to_le_bytes());
+        old.extend([0; 4]);
+        old.extend(model.model_id().to_le_bytes());
+        old.extend(&payload);
+        let crc = shared::crc::crc32(&old[16..]);
+        old[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            shared::Model::from_bytes(&old),
+            Err(shared::Error::UnsupportedVersion(1))
+        ));
+
+        let new = upgrade(&old).unwrap();
+        assert_eq!(format_version(&new), Some(FORMAT_VERSION));
+        let upgraded = shared::Model::from_bytes(&new).unwrap();
+        // The same integers in every layer (the weights are stored dense, so compare the
+        // descriptions field by field, not the bytes).
+        for (a, b) in model.layers().zip(upgraded.layers()) {
+            let key = |d: &LayerDesc<'_>| match d {
+                LayerDesc::Conv(c) => {
+                    format!("{:?}", (c.bias, c.bias_shift, c.multipliers, c.shift))
+                }
+                LayerDesc::Fire(f) => format!(
+                    "{:?}",
+                    (
+                        f.squeeze.multipliers,
+                        f.expand1.bias,
+                        f.expand3.shift,
+                        match f.bypass {
+                            Bypass::None => None,
+                            Bypass::Simple { add, .. } | Bypass::Complex { add, .. } => Some(add),
+                        }
+                    )
+                ),
+                LayerDesc::AvgPool(p) => format!("{:?}", p.multiplier),
+                LayerDesc::GlobalAvgPool(p) => format!("{:?}", p.multiplier),
+                LayerDesc::MaxPool(p) => format!("{p:?}"),
+            };
+            assert_eq!(key(&a.desc), key(&b.desc), "layer {}", a.index);
+        }
+        let d: Dims = model.input_dims();
+        let input: Vec<i8> = (0..d.len()).map(|i| (i * 37 % 256) as u8 as i8).collect();
+        let logits = |m: &shared::Model<'_>| {
+            let mut arena = vec![0u8; m.arena_len()];
+            let mut out = vec![0i8; m.num_classes()];
+            shared::run(m, &input, &mut arena, &mut out);
+            out
+        };
+        assert_eq!(logits(&model), logits(&upgraded));
+        assert!(upgrade(&blob).is_err(), "a current blob is not format 1");
+        let mut bad = old.clone();
+        bad[40] ^= 1;
+        assert!(upgrade(&bad).is_err(), "a corrupt format-1 blob is refused");
+    }
 }

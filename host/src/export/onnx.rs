@@ -1,12 +1,14 @@
 //! ONNX export, written by hand with tract's prost types: the float network (BatchNorm folded)
 //! and the quantised network built from a blob's exact parameters.
 //!
-//! The quantised graph follows `shared/TRACT_NOTES.md`, so that tract computes the same int8
-//! values as the `shared` kernels: every conv a `QLinearConv` (int8 in/out, per-channel weight
-//! scales, int32 bias), the fire concat on int8, bypass adds as
-//! `DequantizeLinear -> Add -> QuantizeLinear`, the global average pool as a depthwise
-//! `QLinearConv` of ones with weight scale `1/(h*w)`. Every intermediate the kernels expose is a
-//! graph output named `l{layer}_{squeeze|expand|bypass|out}` (NCHW int8).
+//! Two quantised forms. The QDQ form states the kernels' integer requantisation exactly (integer
+//! sums in an f32 Conv, then `Cast` to f64, `Mul` by the u16 multipliers, `Add 2^(s-1)`,
+//! `Mul 2^-s`, `Floor`, `QuantizeLinear` with scale 1; proof in `shared/src/QUANT.md`), so tract
+//! computes the same int8 values. The QLinearConv form (`shared/TRACT_NOTES.md`) states the same
+//! model with f32 scales for runtimes with integer conv kernels: every conv a `QLinearConv`, the
+//! fire concat on int8, bypass adds as `DequantizeLinear -> Add -> QuantizeLinear`, pools as
+//! depthwise `QLinearConv`s of ones; it agrees on top-1, not bit for bit. Every intermediate the
+//! kernels expose is a graph output named `l{layer}_{squeeze|expand|bypass|out}` (NCHW int8).
 //!
 //! Outputs: `logits` (f32, `[N, classes]`, dequantised) and `logits_q` (int8 `[N, classes, 1,
 //! 1]`). Compare logits, not probabilities: tract's quantised Softmax is broken.

@@ -445,10 +445,11 @@ pub fn check_blob<I: Images + ?Sized>(
     };
     let mut md = format!(
         "# Parity of {name} with tract {TRACT_VERSION}\n\n\
-         The quantised network as ONNX in integer-exact QDQ form: each conv and pool is \
-         DequantizeLinear with scale 1 (the integers x - zp, w and the bias as floats) -> Conv \
-         (exact sums) -> Mul by the channel multipliers -> QuantizeLinear with scale 1 (round half \
-         to even), bypasses DequantizeLinear / Add / QuantizeLinear.\n\n\
+         The quantised network as ONNX in integer-exact QDQ form, the kernels' integer \
+         requantisation step for step: each conv and pool is DequantizeLinear with scale 1 (the \
+         integers x - zp, w and the bias as floats) -> Conv (exact sums) -> Cast to f64 -> Mul by \
+         the u16 multipliers -> Add 2^(s-1) -> Mul 2^-s -> Floor -> QuantizeLinear with scale 1; \
+         bypass adds the same chain on (a - za) * ma + (b - zb) * mb (shared/src/QUANT.md).\n\n\
          ## Per layer ({layer_images} images, each layer fed the kernels' own activations)\n\n{}\n\
          Total mismatching int8 values: {layer_bad} (threshold {}).\n\n\
          ## Whole network ({} images)\n\n\

@@ -46,8 +46,8 @@ static ENCS: [&str; 4] = [
 static mut X: [i8; 14 * 14 * 64] = [1; 14 * 14 * 64];
 static mut OUT: [i8; 28 * 28 * 64] = [0; 28 * 28 * 64];
 static mut SCRATCH: [i8; 40 * 1024] = [0; 40 * 1024];
-static BIAS: [u8; 4 * 256] = [0; 4 * 256];
-static mut MULT: [u8; 4 * 256] = [0; 4 * 256];
+static BIAS: [u8; 2 * 256] = [0; 2 * 256];
+static mut MULT: [u8; 2 * 256] = [0; 2 * 256];
 
 fn ticks() -> u32 {
     cortex_m::peripheral::SYST::get_current()
@@ -83,13 +83,14 @@ fn conv_params(h: u16, w: u16, cin: u16, cout: u16, k: u8, s: u8, pad: u8) -> Co
     }
 }
 
-/// Zero bias, the given per-channel multipliers, ReLU, zero points -128.
+/// Zero bias, the given per-channel u16 multipliers with shift 24, ReLU, zero points -128.
 fn conv_quant(mult: &[u8], cout: u16) -> ConvQuant<'_> {
     ConvQuant {
         in_zp: -128,
-        bias: &BIAS[..4 * cout as usize],
-        multipliers: &mult[..4 * cout as usize],
-        uniform: false,
+        bias: &BIAS[..2 * cout as usize],
+        bias_shift: 0,
+        multipliers: &mult[..2 * cout as usize],
+        shift: 24,
         out_zp: -128,
         relu: true,
     }
@@ -108,7 +109,9 @@ fn main() -> ! {
     // SAFETY: single-threaded benchmark program.
     let (x, out, scratch, mult) = unsafe { (&mut X, &mut OUT, &mut SCRATCH, &mut MULT) };
     for c in 0..256 {
-        mult[c * 4..c * 4 + 4].copy_from_slice(&(0.001f32 + c as f32 * 1e-5).to_le_bytes());
+        // About 0.001 + c * 1e-5 as m / 2^24.
+        let m = 16_777 + c as u16 * 168;
+        mult[c * 2..c * 2 + 2].copy_from_slice(&m.to_le_bytes());
     }
     for (i, v) in x.iter_mut().enumerate() {
         *v = (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as i8;
