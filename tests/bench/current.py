@@ -107,32 +107,47 @@ def firmware_table(log):
     hwm = must(r"stack_hwm=(\d+) B of (\d+) B", log, "stack high-water mark")
     ev = eval_row(must(r"^eval: (.*)$", log, "eval line").group(1))
     n, exact, _, acc, mean, unit, lo, hi, eval_hwm = ev
-    serve, nucleo, m3 = sizes.get("serve"), sizes.get("nucleo-f411re"), sizes.get("m3")
-    # The Cortex-M3 build's eval: the first eval line of its own section.
-    m3_eval = re.search(r"^== Cortex-M3[^\n]*\n(?:(?!== )[^\n]*\n)*?eval: ([^\n]*)$", log, re.M)
-    m3n, m3exact, _, m3acc, m3mean, _, m3lo, m3hi, _ = eval_row(m3_eval.group(1)) if m3_eval else [None] * 9
+    serve, nucleo = sizes.get("serve"), sizes.get("nucleo-f411re")
+    m3, m0 = sizes.get("m3"), sizes.get("m0")
+
+    def section_eval(title):
+        # The first eval line of the section whose heading starts with `title`.
+        m = re.search(rf"^== {title}[^\n]*\n(?:(?!== )[^\n]*\n)*?eval: ([^\n]*)$", log, re.M)
+        return eval_row(m.group(1)) if m else None
+
+    m3e, m0e = section_eval("Cortex-M3"), section_eval("ARMv6-M")
 
     def col(t, i):
         return f"{num(t[i])} B" if t else "-"
 
+    def ev_cost(e):
+        return f"{num(e[4])} ({num(e[6])}, {num(e[7])})" if e else "-"
+
+    def ev_exact(e):
+        return f"{e[1]}/{e[0]}" if e else "-"
+
+    def ev_acc(e):
+        return f"{e[3]} %" if e and e[3] else "-"
+
     rows = [
-        "| figure | mps2-an386 (QEMU, Cortex-M4F) | mps2-an385 (QEMU, Cortex-M3: no FPU, no DSP) | nucleo-f411re (build only) |",
-        "|---|---:|---:|---:|",
-        f"| flash: vector table + code + read-only data + blob | {col(serve, 0)} | {col(m3, 0)} | {col(nucleo, 0)} |",
-        f"| of which code and read-only data (flash minus blob) | {col(serve, 1)} | {col(m3, 1)} | {col(nucleo, 1)} |",
-        f"| of which the blob | {num(blob_bytes)} B | {num(blob_bytes)} B | {num(blob_bytes)} B |",
-        f"| static RAM (.data + .bss + .uninit) | {col(serve, 2)} | {col(m3, 2)} | {col(nucleo, 2)} |",
-        f"| of which the arena | {num(arena)} B | {num(arena)} B | {num(arena)} B |",
-        f"| stack high-water mark (smoke build) | {num(hwm.group(1))} B of {num(hwm.group(2))} B | | |",
-        f"| {unit} per inference, mean over {n} images (min, max) | {num(mean)} ({num(lo)}, {num(hi)}) | "
-        + (f"{num(m3mean)} ({num(m3lo)}, {num(m3hi)})" if m3_eval else "-")
-        + " | |",
-        f"| test images over the serial link: logits bit-exact vs host | {exact}/{n} | "
-        + (f"{m3exact}/{m3n}" if m3_eval else "-")
-        + " | |",
+        "| figure | mps2-an386 (QEMU, Cortex-M4F) | mps2-an385 (QEMU, Cortex-M3: no FPU, no DSP) "
+        "| mps2-an385, ARMv6-M build (Thumb-1, as a Cortex-M0/M0+) | nucleo-f411re (build only) |",
+        "|---|---:|---:|---:|---:|",
+        f"| flash: vector table + code + read-only data + blob | {col(serve, 0)} | {col(m3, 0)} | {col(m0, 0)} | {col(nucleo, 0)} |",
+        f"| of which code and read-only data (flash minus blob) | {col(serve, 1)} | {col(m3, 1)} | {col(m0, 1)} | {col(nucleo, 1)} |",
+        f"| of which the blob | {num(blob_bytes)} B | {num(blob_bytes)} B | {num(blob_bytes)} B | {num(blob_bytes)} B |",
+        f"| static RAM (.data + .bss + .uninit) | {col(serve, 2)} | {col(m3, 2)} | {col(m0, 2)} | {col(nucleo, 2)} |",
+        f"| of which the arena | {num(arena)} B | {num(arena)} B | {num(arena)} B | {num(arena)} B |",
+        f"| stack high-water mark (smoke build) | {num(hwm.group(1))} B of {num(hwm.group(2))} B | | | |",
+        f"| {unit} per inference, mean over {n} images (min, max) | {num(mean)} ({num(lo)}, {num(hi)}) "
+        f"| {ev_cost(m3e)} | {ev_cost(m0e)} | |",
+        f"| test images over the serial link: logits bit-exact vs host | {exact}/{n} | {ev_exact(m3e)} "
+        f"| {ev_exact(m0e)} | |",
     ]
     if acc:
-        rows.append(f"| top-1 on those images | {acc} % | {m3acc + ' %' if m3acc else '-'} | |")
+        rows.append(f"| top-1 on those images | {acc} % | {ev_acc(m3e)} | {ev_acc(m0e)} | |")
+    if "ok: m3.elf (thumbv7m) and m0.elf (thumbv6m) link no" in log:
+        rows.append("| soft-float routines linked (`llvm-nm`) | (FPU) | none | none | |")
     soak = re.search(
         r"^soak: SoakReport \{ frames: (\d+), good_ok: (\d+), bad_refused: (\d+), refusals: (\[.*?\]), "
         r"wrong: (\d+), accepted_bad: (\d+), hangs: (\d+).*?\} in ([\d.]+) s",
@@ -143,7 +158,7 @@ def firmware_table(log):
         frames, good, refused, why, wrong, accepted, hangs, secs = soak.groups()
         rows.append(
             f"| soak, {num(frames)} frames, 1 % corrupted | {good} answered right, {refused} refused "
-            f"{why}, {wrong} wrong, {accepted} bad accepted, {hangs} hangs ({secs} s) | | |"
+            f"{why}, {wrong} wrong, {accepted} bad accepted, {hangs} hangs ({secs} s) | | | |"
         )
     return "\n".join(rows) + "\n"
 
