@@ -1,7 +1,5 @@
 //! The device behind the protocol: the validated model, its arena and the cost counter.
 
-use core::fmt::Write as _;
-
 use shared::protocol::{
     CostUnit, Engine, ErrorCode, ErrorReport, Info, MAX_TEXT, PROTOCOL_VERSION,
 };
@@ -9,6 +7,7 @@ use shared::protocol::{
 use crate::config::{ARENA_LEN, BLOB_LEN, INPUT_LEN, NUM_CLASSES};
 use crate::model::{self, Model};
 use crate::take_once::TakeOnce;
+use crate::text::{push, push_dec, push_error};
 use crate::{board, stack};
 
 /// The blob, 16-byte aligned for zero-copy weight access.
@@ -64,20 +63,19 @@ impl Device {
         let input = INPUT.take().expect("boot runs once");
         let checked = match Model::from_bytes(blob()) {
             Err(e) => {
-                let _ = write!(refusal, "{e}");
+                push_error(refusal, &e);
                 Err(ErrorCode::ModelInvalid)
             }
             Ok(m) if m.arena_len() > arena.len() => {
-                let _ = write!(
-                    refusal,
-                    "model needs {} B of arena, the build reserved {} B",
-                    m.arena_len(),
-                    arena.len()
-                );
+                push(refusal, "model needs ");
+                push_dec(refusal, m.arena_len() as u32);
+                push(refusal, " B of arena, the build reserved ");
+                push_dec(refusal, arena.len() as u32);
+                push(refusal, " B");
                 Err(ErrorCode::ArenaTooSmall)
             }
             Ok(m) if m.input_len() != INPUT_LEN || m.num_classes() != NUM_CLASSES => {
-                let _ = write!(refusal, "model shape differs from the build's");
+                push(refusal, "model shape differs from the build's");
                 Err(ErrorCode::ModelInvalid)
             }
             Ok(model) => Ok(model),

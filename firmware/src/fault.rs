@@ -6,50 +6,59 @@
 //! the statics) hits the RAM boundary and faults instead of corrupting data; the handler runs on
 //! its own stack (see [`crate::stack`]) and reports "stack overflow".
 
-use core::fmt::{self, Write as _};
 use core::sync::atomic::AtomicBool;
 
 use cortex_m_rt::exception;
 use shared::protocol::{MAX_RESPONSE, MAX_TEXT, Response, cobs_max_len, encode_response};
 
+use crate::text::{push, push_dec, push_hex};
 use crate::{board, stack};
 
 static FAULTED: AtomicBool = AtomicBool::new(false);
 
-/// Keeps the first [`MAX_TEXT`] bytes written, silently drops the rest.
-struct Cut(heapless::String<MAX_TEXT>);
-
-impl fmt::Write for Cut {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for c in s.chars() {
-            if self.0.push(c).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
+type Report = heapless::String<MAX_TEXT>;
 
 /// Sends a fault report and stops.
-fn report(args: fmt::Arguments<'_>) -> ! {
+fn report(text: &Report) -> ! {
     cortex_m::interrupt::disable();
     if crate::take_once::test_and_set(&FAULTED) {
         board::stop(2);
     }
-    let mut text = Cut(heapless::String::new());
-    let _ = text.write_fmt(args);
     let mut scratch = [0u8; MAX_RESPONSE];
     let mut frame = [0u8; cobs_max_len(MAX_RESPONSE) + 1];
-    let n = encode_response(&Response::Fault(&text.0), &mut scratch, &mut frame);
+    let n = encode_response(&Response::Fault(text), &mut scratch, &mut frame);
     board::fault_write(&[0]);
     board::fault_write(&frame[..n]);
-    board::log(format_args!("sqz-firmware: {}\n", text.0.as_str()));
+    board::log_str("sqz-firmware: ");
+    board::log_str(text);
+    board::log_str("\n");
     board::stop(1)
 }
 
+/// `panicked at FILE:LINE: MESSAGE` (a message that needs formatting is named, not formatted:
+/// no formatting machinery in flash).
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    report(format_args!("{info}"))
+    let mut t = Report::new();
+    push(&mut t, "panicked at ");
+    if let Some(l) = info.location() {
+        push(&mut t, l.file());
+        push(&mut t, ":");
+        push_dec(&mut t, l.line());
+    }
+    push(&mut t, ": ");
+    push(
+        &mut t,
+        info.message().as_str().unwrap_or("(a formatted message)"),
+    );
+    report(&t)
+}
+
+/// `NAME=0x........` appended to a report.
+fn field(t: &mut Report, name: &str, v: u32) {
+    push(t, name);
+    push(t, "=");
+    push_hex(t, v);
 }
 
 const CFSR_MSTKERR: u32 = 1 << 4;
@@ -74,10 +83,13 @@ unsafe fn HardFault() -> ! {
     let cfsr = fault_status();
     let psp = cortex_m::register::psp::read() as usize;
     let (lo, hi) = stack::thread_region();
+    let mut t = Report::new();
     if cfsr & (CFSR_MSTKERR | CFSR_BSTKERR) != 0 || psp < lo + 32 {
-        report(format_args!(
-            "HardFault: stack overflow (psp={psp:#010x}, cfsr={cfsr:#010x})"
-        ))
+        push(&mut t, "HardFault: stack overflow (");
+        field(&mut t, "psp", psp as u32);
+        field(&mut t, ", cfsr", cfsr);
+        push(&mut t, ")");
+        report(&t)
     }
     // Thread mode (the only code that runs) faulted on the process stack: the exception frame
     // is at PSP. Read it only when it lies inside the stack region.
@@ -92,9 +104,11 @@ unsafe fn HardFault() -> ! {
     } else {
         (0, 0)
     };
-    report(format_args!(
-        "HardFault at pc={pc:#010x} lr={lr:#010x} cfsr={cfsr:#010x}"
-    ))
+    push(&mut t, "HardFault at ");
+    field(&mut t, "pc", pc);
+    field(&mut t, " lr", lr);
+    field(&mut t, " cfsr", cfsr);
+    report(&t)
 }
 
 /// Recurses `depth` times with 1 KB frames: overflows the stack (CI check of flip-link).

@@ -21,6 +21,7 @@ pub mod model;
 pub mod smoke;
 pub mod stack;
 pub mod take_once;
+pub mod text;
 
 pub use device::Device;
 

@@ -44,28 +44,47 @@ pub enum Error {
     BadArena,
 }
 
+impl Error {
+    /// The layer the error names, if any.
+    pub fn layer(&self) -> Option<u16> {
+        match self {
+            Error::BadShape(l) | Error::BadQuant(l) | Error::BadLayerWeights(l) => Some(*l),
+            _ => None,
+        }
+    }
+
+    /// What went wrong, without the layer (see [`Error::layer`]) or the version number: a fixed
+    /// text, so that a device can report it without formatting machinery.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Error::Truncated => "blob truncated",
+            Error::TrailingBytes => "bytes after the blob payload",
+            Error::BadMagic => "not a model blob (bad magic)",
+            Error::UnsupportedVersion(_) => "unsupported blob format version",
+            Error::BadHeader => "reserved header field not zero",
+            Error::BadChecksum => "payload CRC-32 mismatch",
+            Error::Malformed => "model description does not parse",
+            Error::BadLayerCount => "bad layer count or trailing payload",
+            Error::BadShape(_) => "invalid or non-chaining shape",
+            Error::BadQuant(_) => "invalid quantisation parameters",
+            Error::BadWeights => "malformed weight encoding",
+            Error::BadHuffman => "malformed Huffman table or stream",
+            Error::BadLayerWeights(_) => "malformed weights",
+            Error::BadOutput => "network output is not 1x1xnum_classes",
+            Error::TooLarge => "size overflow",
+            Error::BadArena => {
+                "stored arena size differs from this build's plan (re-plan the blob: sqz recode)"
+            }
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Truncated => write!(f, "blob truncated"),
-            Error::TrailingBytes => write!(f, "bytes after the blob payload"),
-            Error::BadMagic => write!(f, "not a model blob (bad magic)"),
-            Error::UnsupportedVersion(v) => write!(f, "unsupported blob format version {v}"),
-            Error::BadHeader => write!(f, "reserved header field not zero"),
-            Error::BadChecksum => write!(f, "payload CRC-32 mismatch"),
-            Error::Malformed => write!(f, "model description does not parse"),
-            Error::BadLayerCount => write!(f, "bad layer count or trailing payload"),
-            Error::BadShape(l) => write!(f, "layer {l}: invalid or non-chaining shape"),
-            Error::BadQuant(l) => write!(f, "layer {l}: invalid quantisation parameters"),
-            Error::BadWeights => write!(f, "malformed weight encoding"),
-            Error::BadHuffman => write!(f, "malformed Huffman table or stream"),
-            Error::BadLayerWeights(l) => write!(f, "layer {l}: malformed weights"),
-            Error::BadOutput => write!(f, "network output is not 1x1xnum_classes"),
-            Error::TooLarge => write!(f, "size overflow"),
-            Error::BadArena => write!(
-                f,
-                "stored arena size differs from this build's plan (re-plan the blob: sqz recode)"
-            ),
+        match (self, self.layer()) {
+            (Error::UnsupportedVersion(v), _) => write!(f, "{} {v}", self.summary()),
+            (_, Some(l)) => write!(f, "layer {l}: {}", self.summary()),
+            _ => f.write_str(self.summary()),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! * `init() -> Port`: clocks, the host UART (`embedded_io::Read + Write`) and the cost counter;
 //! * `cost_counter()` / `cost_since(start)`: inference cost in `COST_UNIT`;
 //! * `fault_write(bytes)`: raw blocking UART write usable from fault handlers;
-//! * `log(args)`: diagnostics to the debugger/emulator console (no-op where there is none);
+//! * `log_str(s)`: diagnostics to the debugger/emulator console (no-op where there is none);
+//!   `log(args)` formatted, in the smoke build (mps2 boards);
 //! * `stop(code) -> !`: end the program (QEMU: semihosting exit with `code`).
 
 // The Cortex-M3 AN385 has the AN386's UART and counter: one module serves both.

@@ -87,7 +87,7 @@ pub fn fault_write(bytes: &[u8]) {
 }
 
 /// No console without a debugger; the fault text goes over the UART instead.
-pub fn log(_args: core::fmt::Arguments<'_>) {}
+pub fn log_str(_s: &str) {}
 
 /// Stops with interrupts off (a debugger sees the core idling here).
 pub fn stop(_code: i32) -> ! {
