@@ -117,8 +117,25 @@ fn blob_breakdown_accounts_for_every_weight() {
     let b = host::compress::blob_breakdown(&blob).unwrap();
     let decoded = host::compress::decoded_weights(&blob).unwrap();
     let weights: usize = decoded.iter().map(|w| w.len()).sum();
-    let channels: usize = decoded.len(); // at least one channel per conv
-    assert!(b.weights > 0 && b.per_channel >= 12 * channels, "{b:?}");
+    // Every conv's output channels: an i16 bias and a u16 multiplier each.
+    let model = shared::Model::from_bytes(&blob).unwrap();
+    let channels: usize = model
+        .layers()
+        .map(|l| match l.desc {
+            shared::format::LayerDesc::Conv(c) => c.out_channels as usize,
+            shared::format::LayerDesc::Fire(f) => {
+                let bypass = match f.bypass {
+                    shared::format::Bypass::Complex { conv, .. } => conv.out_channels as usize,
+                    _ => 0,
+                };
+                (f.squeeze.out_channels + f.expand1.out_channels + f.expand3.out_channels) as usize
+                    + bypass
+            }
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(channels, 2954, "the shipped network's conv channels");
+    assert!(b.weights > 0 && b.per_channel == 4 * channels, "{b:?}");
     assert_eq!(
         b.weights + b.row_offsets + b.per_channel + b.other,
         blob.len()

@@ -91,7 +91,7 @@ pub struct BlobBreakdown {
     pub weights: usize,
     /// Row indexes of sparse and Huffman encodings (u32 per output channel).
     pub row_offsets: usize,
-    /// Per output channel: i32 bias, f32 weight scale, f32 multiplier.
+    /// Per output channel: i16 bias and u16 multiplier.
     pub per_channel: usize,
     /// Header, layer graph, quantisation parameters.
     pub other: usize,
