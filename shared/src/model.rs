@@ -182,6 +182,16 @@ impl<'a> Iterator for LayerIter<'a> {
 impl ExactSizeIterator for LayerIter<'_> {}
 
 impl ConvDesc<'_> {
+    /// Channel `c`'s bias in accumulator units (`bias[c] << bias_shift`; 0 past the end).
+    pub fn bias_at(&self, c: usize) -> i32 {
+        crate::quant::bias_value(crate::bytes::le_i16_at(self.bias, c), self.bias_shift)
+    }
+
+    /// Channel `c`'s u16 multiplier (0 past the end).
+    pub fn multiplier_at(&self, c: usize) -> u16 {
+        crate::bytes::le_u16_at(self.multipliers, c)
+    }
+
     /// Decodes all weights to dense OHWI int8 (`out.len() >= cout * kh * kw * in_channels`), for
     /// exporting or checking.
     pub fn decode_weights(&self, in_channels: usize, out: &mut [i8]) -> Result<(), Error> {

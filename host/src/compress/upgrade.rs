@@ -296,16 +296,11 @@ mod tests {
     /// A conv of the current format written back in format 1: each multiplier `m / 2^s` as an
     /// f32 (exact: 16 significant bits), each bias `b << k` as an i32.
     fn conv_v1<'a>(c: &ConvDesc<'a>, store: &'a mut (Vec<u8>, Vec<u8>)) -> ConvV1<'a> {
-        let m: Vec<f32> = c
-            .multipliers
-            .chunks(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as f32 / (1u64 << c.shift) as f32)
+        let n = c.out_channels as usize;
+        let m: Vec<f32> = (0..n)
+            .map(|i| c.multiplier_at(i) as f32 / (1u64 << c.shift) as f32)
             .collect();
-        let b: Vec<i32> = c
-            .bias
-            .chunks(2)
-            .map(|b| shared::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
-            .collect();
+        let b: Vec<i32> = (0..n).map(|i| c.bias_at(i)).collect();
         *store = (
             bytes_of(&b, i32::to_le_bytes),
             bytes_of(&m, f32::to_le_bytes),

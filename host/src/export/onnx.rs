@@ -252,18 +252,14 @@ impl GraphBuilder {
 
 /// A conv's u16 multipliers.
 fn multipliers(c: &ConvDesc<'_>) -> Vec<u16> {
-    c.multipliers
-        .chunks_exact(2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    (0..c.out_channels as usize)
+        .map(|i| c.multiplier_at(i))
         .collect()
 }
 
 /// A conv's biases in accumulator units (`b << bias_shift`).
 fn biases(c: &ConvDesc<'_>) -> Vec<i32> {
-    c.bias
-        .chunks_exact(2)
-        .map(|b| shared::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
-        .collect()
+    (0..c.out_channels as usize).map(|i| c.bias_at(i)).collect()
 }
 
 /// Weight scales for QLinearConv (the approximate form): each channel's multiplier

@@ -253,18 +253,12 @@ pub fn retarget_pub(c: OwnedConv, q: QuantParams, in_scale: f32) -> OwnedConv {
 fn retarget(mut c: OwnedConv, q: QuantParams, _in_scale: f32) -> OwnedConv {
     // The real multipliers scale with 1 / out_scale: m / 2^s * old / new.
     let ratio = c.out_quant.scale as f64 / q.scale as f64;
-    let mults: Vec<f32> = c
-        .multipliers
-        .chunks(2)
-        .map(|b| {
-            (u16::from_le_bytes([b[0], b[1]]) as f64 / (1u64 << c.shift) as f64 * ratio) as f32
-        })
+    let d = c.desc();
+    let n = c.out_channels as usize;
+    let mults: Vec<f32> = (0..n)
+        .map(|i| (d.multiplier_at(i) as f64 / (1u64 << c.shift) as f64 * ratio) as f32)
         .collect();
-    let bias: Vec<i32> = c
-        .bias
-        .chunks(2)
-        .map(|b| crate::quant::bias_value(i16::from_le_bytes([b[0], b[1]]), c.bias_shift))
-        .collect();
+    let bias: Vec<i32> = (0..n).map(|i| d.bias_at(i)).collect();
     let w = core::mem::replace(&mut c.weights, OwnedWeights::Dense(Vec::new()));
     OwnedConv::from_multipliers(c.kernel, c.stride, c.pad, c.relu, w, &bias, &mults, q)
         .expect("the example's multipliers lie below 0.5")

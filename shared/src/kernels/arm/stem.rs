@@ -506,6 +506,7 @@ fn stem_sparse_records(
     }];
     // `next` is the word that will name the step after the one just written.
     let (mut next, mut n) = (0, 1);
+    let rq = q.requant();
     for g in g0..g0 + ng {
         for j in (0..8).rev() {
             let c = 8 * g + j;
@@ -525,7 +526,6 @@ fn stem_sparse_records(
             n += 1;
         }
         rec[next] = requant;
-        let rq = q.requant();
         for j in 0..8 {
             rec[n + j] = q.scaled_at(&rq, 8 * g + j) as u32;
         }
