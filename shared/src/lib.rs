@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod quant;
 pub mod run;
 pub mod weights;
+pub mod wire;
 
 #[cfg(feature = "std")]
 pub mod encode;

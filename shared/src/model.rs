@@ -2,6 +2,7 @@
 
 use crate::dims::Dims;
 use crate::error::{Error, MAX_LAYERS};
+use crate::format::read::take_desc;
 use crate::format::{ConvDesc, LayerDesc, ModelHead, split_header};
 use crate::plan::{input_quant_ok, plan_layers, step};
 use crate::quant::QuantParams;
@@ -41,8 +42,7 @@ impl<'a> Model<'a> {
     /// sparse positions, Huffman tables and streams) and the arena size.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let (model_id, payload) = split_header(bytes)?;
-        let (head, layers): (ModelHead, &[u8]) =
-            postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+        let (head, layers): (ModelHead, &[u8]) = take_desc(payload)?;
         let n = head.num_layers as usize;
         if n == 0 || n > MAX_LAYERS {
             return Err(Error::BadLayerCount);
@@ -59,8 +59,7 @@ impl<'a> Model<'a> {
             head.input_quant,
             n,
             || {
-                let (l, r): (LayerDesc<'a>, &[u8]) =
-                    postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+                let (l, r): (LayerDesc<'a>, &[u8]) = take_desc(rest)?;
                 rest = r;
                 Ok(l)
             },
@@ -155,7 +154,7 @@ impl<'a> Iterator for LayerIter<'a> {
         if self.index >= self.n {
             return None;
         }
-        let (l, r): (LayerDesc<'a>, &[u8]) = postcard::take_from_bytes(self.rest).ok()?;
+        let (l, r): (LayerDesc<'a>, &[u8]) = take_desc(self.rest).ok()?;
         let first = self.index == 0;
         let last = self.index + 1 == self.n;
         let (d, oq, _) = step(&l, self.dims, self.q, self.index, first, last, false).ok()?;

@@ -20,11 +20,15 @@
 //! message is [`Response::Fault`], sent once by a panicking or faulting device before it stops.
 //!
 //! The device side is [`Server`]: feed it received bytes, write back what it returns. It is I/O
-//! free, allocation free and tested on the host; the model behind it is an [`Engine`].
+//! free, allocation free and tested on the host; the model behind it is an [`Engine`]. It reads
+//! requests and writes responses with the hand-written postcard codec of `wire` (serde's
+//! generic code costs kilobytes of device flash); the tests check it against postcard.
 
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::wire::{Decode, ReadError, Reader, Writer};
 
 /// Version of this wire format; bumped on every incompatible change. Sent in [`Info`].
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -344,6 +348,12 @@ pub fn encode_frame<T: Serialize>(
     let n = postcard::to_slice(msg, scratch)
         .map_err(|_| ErrorCode::Internal)?
         .len();
+    seal_frame(scratch, n, out)
+}
+
+/// Appends the CRC to the `n`-byte payload in `scratch` and COBS-encodes it into `out` with the
+/// delimiter; returns the frame length.
+fn seal_frame(scratch: &mut [u8], n: usize, out: &mut [u8]) -> Result<usize, ErrorCode> {
     let crc = crc32(&scratch[..n]).to_le_bytes();
     scratch
         .get_mut(n..n + CRC_LEN)
@@ -369,13 +379,18 @@ pub fn open_frame(body: &mut [u8]) -> Result<&[u8], ErrorCode> {
     Ok(payload)
 }
 
+/// Checks the message tag (the first byte) of a payload whose enum has `tags` variants.
+fn check_tag(payload: &[u8], tags: u8) -> Result<(), ErrorCode> {
+    match payload.first() {
+        None => Err(ErrorCode::Truncated),
+        Some(&tag) if tag >= tags => Err(ErrorCode::UnknownTag),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Decodes a payload returned by [`open_frame`] as a `T` whose enum has `tags` variants.
 pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8], tags: u8) -> Result<T, ErrorCode> {
-    match payload.first() {
-        None => return Err(ErrorCode::Truncated),
-        Some(&tag) if tag >= tags => return Err(ErrorCode::UnknownTag),
-        Some(_) => {}
-    }
+    check_tag(payload, tags)?;
     match postcard::take_from_bytes::<T>(payload) {
         Ok((msg, [])) => Ok(msg),
         Ok(_) => Err(ErrorCode::WrongLength),
@@ -384,9 +399,81 @@ pub fn decode_payload<'a, T: Deserialize<'a>>(payload: &'a [u8], tags: u8) -> Re
     }
 }
 
-/// Decodes a received request frame body (delimiter removed), in place.
+/// Decodes a received request frame body (delimiter removed), in place. The same result as
+/// [`decode_payload`] (postcard), read by the hand-written `wire` codec.
 pub fn decode_request(body: &mut [u8]) -> Result<Request<'_>, ErrorCode> {
-    decode_payload(open_frame(body)?, REQUEST_TAGS)
+    let payload = open_frame(body)?;
+    check_tag(payload, REQUEST_TAGS)?;
+    match crate::wire::take::<Request<'_>>(payload) {
+        Ok((msg, [])) => Ok(msg),
+        Ok(_) => Err(ErrorCode::WrongLength),
+        Err(ReadError::End) => Err(ErrorCode::Truncated),
+        Err(ReadError::Bad) => Err(ErrorCode::Malformed),
+    }
+}
+
+/// `Request`'s postcard encoding: the variant index, then the fields in declaration order.
+impl<'a> Decode<'a> for Request<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, ReadError> {
+        Ok(match r.u32()? {
+            0 => Request::Hello,
+            1 => Request::Classify {
+                seq: r.u16()?,
+                pixels: r.bytes()?,
+            },
+            _ => return Err(ReadError::Bad),
+        })
+    }
+}
+
+impl Response<'_> {
+    /// Writes postcard's encoding of the response (variant index, then the fields in
+    /// declaration order), by hand.
+    fn write(&self, w: &mut Writer<'_>) {
+        match self {
+            Response::Info(info) => {
+                w.varint(0);
+                info.write(w);
+            }
+            Response::Result(c) => {
+                w.varint(1);
+                w.varint(c.seq.into());
+                w.byte(c.class);
+                w.varint(c.logits.len() as u64);
+                for &l in &c.logits {
+                    w.byte(l as u8);
+                }
+                w.varint(c.cost.into());
+            }
+            Response::Error(report) => {
+                w.varint(2);
+                w.byte(report.code as u8);
+                w.bytes(report.detail.as_bytes());
+            }
+            Response::Fault(text) => {
+                w.varint(3);
+                w.bytes(text.as_bytes());
+            }
+        }
+    }
+}
+
+impl Info<'_> {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.varint(self.protocol_version.into());
+        w.bytes(self.firmware_version.as_bytes());
+        w.bytes(self.board.as_bytes());
+        w.varint(self.model_id);
+        w.varint(self.blob_len.into());
+        w.varint(self.arena_len.into());
+        for d in self.input_dims {
+            w.varint(d.into());
+        }
+        w.varint(self.num_classes.into());
+        w.varint(self.cost_unit as u64);
+        w.varint(self.stack_size.into());
+        w.varint(self.stack_hwm.into());
+    }
 }
 
 /// Number of [`Response`] variants.
@@ -563,9 +650,17 @@ pub fn encode_response(response: &Response<'_>, scratch: &mut [u8], out: &mut [u
         }
         other => other,
     };
-    encode_frame(response, scratch, out)
-        .or_else(|_| encode_frame(&Response::Error(ErrorCode::Internal.into()), scratch, out))
+    write_frame(response, scratch, out)
+        .or_else(|_| write_frame(&Response::Error(ErrorCode::Internal.into()), scratch, out))
         .unwrap_or(0)
+}
+
+/// [`encode_frame`] for a response, written by hand ([`Response::write`]) rather than by serde.
+fn write_frame(response: &Response<'_>, scratch: &mut [u8], out: &mut [u8]) -> Result<usize, ErrorCode> {
+    let mut w = Writer::new(scratch);
+    response.write(&mut w);
+    let n = w.finish().ok_or(ErrorCode::Internal)?;
+    seal_frame(scratch, n, out)
 }
 
 #[cfg(test)]
@@ -580,6 +675,13 @@ mod tests {
     use super::*;
 
     const PIXELS: usize = 28 * 28;
+
+    /// The frame body (no delimiter) carrying `payload` and its CRC.
+    fn frame_body(payload: &[u8], out: &mut [u8]) -> usize {
+        let mut raw = payload.to_vec();
+        raw.extend(crc32(payload).to_le_bytes());
+        cobs_encode(&raw, out).unwrap()
+    }
 
     /// A stand-in model: logit `k` is the wrapped sum of pixels `k, k+10, ...`.
     struct MockEngine {
@@ -1014,6 +1116,66 @@ mod tests {
             // The leading 0x00 ends any unterminated garbage (answered with an error).
             let got = exchange(&mut server, &mut engine, &tail);
             prop_assert!(got.len() <= 2 && got.last() == Some(&Owned::Info(0xC0FFEE)), "{:?}", got);
+        }
+
+        /// The hand-written request reader gives postcard's answer on any payload: the same
+        /// request, or the same error code.
+        #[test]
+        fn requests_read_as_postcard_reads_them(
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+            len in 0usize..40,
+            tag in 0u8..3,
+        ) {
+            // Random bytes, and well-formed classify headers with random lengths.
+            let mut shaped = vec![tag];
+            shaped.extend(postcard::to_allocvec(&(len as u16)).unwrap());
+            shaped.extend(postcard::to_allocvec(&len).unwrap());
+            shaped.extend(&payload);
+            for p in [&payload[..], &shaped[..]] {
+                let mut body = [0u8; 200];
+                let n = frame_body(p, &mut body);
+                let theirs = decode_payload::<Request<'_>>(p, REQUEST_TAGS);
+                prop_assert_eq!(decode_request(&mut body[..n]), theirs);
+            }
+        }
+
+        /// The hand-written response writer gives postcard's bytes.
+        #[test]
+        fn responses_are_written_as_postcard_writes_them(
+            which in 0u8..4,
+            n in any::<u32>(),
+            wide in any::<u64>(),
+            text in "[a-zé ]{0,40}",
+            logits in proptest::collection::vec(any::<i8>(), 0..=MAX_CLASSES),
+        ) {
+            let info = Info {
+                protocol_version: n as u16,
+                firmware_version: &text,
+                board: "mps2-an386",
+                model_id: wide,
+                blob_len: n,
+                arena_len: n >> 7,
+                input_dims: [n as u16, (n >> 16) as u16, 3],
+                num_classes: (n >> 3) as u16,
+                cost_unit: if n % 2 == 0 { CostUnit::Instructions } else { CostUnit::Cycles },
+                stack_size: n >> 14,
+                stack_hwm: n >> 21,
+            };
+            let response = match which {
+                0 => Response::Info(info),
+                1 => Response::Result(Classification {
+                    seq: n as u16,
+                    class: (n >> 16) as u8,
+                    logits: heapless::Vec::from_slice(&logits).unwrap(),
+                    cost: n,
+                }),
+                2 => Response::Error(ErrorReport { code: ErrorCode::ALL[n as usize % 10], detail: &text }),
+                _ => Response::Fault(&text),
+            };
+            let (mut scratch, mut ours, mut theirs) = ([0u8; MAX_RESPONSE], [0u8; 300], [0u8; 300]);
+            let a = encode_response(&response, &mut scratch, &mut ours);
+            let b = encode_frame(&response, &mut scratch, &mut theirs).unwrap();
+            prop_assert_eq!(&ours[..a], &theirs[..b]);
         }
 
         /// A good frame with one byte flipped is refused (never misread as another request).

@@ -3,6 +3,7 @@
 extern crate std;
 use std::vec::Vec;
 
+use super::read::take_desc;
 use super::{FORMAT_VERSION, HEADER_LEN, LayerDesc, MAGIC, ModelDesc, ModelHead, split_header};
 use crate::crc::crc32;
 use crate::error::{Error, MAX_LAYERS};
@@ -48,15 +49,13 @@ pub fn encode(desc: &ModelDesc<'_>) -> Result<Vec<u8>, Error> {
 /// A blob already planned by this build comes back byte for byte.
 pub fn replan(bytes: &[u8]) -> Result<Vec<u8>, Error> {
     let (model_id, payload) = split_header(bytes)?;
-    let (head, mut rest): (ModelHead, &[u8]) =
-        postcard::take_from_bytes(payload).map_err(|_| Error::Malformed)?;
+    let (head, mut rest): (ModelHead, &[u8]) = take_desc(payload)?;
     if head.num_layers as usize > MAX_LAYERS {
         return Err(Error::BadLayerCount);
     }
     let mut layers = Vec::with_capacity(head.num_layers as usize);
     for _ in 0..head.num_layers {
-        let (l, r): (LayerDesc<'_>, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|_| Error::Malformed)?;
+        let (l, r): (LayerDesc<'_>, &[u8]) = take_desc(rest)?;
         layers.push(l);
         rest = r;
     }

@@ -208,6 +208,8 @@ pub(crate) fn split_header(bytes: &[u8]) -> Result<(u64, &[u8]), Error> {
     Ok((u64::from_le_bytes(id), rest))
 }
 
+pub(crate) mod read;
+
 #[cfg(feature = "std")]
 mod encode;
 #[cfg(feature = "std")]
