@@ -42,6 +42,9 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("reading {}: {e}", memory.display())));
     println!("cargo:rerun-if-changed={}", memory.display());
     println!("cargo:rustc-link-search={}", out.display());
+    // cortex-m-rt's `device` feature (the MPS2 boards) includes a `device.x` naming the
+    // interrupt handlers; the firmware enables no interrupt, so it names none.
+    fs::write(out.join("device.x"), "/* no device interrupt handlers */\n").unwrap();
 
     // flip-link is the configured linker (.cargo/config.toml) unless overridden: say so clearly.
     let linker_var = format!(
@@ -93,12 +96,13 @@ fn main() {
              /// Logits per inference.\n\
              pub const NUM_CLASSES: usize = {classes};\n\
              /// Model id of the embedded blob.\n\
-             pub const MODEL_ID: u64 = {id:#x};\n",
+             pub const MODEL_ID: u64 = {id:#x};\n\n{caps}",
             path = blob_path.display().to_string(),
             blob_len = blob.len(),
             arena = model.arena_len(),
             classes = model.num_classes(),
             id = model.model_id(),
+            caps = shared::caps::Used::of(&model).rust_impl("BlobCaps"),
         ),
     )
     .unwrap();

@@ -61,7 +61,7 @@ impl Device {
         let refusal = REFUSAL.take().expect("boot runs once");
         let arena = &mut ARENA.take().expect("boot runs once").0[..];
         let input = INPUT.take().expect("boot runs once");
-        let checked = match Model::from_bytes(blob()) {
+        let checked = match model::validate(blob()) {
             Err(e) => {
                 push_error(refusal, &e);
                 Err(ErrorCode::ModelInvalid)

@@ -42,6 +42,9 @@ pub enum Error {
     TooLarge,
     /// The stored arena size differs from this build's plan (blob from another exporter).
     BadArena,
+    /// The blob needs a weight decoder, layer kind or kernel this build left out (a firmware
+    /// built for another blob: see `caps`).
+    NotBuiltIn,
 }
 
 impl Error {
@@ -72,6 +75,7 @@ impl Error {
             Error::BadLayerWeights(_) => "malformed weights",
             Error::BadOutput => "network output is not 1x1xnum_classes",
             Error::TooLarge => "size overflow",
+            Error::NotBuiltIn => "needs a decoder or kernel this firmware was built without (build it for this blob)",
             Error::BadArena => {
                 "stored arena size differs from this build's plan (re-plan the blob: sqz recode)"
             }

@@ -6,6 +6,7 @@
 extern crate std;
 
 mod bytes;
+pub mod caps;
 pub mod crc;
 pub mod dims;
 pub mod error;

@@ -1,12 +1,13 @@
 //! [`Model`]: a validated, zero-copy view of a blob, its shape chain and its arena plan.
 
+use crate::caps::{Caps, Everything, Used};
 use crate::dims::Dims;
 use crate::error::{Error, MAX_LAYERS};
 use crate::format::read::take_desc;
-use crate::format::{ConvDesc, LayerDesc, ModelHead, split_header};
+use crate::format::{Bypass, ConvDesc, LayerDesc, ModelHead, split_header};
 use crate::plan::{input_quant_ok, plan_layers, step};
 use crate::quant::QuantParams;
-use crate::weights::RowDecoder;
+use crate::weights::{RowDecoder, check_conv_weights};
 
 /// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, `run`
 /// cannot fail or panic.
@@ -38,9 +39,31 @@ pub struct LayerInfo<'a> {
 
 impl<'a> Model<'a> {
     /// Validates a blob completely: header, version, length, CRC-32, description, shape chain,
-    /// quantisation parameters (the standard input quantisation, shifts in range), every weight row (codebook indices,
-    /// sparse positions, Huffman tables and streams) and the arena size.
+    /// quantisation parameters (the standard input quantisation, shifts in range), the arena
+    /// size and every weight row (codebook indices, sparse positions, Huffman tables and
+    /// streams).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        Self::from_bytes_for::<Everything>(bytes)
+    }
+
+    /// [`Model::from_bytes`] for a build carrying only the decoders and kernels of `C`: a blob
+    /// that needs more is [`Error::NotBuiltIn`]; the weight rows are checked with `C`'s
+    /// decoders (the ones `run` will use).
+    pub fn from_bytes_for<C: Caps>(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        let model = Self::from_bytes_unchecked_weights(bytes)?;
+        if !Used::of(&model).within(&Used::of_caps::<C>()) {
+            return Err(Error::NotBuiltIn);
+        }
+        for layer in model.layers() {
+            for (conv, in_channels) in layer.convs() {
+                check_conv_weights::<C>(&conv, in_channels, layer.index)?;
+            }
+        }
+        Ok(model)
+    }
+
+    /// Everything [`Model::from_bytes`] checks but the weights.
+    fn from_bytes_unchecked_weights(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let (model_id, payload) = split_header(bytes)?;
         let (head, layers): (ModelHead, &[u8]) = take_desc(payload)?;
         let n = head.num_layers as usize;
@@ -63,7 +86,6 @@ impl<'a> Model<'a> {
                 rest = r;
                 Ok(l)
             },
-            true,
         )?;
         if !rest.is_empty() {
             return Err(Error::BadLayerCount);
@@ -157,7 +179,7 @@ impl<'a> Iterator for LayerIter<'a> {
         let (l, r): (LayerDesc<'a>, &[u8]) = take_desc(self.rest).ok()?;
         let first = self.index == 0;
         let last = self.index + 1 == self.n;
-        let (d, oq, _) = step(&l, self.dims, self.q, self.index, first, last, false).ok()?;
+        let (d, oq, _) = step(&l, self.dims, self.q, self.index, first, last).ok()?;
         let info = LayerInfo {
             index: self.index,
             desc: l,
@@ -179,6 +201,32 @@ impl<'a> Iterator for LayerIter<'a> {
 }
 
 impl ExactSizeIterator for LayerIter<'_> {}
+
+impl<'a> LayerInfo<'a> {
+    /// The layer's convolutions with their input channel counts: one for a conv, three or four
+    /// for a fire (squeeze, expands, bypass conv), none for a pool.
+    pub fn convs(&self) -> impl Iterator<Item = (ConvDesc<'a>, u16)> + use<'a> {
+        let none = || [None, None, None, None];
+        let convs = match self.desc {
+            LayerDesc::Conv(c) => [Some((c, self.input.c)), None, None, None],
+            LayerDesc::Fire(f) => {
+                let sq = f.squeeze.out_channels;
+                let bypass = match f.bypass {
+                    Bypass::Complex { conv, .. } => Some((conv, self.input.c)),
+                    Bypass::None | Bypass::Simple { .. } => None,
+                };
+                [
+                    Some((f.squeeze, self.input.c)),
+                    Some((f.expand1, sq)),
+                    Some((f.expand3, sq)),
+                    bypass,
+                ]
+            }
+            LayerDesc::MaxPool(_) | LayerDesc::AvgPool(_) | LayerDesc::GlobalAvgPool(_) => none(),
+        };
+        convs.into_iter().flatten()
+    }
+}
 
 impl ConvDesc<'_> {
     /// Channel `c`'s bias in accumulator units (`bias[c] << bias_shift`; 0 past the end).

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::format::{Bypass, ConvDesc, LayerDesc};
 use crate::kernels::{ConvParams, conv_scratch_len};
 use crate::quant::{AddRequant, BIAS_SHIFT_MAX, INPUT_QUANT, Multiplier, QuantParams, shift_ok};
-use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
+use crate::weights::WeightsDesc;
 
 /// A positive normal f32, tested on its bits (no float arithmetic on the device).
 pub(crate) fn scale_ok(s: f32) -> bool {
@@ -83,8 +83,9 @@ pub(crate) fn conv_params(c: &ConvDesc<'_>, input: Dims) -> Option<ConvParams> {
     })
 }
 
-/// Validates a conv fully (shape, quant, weights content) and returns its params.
-fn check_conv(c: &ConvDesc<'_>, input: Dims, idx: u16, deep: bool) -> Result<ConvParams, Error> {
+/// Validates a conv's shape and quantisation and returns its params (the weights are checked
+/// apart: `weights::check_conv_weights`).
+fn check_conv(c: &ConvDesc<'_>, input: Dims, idx: u16) -> Result<ConvParams, Error> {
     let p = conv_params(c, input).ok_or(Error::BadShape(idx))?;
     let cout = c.out_channels as usize;
     let k = p.k();
@@ -96,13 +97,6 @@ fn check_conv(c: &ConvDesc<'_>, input: Dims, idx: u16, deep: bool) -> Result<Con
     }
     if !quant_ok(&c.out_quant) || !shift_ok(c.shift) || c.bias_shift > BIAS_SHIFT_MAX {
         return Err(Error::BadQuant(idx));
-    }
-    validate_weights(&c.weights, cout, k).map_err(|_| Error::BadLayerWeights(idx))?;
-    if deep && !matches!(c.weights, WeightsDesc::Dense { .. }) {
-        let d = RowDecoder::new(c.weights, k).map_err(|_| Error::BadLayerWeights(idx))?;
-        for r in 0..cout {
-            d.check_row(r).map_err(|_| Error::BadLayerWeights(idx))?;
-        }
     }
     Ok(p)
 }
@@ -117,13 +111,12 @@ pub(crate) fn step(
     idx: u16,
     first: bool,
     last: bool,
-    deep: bool,
 ) -> Result<(Dims, QuantParams, usize), Error> {
     let in_len = if first { 0 } else { input.len() };
     let dense = |c: &ConvDesc<'_>| matches!(c.weights, WeightsDesc::Dense { .. });
     let (out, oq, need_wo_out, aux) = match l {
         LayerDesc::Conv(c) => {
-            let p = check_conv(c, input, idx, deep)?;
+            let p = check_conv(c, input, idx)?;
             (
                 p.output,
                 c.out_quant,
@@ -163,12 +156,12 @@ pub(crate) fn step(
             )
         }
         LayerDesc::Fire(f) => {
-            let sq = check_conv(&f.squeeze, input, idx, deep)?;
+            let sq = check_conv(&f.squeeze, input, idx)?;
             if f.squeeze.kernel != [1, 1] || !f.squeeze.relu {
                 return Err(Error::BadShape(idx));
             }
-            let e1 = check_conv(&f.expand1, sq.output, idx, deep)?;
-            let e3 = check_conv(&f.expand3, sq.output, idx, deep)?;
+            let e1 = check_conv(&f.expand1, sq.output, idx)?;
+            let e3 = check_conv(&f.expand3, sq.output, idx)?;
             if f.expand1.kernel != [1, 1]
                 || f.expand1.stride != [1, 1]
                 || f.expand3.kernel != [3, 3]
@@ -224,7 +217,7 @@ pub(crate) fn step(
                     add,
                     out_quant,
                 } => {
-                    let b = check_conv(conv, input, idx, deep)?;
+                    let b = check_conv(conv, input, idx)?;
                     if conv.kernel != [1, 1]
                         || conv.relu
                         || b.output != out
@@ -324,7 +317,6 @@ pub(crate) fn plan_layers<'a>(
     input_quant: QuantParams,
     n: usize,
     mut next: impl FnMut() -> Result<LayerDesc<'a>, Error>,
-    deep: bool,
 ) -> Result<(usize, usize, Dims, QuantParams), Error> {
     let mut dims = input;
     let mut q = input_quant;
@@ -333,7 +325,7 @@ pub(crate) fn plan_layers<'a>(
     for i in 0..n {
         let l = next()?;
         let (first, last) = (i == 0, i + 1 == n);
-        let (d, oq, need) = step(&l, dims, q, i as u16, first, last, deep)?;
+        let (d, oq, need) = step(&l, dims, q, i as u16, first, last)?;
         let fused = match &prev {
             Some((LayerDesc::Conv(c), conv_in, conv_first)) => {
                 fused_conv_pool_need(c, *conv_in, *conv_first, &l, d, last)
@@ -368,7 +360,6 @@ pub(crate) fn plan_arena<'a>(
         input_quant,
         n,
         || layers.next().ok_or(Error::BadLayerCount),
-        false,
     )?;
     Ok(fused)
 }

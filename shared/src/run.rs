@@ -30,6 +30,7 @@
 
 use crate::dims::Dims;
 use crate::format::{Bypass, ConvDesc, FireDesc, LayerDesc, MaxPoolDesc};
+use crate::caps::Caps;
 use crate::kernels::{BestDot, DotKernel};
 use crate::kernels::{ConvQuant, PoolParams, conv_s8, conv_s8_next_strip};
 use crate::kernels::{add_requant_s8, avgpool_s8, global_avgpool_s8, maxpool_s8};
@@ -276,7 +277,7 @@ fn conv_call<K: DotKernel>(
     };
     p.out_channel_stride = out_stride;
     p.out_channel_offset = out_offset;
-    let Ok(w) = RowDecoder::new(c.weights, p.k()) else {
+    let Ok(w) = RowDecoder::<K::Caps>::with_caps(c.weights, p.k()) else {
         return;
     };
     conv_s8::<K>(&p, &conv_quant(c, in_q), x, &w, out, scratch);
@@ -297,7 +298,7 @@ fn conv_pool_fused<K: DotKernel>(
     let Some(full) = conv_params(c, conv.input) else {
         return;
     };
-    let Ok(w) = RowDecoder::new(c.weights, full.k()) else {
+    let Ok(w) = RowDecoder::<K::Caps>::with_caps(c.weights, full.k()) else {
         return;
     };
     let q = conv_quant(c, conv.in_quant);
@@ -369,7 +370,7 @@ fn conv_pool_fused<K: DotKernel>(
             stride: m.stride,
             pad: [(a as isize - top) as u8, m.pad[1], 0, m.pad[3]],
         };
-        maxpool_s8(
+        maxpool_s8::<K::Caps>(
             &pp,
             &strip[(a - lo) * row..(b - lo) * row],
             &mut out[j * pool_row..(j + 1) * pool_row],
@@ -412,9 +413,9 @@ fn exec_layer<K: DotKernel>(
                 stride: m.stride,
                 pad: m.pad,
             };
-            maxpool_s8(&p, x, out);
+            maxpool_s8::<K::Caps>(&p, x, out);
         }
-        LayerDesc::AvgPool(a) => {
+        LayerDesc::AvgPool(a) if K::Caps::AVG_POOL => {
             let p = PoolParams {
                 input,
                 output,
@@ -431,7 +432,7 @@ fn exec_layer<K: DotKernel>(
                 out,
             );
         }
-        LayerDesc::GlobalAvgPool(g) => {
+        LayerDesc::GlobalAvgPool(g) if K::Caps::GLOBAL_AVG_POOL => {
             global_avgpool_s8(
                 input,
                 in_q.zero_point,
@@ -455,6 +456,7 @@ fn exec_layer<K: DotKernel>(
             let cq = f.expand1.out_quant;
             match &f.bypass {
                 Bypass::None => {}
+                Bypass::Simple { .. } | Bypass::Complex { .. } if !K::Caps::BYPASS => {}
                 Bypass::Simple { add, out_quant } => add_requant_s8(
                     out,
                     cq.zero_point,
@@ -485,5 +487,7 @@ fn exec_layer<K: DotKernel>(
                 }
             }
         }
+        // Left out of this build (`caps`): such a model is refused at boot.
+        LayerDesc::AvgPool(_) | LayerDesc::GlobalAvgPool(_) => {}
     }
 }

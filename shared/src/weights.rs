@@ -6,10 +6,12 @@
 //! Bit streams are packed LSB-first: bit `i` of a stream is bit `i % 8` of byte `i / 8`.
 
 use core::cell::Cell;
+use core::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bytes::le_u32;
+use crate::caps::{Caps, Everything};
 use crate::error::Error;
 
 /// Longest canonical Huffman code length accepted.
@@ -224,9 +226,10 @@ impl Huffman {
 }
 
 /// Decoding state of one layer's weights prepared once per layer (Huffman tables, 8-bit
-/// Huffman lookup tables, centroid table); about 1.9 KiB, on the stack.
+/// Huffman lookup tables, centroid table); about 1.9 KiB, on the stack. Decodes the encodings
+/// `C` carries ([`Caps`]); [`RowDecoder::new`] refuses the others.
 #[derive(Debug)]
-pub struct RowDecoder<'a> {
+pub struct RowDecoder<'a, C: Caps = Everything> {
     w: WeightsDesc<'a>,
     k: usize,
     h1: Option<Huffman>,
@@ -240,6 +243,7 @@ pub struct RowDecoder<'a> {
     /// `(row, first entry)` of the last row looked up in a [`RowIndex::Counts`] index: the
     /// next row in order starts from there instead of summing from row 0.
     cursor: Cell<(usize, usize)>,
+    caps: PhantomData<C>,
 }
 
 /// Builds the 8-bit first-level table of a canonical code.
@@ -370,13 +374,24 @@ impl<'a> FastBits<'a> {
 impl<'a> RowDecoder<'a> {
     /// Prepares decoding of `w` with rows of `k` values (builds Huffman tables).
     pub fn new(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
+        Self::with_caps(w, k)
+    }
+}
+
+impl<'a, C: Caps> RowDecoder<'a, C> {
+    /// [`RowDecoder::new`] with `C`'s decoders: an encoding `C` leaves out is
+    /// [`Error::NotBuiltIn`].
+    pub fn with_caps(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
+        if !C::decodes(&w) {
+            return Err(Error::NotBuiltIn);
+        }
         let (mut t1, mut t2) = ([0u16; 256], [0u16; 256]);
         let (h1, h2) = match w {
             WeightsDesc::HuffSparse {
                 gap_lengths,
                 value_lengths,
                 ..
-            } => {
+            } if C::HUFF_SPARSE => {
                 t1 = fast_table(gap_lengths);
                 t2 = fast_table(value_lengths);
                 (
@@ -384,7 +399,7 @@ impl<'a> RowDecoder<'a> {
                     Some(Huffman::new(value_lengths)?),
                 )
             }
-            WeightsDesc::HuffCodebook { lengths, .. } => {
+            WeightsDesc::HuffCodebook { lengths, .. } if C::HUFF_CODEBOOK => {
                 t1 = fast_table(lengths);
                 (Some(Huffman::new(lengths)?), None)
             }
@@ -419,6 +434,7 @@ impl<'a> RowDecoder<'a> {
             t2,
             lut,
             cursor: Cell::new((0, 0)),
+            caps: PhantomData,
         })
     }
 
@@ -445,14 +461,14 @@ impl<'a> RowDecoder<'a> {
     #[inline]
     pub fn dense_row(&self, r: usize) -> Option<&'a [u8]> {
         match self.w {
-            WeightsDesc::Dense { data } => data.get(r * self.k..(r + 1) * self.k),
+            WeightsDesc::Dense { data } if C::DENSE => data.get(r * self.k..(r + 1) * self.k),
             _ => None,
         }
     }
 
     /// Whether rows must be decoded into scratch.
     pub fn is_dense(&self) -> bool {
-        matches!(self.w, WeightsDesc::Dense { .. })
+        C::DENSE && matches!(self.w, WeightsDesc::Dense { .. })
     }
 
     /// For 4-bit codebook weights (any `k`): all index bytes (weight `i` of the layer, row-major,
@@ -463,7 +479,7 @@ impl<'a> RowDecoder<'a> {
         match self.w {
             WeightsDesc::Codebook {
                 bits: 4, indices, ..
-            } => Some((indices, &self.lut)),
+            } if C::CODEBOOK => Some((indices, &self.lut)),
             _ => None,
         }
     }
@@ -478,7 +494,7 @@ impl<'a> RowDecoder<'a> {
         match self.w {
             WeightsDesc::Codebook {
                 bits: 4, indices, ..
-            } if self.k.is_multiple_of(2) => {
+            } if C::CODEBOOK && self.k.is_multiple_of(2) => {
                 let h = self.k / 2;
                 indices.get(r * h..(r + 1) * h).map(|b| (b, &self.lut))
             }
@@ -490,10 +506,7 @@ impl<'a> RowDecoder<'a> {
     /// data, which [`crate::Model::from_bytes`] rules out by decoding every row once.
     pub fn decode_row(&self, r: usize, out: &mut [i8]) -> Result<(), Error> {
         let out = out.get_mut(..self.k).ok_or(Error::BadWeights)?;
-        if matches!(
-            self.w,
-            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
-        ) {
+        if self.is_sparse() {
             out.fill(0);
         }
         // `walk` only calls back with `pos < k == out.len()`.
@@ -525,10 +538,11 @@ impl<'a> RowDecoder<'a> {
     /// Whether the rows are stored as `(gap, value)` entries (plain or Huffman coded).
     #[inline]
     pub fn is_sparse(&self) -> bool {
-        matches!(
-            self.w,
-            WeightsDesc::Sparse { .. } | WeightsDesc::HuffSparse { .. }
-        )
+        match self.w {
+            WeightsDesc::Sparse { .. } => C::SPARSE,
+            WeightsDesc::HuffSparse { .. } => C::HUFF_SPARSE,
+            _ => false,
+        }
     }
 
     /// For sparse rows of one byte per entry (gap in the low `gap_bits` bits, value symbol
@@ -543,7 +557,7 @@ impl<'a> RowDecoder<'a> {
                 gap_bits,
                 row_ptr,
                 entries,
-            } if gap_bits as u32 + values.bits() == 8 => {
+            } if C::SPARSE && gap_bits as u32 + values.bits() == 8 => {
                 let (a, b) = self.row_range(row_ptr, r).ok()?;
                 Some((entries.get(a..b)?, gap_bits as u32, &self.lut))
             }
@@ -556,20 +570,10 @@ impl<'a> RowDecoder<'a> {
     /// dense-row encodings.
     #[inline]
     pub fn stored_entries(&self, a: usize, b: usize) -> Option<usize> {
-        match self.w {
-            WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
-                match RowIndex::of(row_ptr) {
-                    RowIndex::Offsets(p) => {
-                        let (x, y) = (le_u32(p, a).ok()?, le_u32(p, b).ok()?);
-                        Some(y.saturating_sub(x) as usize)
-                    }
-                    RowIndex::Counts(c) => {
-                        Some(c.get(a..b.max(a))?.iter().map(|&n| n as usize).sum())
-                    }
-                }
-            }
-            _ => None,
+        if !self.is_sparse() {
+            return None;
         }
+        stored_entries(&self.w, a, b)
     }
 
     /// Calls `put(pos, value)` for each stored entry of sparse row `r` in order (fillers give
@@ -585,7 +589,7 @@ impl<'a> RowDecoder<'a> {
                 gap_bits,
                 row_ptr,
                 entries,
-            } => {
+            } if C::SPARSE => {
                 let (a, b) = self.row_range(row_ptr, r).unwrap_or((0, 0));
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
@@ -614,7 +618,7 @@ impl<'a> RowDecoder<'a> {
                 row_bits,
                 stream,
                 ..
-            } => {
+            } if C::HUFF_SPARSE => {
                 let (Some(hg), Some(hv)) = (&self.h1, &self.h2) else {
                     return;
                 };
@@ -646,7 +650,7 @@ impl<'a> RowDecoder<'a> {
         let k = self.k;
         let lut = &self.lut;
         match self.w {
-            WeightsDesc::Dense { data } => {
+            WeightsDesc::Dense { data } if C::DENSE => {
                 let row = data.get(r * k..(r + 1) * k).ok_or(Error::BadWeights)?;
                 for (i, &b) in row.iter().enumerate() {
                     put(i, b as i8);
@@ -656,7 +660,7 @@ impl<'a> RowDecoder<'a> {
                 centroids,
                 bits,
                 indices,
-            } => {
+            } if C::CODEBOOK => {
                 let bits = bits as u32;
                 if !(1..=8).contains(&bits) || (r + 1) * k * bits as usize > indices.len() * 8 {
                     return Err(Error::BadWeights);
@@ -676,7 +680,7 @@ impl<'a> RowDecoder<'a> {
                 gap_bits,
                 row_ptr,
                 entries,
-            } => {
+            } if C::SPARSE => {
                 let (a, b) = self.row_range(row_ptr, r)?;
                 let (gb, vb) = (gap_bits as u32, values.bits());
                 let eb = (gb + vb) as usize;
@@ -706,7 +710,7 @@ impl<'a> RowDecoder<'a> {
                 row_bits,
                 stream,
                 ..
-            } => {
+            } if C::HUFF_SPARSE => {
                 let (hg, hv) = match (&self.h1, &self.h2) {
                     (Some(a), Some(b)) => (a, b),
                     _ => return Err(Error::BadHuffman),
@@ -740,7 +744,7 @@ impl<'a> RowDecoder<'a> {
                 row_bits,
                 stream,
                 ..
-            } => {
+            } if C::HUFF_CODEBOOK => {
                 let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
                 let (s, e) = (
                     le_u32(row_bits, r)? as usize,
@@ -762,8 +766,49 @@ impl<'a> RowDecoder<'a> {
                     return Err(Error::BadHuffman);
                 }
             }
+            _ => return Err(Error::NotBuiltIn),
         }
         Ok(())
+    }
+}
+
+/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
+/// encoding's structure, then every row decoded once.
+pub(crate) fn check_conv_weights<C: Caps>(
+    c: &crate::format::ConvDesc<'_>,
+    in_channels: u16,
+    idx: u16,
+) -> Result<(), Error> {
+    let bad = |e: Error| match e {
+        Error::NotBuiltIn => e,
+        _ => Error::BadLayerWeights(idx),
+    };
+    let cout = c.out_channels as usize;
+    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
+    validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
+    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
+        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
+        for r in 0..cout {
+            d.check_row(r).map_err(bad)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stored entries (values and gap fillers) of rows `a..b` of a sparse encoding, from its row
+/// index; `None` for the dense-row encodings or an index too short.
+pub(crate) fn stored_entries(w: &WeightsDesc<'_>, a: usize, b: usize) -> Option<usize> {
+    match w {
+        WeightsDesc::Sparse { row_ptr, .. } | WeightsDesc::HuffSparse { row_ptr, .. } => {
+            match RowIndex::of(row_ptr) {
+                RowIndex::Offsets(p) => {
+                    let (x, y) = (le_u32(p, a).ok()?, le_u32(p, b).ok()?);
+                    Some(y.saturating_sub(x) as usize)
+                }
+                RowIndex::Counts(c) => Some(c.get(a..b.max(a))?.iter().map(|&n| n as usize).sum()),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -782,10 +827,14 @@ fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
 
 /// Structural checks of an encoding for `cout` rows of `k` values (sizes, widths, offsets); the
 /// caller then decodes every row once to check the content.
-pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Result<(), Error> {
+pub(crate) fn validate_weights<C: Caps>(
+    w: &WeightsDesc<'_>,
+    cout: usize,
+    k: usize,
+) -> Result<(), Error> {
     let total = cout.checked_mul(k).ok_or(Error::BadWeights)?;
     match w {
-        WeightsDesc::Dense { data } => {
+        WeightsDesc::Dense { data } if C::DENSE => {
             if data.len() != total {
                 return Err(Error::BadWeights);
             }
@@ -794,7 +843,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             centroids,
             bits,
             indices,
-        } => {
+        } if C::CODEBOOK => {
             Values::Codebook {
                 centroids,
                 bits: *bits,
@@ -809,7 +858,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             gap_bits,
             row_ptr,
             entries,
-        } => {
+        } if C::SPARSE => {
             values.validate()?;
             if !(1..=8).contains(gap_bits) {
                 return Err(Error::BadWeights);
@@ -827,7 +876,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             row_ptr,
             row_bits,
             stream,
-        } => {
+        } if C::HUFF_SPARSE => {
             values.validate()?;
             if value_lengths.len() != 1 << values.bits() || gap_lengths.len() > 256 {
                 return Err(Error::BadHuffman);
@@ -844,7 +893,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
             lengths,
             row_bits,
             stream,
-        } => {
+        } if C::HUFF_CODEBOOK => {
             if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
                 return Err(Error::BadHuffman);
             }
@@ -854,6 +903,7 @@ pub(crate) fn validate_weights(w: &WeightsDesc<'_>, cout: usize, k: usize) -> Re
                 return Err(Error::BadWeights);
             }
         }
+        _ => return Err(Error::NotBuiltIn),
     }
     Ok(())
 }

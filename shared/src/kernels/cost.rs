@@ -2,6 +2,7 @@
 //! an encoding per layer) read the same rules, so that a blob is stored the way it runs fastest.
 
 use crate::kernels::params::{ConvParams, ROW_BLOCK, SPARSE_GROUP};
+use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// Fewest output pixels for the zero-skipping driver at up to 50 % density. With fewer pixels
@@ -58,14 +59,14 @@ pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
 /// scratch: sparse-coded weights (plain or Huffman) sparse enough for [`zero_skip_pays`] (above
 /// that the packed dense path costs less), `k < 8192`, and room for one packed pixel group, the
 /// im2col of two pixels and the entries of the longest row.
-pub fn zero_skip_applies(p: &ConvParams, w: &RowDecoder<'_>, scratch_len: usize) -> bool {
+pub fn zero_skip_applies<C: Caps>(p: &ConvParams, w: &RowDecoder<'_, C>, scratch_len: usize) -> bool {
     sparse_layout(p, w, scratch_len).is_some()
 }
 
 /// `(all groups packed at once, entry words available)` when the zero-skipping path applies.
-pub(crate) fn sparse_layout(
+pub(crate) fn sparse_layout<C: Caps>(
     p: &ConvParams,
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     scratch_len: usize,
 ) -> Option<(bool, usize)> {
     let (k, cout) = (p.k(), p.output.c as usize);
@@ -100,7 +101,7 @@ pub(crate) fn sparse_layout(
 #[cfg_attr(not(sqz_dsp), allow(dead_code))]
 /// [`sparse_stem_pays`] for these rows; dense and codebook rows keep
 /// the kernel that multiplies every weight, as in the fire layers.
-pub(crate) fn sparse_stem_applies(w: &RowDecoder<'_>, cout: usize) -> bool {
+pub(crate) fn sparse_stem_applies<C: Caps>(w: &RowDecoder<'_, C>, cout: usize) -> bool {
     w.stored_entries(0, cout)
         .is_some_and(|e| sparse_stem_pays(e, cout))
 }

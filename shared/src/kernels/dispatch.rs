@@ -12,6 +12,7 @@ use crate::kernels::frame::wide::{conv_wide_portable_s8, conv_wide_s8};
 use crate::kernels::frame::{ConvIsa, DotKernel};
 use crate::kernels::generic::pool::maxpool_s8_portable;
 use crate::kernels::params::{ConvParams, ConvQuant, PoolParams, conv_scratch_len};
+use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// The kernel `run` uses on this target: the Cortex-M4 DSP path on `thumbv7em` (cfg `sqz_dsp`,
@@ -38,7 +39,7 @@ pub fn conv_s8<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, K::Caps>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
@@ -59,7 +60,7 @@ pub unsafe fn conv_s8_next_strip<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, K::Caps>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) {
@@ -74,7 +75,7 @@ unsafe fn conv_strip<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, K::Caps>,
     out: &mut [i8],
     scratch: &mut [i8],
     next_strip: bool,
@@ -86,7 +87,8 @@ unsafe fn conv_strip<K: DotKernel>(
     let done = match K::CONV {
         #[cfg(sqz_dsp)]
         ConvIsa::ArmDsp => {
-            p.input.c == 1
+            (K::Caps::STEM_DENSE || K::Caps::STEM_SPARSE)
+                && p.input.c == 1
                 && p.kernel == [3, 3]
                 // SAFETY: with `next_strip`, the caller's contract, which is the stem's `reuse`.
                 && unsafe { conv_3x3_c1_s8(p, q, input, w, out, scratch, next_strip) }
@@ -108,10 +110,14 @@ unsafe fn conv_strip<K: DotKernel>(
 /// model). Output quantisation equals the input's. Input `p.input`, output `p.output`, NHWC.
 /// On the Cortex-M4 (`sqz_dsp`) channels go 4 at a time (`arm::maxpool_s8_dsp`) when
 /// `c % 4 == 0`.
-pub fn maxpool_s8(p: &PoolParams, input: &[i8], out: &mut [i8]) {
+/// Without `C::MAXPOOL_ANY_CHANNELS` the Cortex-M4 build has no portable kernel (a model that
+/// needs it is refused at boot, see `caps`).
+pub fn maxpool_s8<C: Caps>(p: &PoolParams, input: &[i8], out: &mut [i8]) {
     #[cfg(sqz_dsp)]
     if p.input.c.is_multiple_of(4) {
         return maxpool_s8_dsp(p, input, out);
+    } else if !C::MAXPOOL_ANY_CHANNELS {
+        return;
     }
     maxpool_s8_portable(p, input, out)
 }

@@ -359,7 +359,7 @@ pub fn check_conv<K: DotKernel>(
     let dense = &mut b.dense[..spec.cout as usize * k];
     d.decode_weights(spec.cin as usize, dense)
         .map_err(|_| bad("weights do not decode"))?;
-    let w = RowDecoder::new(d.weights, k).map_err(|_| bad("weights do not decode"))?;
+    let w = RowDecoder::<K::Caps>::with_caps(d.weights, k).map_err(|_| bad("weights do not decode"))?;
     let (want, got) = (&mut b.want[..n_out], &mut b.got[..n_out]);
     want.fill(7);
     conv_ref_s8(&p, &q, x, dense, want);
@@ -396,7 +396,7 @@ fn conv_strips<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     x: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, K::Caps>,
     out: &mut [i8],
     scratch: &mut [i8],
     rows: usize,
@@ -639,7 +639,7 @@ pub fn check_maxpool(rng: &mut Rng) -> Result<(), Mismatch> {
     let (mut a, mut b) = ([0i8; 12 * 12 * 8], [1i8; 12 * 12 * 8]);
     let n = p.output.len();
     maxpool_s8_ref(&p, x, &mut a[..n]);
-    maxpool_s8(&p, x, &mut b[..n]);
+    maxpool_s8::<crate::caps::Everything>(&p, x, &mut b[..n]);
     same("maxpool_s8", &a[..n], &b[..n])
 }
 

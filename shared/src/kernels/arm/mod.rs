@@ -81,6 +81,7 @@ pub struct ArmDot;
 
 impl DotKernel for ArmDot {
     const CONV: ConvIsa = ConvIsa::ArmDsp;
+    type Caps = crate::caps::Everything;
 
     #[inline]
     fn dot_block(

@@ -4,6 +4,7 @@
 use crate::kernels::cost::sparse_stem_applies;
 use crate::kernels::params::{ConvParams, ConvQuant, as_i8};
 use crate::quant::Requant;
+use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// Words per channel of a [`conv_3x3_c1_s8`] record group: bias, 5 packed weight pairs, scaled
@@ -258,11 +259,11 @@ macro_rules! RELU4 {
 /// and `q`, and the scratch was not written since (the zero-skipping stream holds code
 /// addresses).
 #[inline(never)]
-pub unsafe fn conv_3x3_c1_s8(
+pub unsafe fn conv_3x3_c1_s8<C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     scratch: &mut [i8],
     reuse: bool,
@@ -293,7 +294,7 @@ pub unsafe fn conv_3x3_c1_s8(
     let relu = rq.lo > -128;
     let input = &input[..p.input.h as usize * p.input.w as usize];
     // `sparse_stem_pays` implies `cout % 8 == 0`, so `gs == 8` here.
-    if sparse_stem_applies(w, cout) {
+    if C::STEM_SPARSE && sparse_stem_applies(w, cout) {
         let gw = STEM_SPARSE_GROUP_WORDS;
         let fit = nwords.saturating_sub(1) / gw;
         if fit > 0 {
@@ -322,6 +323,9 @@ pub unsafe fn conv_3x3_c1_s8(
             }
             return true;
         }
+    }
+    if !C::STEM_DENSE {
+        return false; // the packed driver runs it
     }
     let mut g0 = 0;
     while g0 < groups {
@@ -488,9 +492,9 @@ const STEM_SPARSE_GROUP_WORDS: usize = 8 * 7 + 9;
 /// each as (bias, its nonzero weight pairs, the next step), then the group's 8 multipliers and
 /// the next step (the next group's last channel, or the exit).
 #[inline(never)]
-fn stem_sparse_records(
+fn stem_sparse_records<C: Caps>(
     rec: &mut [u32],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     q: &ConvQuant<'_>,
     g0: usize,
     ng: usize,
@@ -510,7 +514,7 @@ fn stem_sparse_records(
     for g in g0..g0 + ng {
         for j in (0..8).rev() {
             let c = 8 * g + j;
-            let pairs = stem_weight_pairs::<true>(w, c);
+            let pairs = stem_weight_pairs::<true, C>(w, c);
             rec[n] = q.bias_at(c) as u32;
             n += 1;
             let mut mask = 0;
@@ -539,14 +543,14 @@ fn stem_sparse_records(
 /// STEM_CHANNEL_WORDS` words of `rec`). Kept out of line: inlined, it changed the register
 /// allocation of the pixel loop (+7 instructions a pixel).
 #[inline(never)]
-fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usize, g0: usize) {
+fn stem_records<C: Caps>(rec: &mut [u32], w: &RowDecoder<'_, C>, q: &ConvQuant<'_>, gs: usize, g0: usize) {
     let rq = q.requant();
     for (g, r) in rec.chunks_exact_mut(gs * STEM_CHANNEL_WORDS).enumerate() {
         for j in 0..gs {
             let c = gs * (g0 + g) + j;
             let t = &mut r[6 * j..6 * j + 6];
             t[0] = q.bias_at(c) as u32;
-            t[1..].copy_from_slice(&stem_weight_pairs::<false>(w, c));
+            t[1..].copy_from_slice(&stem_weight_pairs::<false, C>(w, c));
             r[6 * gs + j] = q.scaled_at(&rq, c) as u32;
         }
     }
@@ -559,7 +563,7 @@ fn stem_records(rec: &mut [u32], w: &RowDecoder<'_>, q: &ConvQuant<'_>, gs: usiz
 /// `SPARSE`: the rows are known to be sparse (the zero-skipping stream), so the dense and
 /// codebook branches are left out of that copy.
 #[inline(always)]
-fn stem_weight_pairs<const SPARSE: bool>(w: &RowDecoder<'_>, c: usize) -> [u32; 5] {
+fn stem_weight_pairs<const SPARSE: bool, C: Caps>(w: &RowDecoder<'_, C>, c: usize) -> [u32; 5] {
     let mut row = [0i8; 9];
     let (dense, nibbles) = if SPARSE {
         (None, None)

@@ -37,6 +37,9 @@ pub enum ConvIsa {
 pub trait DotKernel {
     /// The whole-convolution kernels the dispatcher may run instead of the drivers.
     const CONV: ConvIsa;
+    /// The decoders and kernels compiled in ([`crate::caps::Everything`] but in a firmware
+    /// built for one blob, see [`crate::caps::Capped`]).
+    type Caps: crate::caps::Caps;
 
     /// For each channel pair `p < npairs` (packed one after the other in `wts`, `4 * kq` words
     /// each) against the packed pixel pair `acts` (`4 * kq` words), with `B = ROW_BLOCK`:

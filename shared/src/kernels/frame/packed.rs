@@ -27,7 +27,7 @@ pub fn conv_packed_s8<K: DotKernel>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, K::Caps>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) {

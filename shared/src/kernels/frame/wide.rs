@@ -30,6 +30,7 @@ use crate::kernels::x86::wide::{micro_avx2, nibbles_avx2, outer_avx2};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::x86::wide::{micro_sse2, outer_sse2};
 use crate::quant::requant_row_inline;
+use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// Runs the convolution with the best micro-kernel this CPU has (AVX2 on x86-64 when detected,
@@ -37,11 +38,11 @@ use crate::weights::RowDecoder;
 /// `kernels::conv_s8`; returns `false` (having written nothing) when the scratch
 /// cannot hold 4 padded weight rows.
 #[inline]
-pub fn conv_wide_s8(
+pub fn conv_wide_s8<C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
@@ -50,36 +51,36 @@ pub fn conv_wide_s8(
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { conv_wide_avx2(p, q, input, w, out, scratch) };
     }
-    conv_wide_body::<false>(p, q, input, w, out, scratch)
+    conv_wide_body::<false, C>(p, q, input, w, out, scratch)
 }
 
 /// [`conv_wide_s8`] without AVX2 whatever the CPU (SSE2 micro-kernel on x86-64, plain Rust
 /// elsewhere; tests run both).
 #[inline]
-pub fn conv_wide_portable_s8(
+pub fn conv_wide_portable_s8<C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
-    conv_wide_body::<false>(p, q, input, w, out, scratch)
+    conv_wide_body::<false, C>(p, q, input, w, out, scratch)
 }
 
 /// The whole driver compiled with AVX2 enabled (so the loops around the intrinsics, the
 /// im2col and the requantisation are vectorised for 256-bit registers as well).
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
 #[target_feature(enable = "avx2")]
-fn conv_wide_avx2(
+fn conv_wide_avx2<C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
-    conv_wide_body::<true>(p, q, input, w, out, scratch)
+    conv_wide_body::<true, C>(p, q, input, w, out, scratch)
 }
 
 /// Splits the scratch into (pixel rows `2 * kp`, weight rows `nb * kp`, nb, int8 row `k`).
@@ -112,11 +113,11 @@ fn layout(
 }
 
 #[inline(always)]
-fn conv_wide_body<const AVX: bool>(
+fn conv_wide_body<const AVX: bool, C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
@@ -135,7 +136,7 @@ fn conv_wide_body<const AVX: bool>(
     let mut bias = [0i32; ROW_BLOCK];
     let mut mults = [0i32; ROW_BLOCK];
     if k <= OUTER_MAX_K && nb >= 8 {
-        outer::<AVX>(p, q, input, w, out, a0, wts, nb & !7, row);
+        outer::<AVX, C>(p, q, input, w, out, a0, wts, nb & !7, row);
         return true;
     }
     let mut ob = 0;
@@ -148,7 +149,7 @@ fn conv_wide_body<const AVX: bool>(
                 dst.fill(0);
                 continue;
             }
-            decode::<AVX>(w, ob + j, k, row, dst);
+            decode::<AVX, C>(w, ob + j, k, row, dst);
             bias[j] = q.bias_at(ob + j);
             mults[j] = q.scaled_at(&rq, ob + j);
         }
@@ -192,11 +193,11 @@ pub const OUTER_MAX_K: usize = 32;
 /// per channel and need no horizontal sums. `nb` is a multiple of 8, `a` holds `kp` i16.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn outer<const AVX: bool>(
+fn outer<const AVX: bool, C: Caps>(
     p: &ConvParams,
     q: &ConvQuant<'_>,
     input: &[i8],
-    w: &RowDecoder<'_>,
+    w: &RowDecoder<'_, C>,
     out: &mut [i8],
     a: &mut [i16],
     wts: &mut [i16],
@@ -221,7 +222,7 @@ fn outer<const AVX: bool>(
         for j in 0..nb {
             // Decode into the pixel row (free until the pixel loop), then scatter the pairs.
             if j < n {
-                decode::<AVX>(w, ob + j, k, row, a);
+                decode::<AVX, C>(w, ob + j, k, row, a);
                 bias[j] = q.bias_at(ob + j);
                 mults[j] = q.scaled_at(&rq, ob + j);
             } else {
@@ -320,8 +321,8 @@ fn fill(p: &ConvParams, direct: bool, input: &[i8], px: usize, ow: usize, zp: i8
 
 /// Decodes weight row `r` into `dst[..k]` (i16), `dst[k..] = 0`.
 #[inline(always)]
-fn decode<const AVX: bool>(
-    w: &RowDecoder<'_>,
+fn decode<const AVX: bool, C: Caps>(
+    w: &RowDecoder<'_, C>,
     r: usize,
     k: usize,
     row: &mut [i8],

@@ -57,6 +57,7 @@ pub struct RefDot;
 
 impl DotKernel for RefDot {
     const CONV: ConvIsa = ConvIsa::Packed;
+    type Caps = crate::caps::Everything;
 
     #[inline]
     fn dot_block(
@@ -80,6 +81,7 @@ pub struct PortableDot;
 
 impl DotKernel for PortableDot {
     const CONV: ConvIsa = ConvIsa::Wide;
+    type Caps = crate::caps::Everything;
 
     #[inline]
     fn dot_block(
@@ -104,6 +106,7 @@ pub struct PortableScalarDot;
 
 impl DotKernel for PortableScalarDot {
     const CONV: ConvIsa = ConvIsa::WidePortable;
+    type Caps = crate::caps::Everything;
 
     #[inline]
     fn dot_block(
