@@ -42,9 +42,13 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("reading {}: {e}", memory.display())));
     println!("cargo:rerun-if-changed={}", memory.display());
     println!("cargo:rustc-link-search={}", out.display());
-    // cortex-m-rt's `device` feature (the MPS2 boards) includes a `device.x` naming the
-    // interrupt handlers; the firmware enables no interrupt, so it names none.
-    fs::write(out.join("device.x"), "/* no device interrupt handlers */\n").unwrap();
+    // cortex-m-rt's `device` feature includes a `device.x` naming the interrupt handlers. The
+    // MPS2 boards' one-entry table names none; the Nucleo's comes with its PAC (not shadowed).
+    if board.starts_with("mps2") {
+        fs::write(out.join("device.x"), "/* no device interrupt handlers */\n").unwrap();
+    } else {
+        let _ = fs::remove_file(out.join("device.x"));
+    }
 
     // flip-link is the configured linker (.cargo/config.toml) unless overridden: say so clearly.
     let linker_var = format!(

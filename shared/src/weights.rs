@@ -69,7 +69,8 @@ pub enum WeightsDesc<'a> {
         /// How many entries each row holds: a [`RowIndex`].
         #[serde(borrow)]
         row_ptr: &'a [u8],
-        /// `cout + 1` u32 LE bit offsets into `stream`.
+        /// `cout + 1` u32 LE bit offsets into `stream`, or empty: each row starts where the one
+        /// before it ends (see [`RowDecoder`]'s cursor).
         #[serde(borrow)]
         row_bits: &'a [u8],
         /// The Huffman bit stream (codes written MSB-first of the code, bits LSB-first in bytes).
@@ -85,7 +86,7 @@ pub enum WeightsDesc<'a> {
         /// Code length of each index symbol `0..centroids.len()`.
         #[serde(borrow)]
         lengths: &'a [u8],
-        /// `cout + 1` u32 LE bit offsets.
+        /// `cout + 1` u32 LE bit offsets, or empty: each row starts where the one before it ends.
         #[serde(borrow)]
         row_bits: &'a [u8],
         /// The bit stream.
@@ -243,6 +244,9 @@ pub struct RowDecoder<'a, C: Caps = Everything> {
     /// `(row, first entry)` of the last row looked up in a [`RowIndex::Counts`] index: the
     /// next row in order starts from there instead of summing from row 0.
     cursor: Cell<(usize, usize)>,
+    /// `(row, first bit)` of the next Huffman row in order, for streams stored without row
+    /// offsets: a row starts where the one before it ended.
+    huff_cursor: Cell<(usize, usize)>,
     caps: PhantomData<C>,
 }
 
@@ -434,6 +438,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
             t2,
             lut,
             cursor: Cell::new((0, 0)),
+            huff_cursor: Cell::new((0, 0)),
             caps: PhantomData,
         })
     }
@@ -623,7 +628,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                     return;
                 };
                 let (a, b) = self.row_range(row_ptr, r).unwrap_or((0, 0));
-                let s = le_u32(row_bits, r).unwrap_or(0) as usize;
+                let s = self.huff_start(row_bits, r).unwrap_or(0);
                 let mut rd = FastBits::new(stream, s);
                 let mut pos = 0usize;
                 for _ in a..b.max(a) {
@@ -632,15 +637,90 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                     put(pos, lut[sym & 0xff]);
                     pos += 1;
                 }
+                self.huff_cursor.set((r + 1, rd.consumed));
             }
             _ => {}
+        }
+    }
+
+    /// First bit of Huffman row `r`: `row_bits[r]` when the offsets are stored, else where row
+    /// `r - 1` ended. Rows are read in order, so that is the cursor; a row ahead of it is
+    /// reached by decoding the rows between, one behind it by starting again from row 0.
+    fn huff_start(&self, row_bits: &[u8], r: usize) -> Result<usize, Error> {
+        if !row_bits.is_empty() {
+            return Ok(le_u32(row_bits, r)? as usize);
+        }
+        if self.huff_cursor.get().0 > r {
+            self.huff_cursor.set((0, 0));
+        }
+        loop {
+            let (row, bit) = self.huff_cursor.get();
+            if row == r {
+                return Ok(bit);
+            }
+            // Moves the cursor past `row` (one level deep: `row` is the cursor's row).
+            self.walk(row, ignore)?;
+        }
+    }
+
+    /// Ends the bit range of Huffman row `r` (which ended at bit `end`): the stored offset
+    /// must match, or (offsets derived) the cursor moves on.
+    fn huff_end(&self, row_bits: &[u8], r: usize, end: usize) -> Result<(), Error> {
+        if row_bits.is_empty() {
+            self.huff_cursor.set((r + 1, end));
+            Ok(())
+        } else if le_u32(row_bits, r + 1)? as usize == end {
+            Ok(())
+        } else {
+            Err(Error::BadHuffman)
+        }
+    }
+
+    /// Last bit a Huffman row may reach: its stored end, or the stream's end.
+    fn huff_limit(row_bits: &[u8], r: usize, stream: &[u8]) -> Result<usize, Error> {
+        if row_bits.is_empty() {
+            Ok(stream.len() * 8)
+        } else {
+            Ok(le_u32(row_bits, r + 1)? as usize)
+        }
+    }
+
+    /// First bit of Huffman row `r` (`r == cout`: the end of the stream's rows), for the
+    /// encoder; 0 for other encodings.
+    #[cfg(feature = "std")]
+    pub(crate) fn huff_row_start(&self, r: usize) -> Result<usize, Error> {
+        match self.w {
+            WeightsDesc::HuffSparse { row_bits, .. } | WeightsDesc::HuffCodebook { row_bits, .. } => {
+                self.huff_start(row_bits, r)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// After rows `0..cout` were checked in order: a Huffman stream stored without row offsets
+    /// must end with its last row (at most 7 padding bits).
+    pub(crate) fn check_stream_end(&self, cout: usize) -> Result<(), Error> {
+        match self.w {
+            WeightsDesc::HuffSparse {
+                row_bits, stream, ..
+            }
+            | WeightsDesc::HuffCodebook {
+                row_bits, stream, ..
+            } if row_bits.is_empty() => {
+                let (row, bit) = self.huff_cursor.get();
+                if row != cout || bit.div_ceil(8) != stream.len() {
+                    return Err(Error::BadHuffman);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
     /// Decodes row `r` without storing it (validation): the same code path as
     /// [`RowDecoder::decode_row`].
     pub fn check_row(&self, r: usize) -> Result<(), Error> {
-        self.walk(r, |_, _| {})
+        self.walk(r, ignore)
     }
 
     /// Calls `put(pos, value)` for every stored value of row `r`, with `pos < k` guaranteed;
@@ -716,10 +796,8 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                     _ => return Err(Error::BadHuffman),
                 };
                 let (a, b) = self.row_range(row_ptr, r)?;
-                let (s, e) = (
-                    le_u32(row_bits, r)? as usize,
-                    le_u32(row_bits, r + 1)? as usize,
-                );
+                let s = self.huff_start(row_bits, r)?;
+                let e = Self::huff_limit(row_bits, r, stream)?;
                 if b < a || e < s || e > stream.len() * 8 || b - a > k {
                     return Err(Error::BadWeights);
                 }
@@ -735,9 +813,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                     put(pos, lut[sym as usize & 0xff]);
                     pos += 1;
                 }
-                if rd.consumed != e {
-                    return Err(Error::BadHuffman);
-                }
+                self.huff_end(row_bits, r, rd.consumed)?;
             }
             WeightsDesc::HuffCodebook {
                 centroids,
@@ -746,10 +822,8 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                 ..
             } if C::HUFF_CODEBOOK => {
                 let h = self.h1.as_ref().ok_or(Error::BadHuffman)?;
-                let (s, e) = (
-                    le_u32(row_bits, r)? as usize,
-                    le_u32(row_bits, r + 1)? as usize,
-                );
+                let s = self.huff_start(row_bits, r)?;
+                let e = Self::huff_limit(row_bits, r, stream)?;
                 if e < s || e > stream.len() * 8 {
                     return Err(Error::BadWeights);
                 }
@@ -762,9 +836,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
                     }
                     put(i, lut[c & 0xff]);
                 }
-                if rd.consumed != e {
-                    return Err(Error::BadHuffman);
-                }
+                self.huff_end(row_bits, r, rd.consumed)?;
             }
             _ => return Err(Error::NotBuiltIn),
         }
@@ -791,6 +863,7 @@ pub(crate) fn check_conv_weights<C: Caps>(
         for r in 0..cout {
             d.check_row(r).map_err(bad)?;
         }
+        d.check_stream_end(cout).map_err(bad)?;
     }
     Ok(())
 }
@@ -811,6 +884,22 @@ pub(crate) fn stored_entries(w: &WeightsDesc<'_>, a: usize, b: usize) -> Option<
         _ => None,
     }
 }
+
+/// Stored Huffman row offsets (u32: a row's bits are not counted in bytes) must cover the
+/// stream exactly; without them the row walk checks the stream's end (`check_stream_end`).
+fn check_row_bits(row_bits: &[u8], cout: usize, stream: &[u8]) -> Result<(), Error> {
+    if row_bits.is_empty() {
+        return Ok(());
+    }
+    RowIndex::Offsets(row_bits).validate(cout)?;
+    if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
+        return Err(Error::BadWeights);
+    }
+    Ok(())
+}
+
+/// A `put` for walks that only check (one function type, so one copy of `walk`).
+fn ignore(_: usize, _: i8) {}
 
 fn check_sym(values: &Values<'_>, sym: u32) -> Result<(), Error> {
     match values {
@@ -882,11 +971,7 @@ pub(crate) fn validate_weights<C: Caps>(
                 return Err(Error::BadHuffman);
             }
             RowIndex::of(row_ptr).validate(cout)?;
-            // Bit offsets stay u32: a Huffman row's bits are not counted in bytes.
-            RowIndex::Offsets(row_bits).validate(cout)?;
-            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
-                return Err(Error::BadWeights);
-            }
+            check_row_bits(row_bits, cout, stream)?;
         }
         WeightsDesc::HuffCodebook {
             centroids,
@@ -897,11 +982,7 @@ pub(crate) fn validate_weights<C: Caps>(
             if centroids.is_empty() || centroids.len() > 256 || lengths.len() != centroids.len() {
                 return Err(Error::BadHuffman);
             }
-            // Bit offsets stay u32: a Huffman row's bits are not counted in bytes.
-            RowIndex::Offsets(row_bits).validate(cout)?;
-            if (le_u32(row_bits, cout)? as usize).div_ceil(8) != stream.len() {
-                return Err(Error::BadWeights);
-            }
+            check_row_bits(row_bits, cout, stream)?;
         }
         _ => return Err(Error::NotBuiltIn),
     }

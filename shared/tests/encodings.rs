@@ -33,7 +33,35 @@ proptest! {
         prop_assert_eq!(decode_all(&OwnedWeights::sparse(cb, cout, k, gap_bits).unwrap(), cout, k), cb_dense.clone());
         prop_assert_eq!(decode_all(&OwnedWeights::huff_sparse(SparseSource::Raw(&raw), cout, k, max_gap).unwrap(), cout, k), raw.clone());
         prop_assert_eq!(decode_all(&OwnedWeights::huff_sparse(cb, cout, k, max_gap).unwrap(), cout, k), cb_dense.clone());
-        prop_assert_eq!(decode_all(&OwnedWeights::huff_codebook(&centroids, &idx, cout, k).unwrap(), cout, k), cb_dense);
+        prop_assert_eq!(decode_all(&OwnedWeights::huff_codebook(&centroids, &idx, cout, k).unwrap(), cout, k), cb_dense.clone());
+        // Huffman rows with their bit offsets stored, as older blobs have them.
+        let stored = |w: OwnedWeights| w.with_row_offsets(cout, k).unwrap();
+        let hs = stored(OwnedWeights::huff_sparse(cb, cout, k, max_gap).unwrap());
+        let offsets_stored = matches!(hs.desc(), WeightsDesc::HuffSparse { row_bits, .. } if row_bits.len() == 4 * (cout + 1));
+        prop_assert!(offsets_stored);
+        prop_assert_eq!(decode_all(&hs, cout, k), cb_dense.clone());
+        prop_assert_eq!(decode_all(&stored(OwnedWeights::huff_codebook(&centroids, &idx, cout, k).unwrap()), cout, k), cb_dense);
+    }
+
+    /// Rows stored without offsets decode in any order (the cursor starts again or walks
+    /// ahead), the same as in order.
+    #[test]
+    fn huffman_rows_decode_in_any_order(cout in 1usize..9, k in 1usize..40, seed in any::<u64>(), order in proptest::collection::vec(0usize..9, 1..20)) {
+        let mut rng = shared::testkit::Rng(seed | 1);
+        let raw: Vec<i8> = (0..cout * k).map(|_| if rng.next_u32() % 3 == 0 { rng.next_u32() as i8 } else { 0 }).collect();
+        for w in [
+            OwnedWeights::huff_sparse(SparseSource::Raw(&raw), cout, k, 7).unwrap(),
+            OwnedWeights::huff_codebook(&[0, 1, -1, 5], &raw.iter().map(|&v| (v as u8) % 4).collect::<Vec<_>>(), cout, k).unwrap(),
+        ] {
+            let whole = decode_all(&w, cout, k);
+            let d = RowDecoder::new(w.desc(), k).unwrap();
+            let mut row = vec![0i8; k];
+            for &r in &order {
+                let r = r % cout;
+                d.decode_row(r, &mut row).unwrap();
+                prop_assert_eq!(&row[..], &whole[r * k..(r + 1) * k]);
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,24 @@
 //! Mutations of the payload with the header (length, CRC) recomputed, so the fuzzer explores
 //! the validator past the checksum. Accepted models must run without panicking, on the default
-//! kernels and on the reference dot kernel.
+//! kernels and on the reference dot kernel; and the same for a build carrying fewer decoders and
+//! kernels (as the firmware does, `caps`), which must never accept what the full build refuses.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use shared::caps::{Capped, Caps};
+
+/// The shipped model's switches: codebook and sparse rows, global average pool, sparse stem.
+#[derive(Debug)]
+struct ShippedLike;
+
+impl Caps for ShippedLike {
+    const DENSE: bool = false;
+    const HUFF_SPARSE: bool = false;
+    const HUFF_CODEBOOK: bool = false;
+    const AVG_POOL: bool = false;
+    const BYPASS: bool = false;
+    const MAXPOOL_ANY_CHANNELS: bool = false;
+    const STEM_DENSE: bool = false;
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut blob = Vec::with_capacity(data.len() + 24);
@@ -17,6 +33,19 @@ fuzz_target!(|data: &[u8]| {
     }
     let crc = shared::format::crc32(&blob[16..]);
     blob[12..16].copy_from_slice(&crc.to_le_bytes());
+    let full_accepts = shared::Model::from_bytes(&blob).is_ok();
+    if let Ok(m) = shared::Model::from_bytes_for::<ShippedLike>(&blob) {
+        assert!(full_accepts, "the narrow build accepted a blob the full build refuses");
+        let input = vec![0i8; m.input_len()];
+        let mut arena = vec![0u8; m.arena_len()];
+        let mut logits = vec![0i8; m.num_classes()];
+        shared::run::run_fused_with::<Capped<shared::kernels::BestDot, ShippedLike>>(
+            &m,
+            &input,
+            &mut arena,
+            &mut logits,
+        );
+    }
     if let Ok(m) = shared::Model::from_bytes(&blob) {
         let input = vec![0i8; m.input_len()];
         let mut arena = vec![0u8; m.arena_len()];

@@ -11,7 +11,7 @@ use std::vec::Vec;
 
 use crate::format::{ConvDesc, Error, Pad, QuantParams, Values, WeightsDesc};
 use crate::quant::{channel_multipliers, compact_biases, conv_multiplier};
-use crate::weights::{MAX_CODE_LEN, ROW_COUNTS};
+use crate::weights::{MAX_CODE_LEN, ROW_COUNTS, RowDecoder};
 
 /// LSB-first bit writer.
 #[derive(Debug, Default, Clone)]
@@ -182,7 +182,8 @@ pub enum OwnedWeights {
         value_lengths: Vec<u8>,
         /// Row index (`weights::RowIndex`).
         row_ptr: Vec<u8>,
-        /// Row bit offsets.
+        /// Row bit offsets: empty (rows follow each other), or see
+        /// [`OwnedWeights::with_row_offsets`].
         row_bits: Vec<u8>,
         /// Stream.
         stream: Vec<u8>,
@@ -193,7 +194,8 @@ pub enum OwnedWeights {
         centroids: Vec<u8>,
         /// Code lengths.
         lengths: Vec<u8>,
-        /// Row bit offsets.
+        /// Row bit offsets: empty (rows follow each other), or see
+        /// [`OwnedWeights::with_row_offsets`].
         row_bits: Vec<u8>,
         /// Stream.
         stream: Vec<u8>,
@@ -425,21 +427,20 @@ impl OwnedWeights {
         let (gl, vl) = (huffman_lengths(&gf), huffman_lengths(&vf));
         let (gc, vc) = (canonical_codes(&gl), canonical_codes(&vl));
         let mut w = BitWriter::default();
-        let (mut counts, mut bits) = (Vec::with_capacity(cout), vec![0u32]);
+        let mut counts = Vec::with_capacity(cout);
         for e in &rows {
             for (g, s) in e {
                 put_code(&mut w, gc[*g as usize], gl[*g as usize]);
                 put_code(&mut w, vc[*s as usize], vl[*s as usize]);
             }
             counts.push(e.len());
-            bits.push(w.len() as u32);
         }
         Ok(OwnedWeights::HuffSparse {
             centroids: src.centroids(),
             gap_lengths: gl,
             value_lengths: vl,
             row_ptr: row_index(&counts),
-            row_bits: u32s(&bits),
+            row_bits: Vec::new(),
             stream: w.into_bytes(),
         })
     }
@@ -461,18 +462,59 @@ impl OwnedWeights {
         let l = huffman_lengths(&f);
         let c = canonical_codes(&l);
         let mut w = BitWriter::default();
-        let mut bits = vec![0u32];
-        for r in 0..cout {
-            for &i in &indices[r * k..(r + 1) * k] {
-                put_code(&mut w, c[i as usize], l[i as usize]);
-            }
-            bits.push(w.len() as u32);
+        for &i in indices {
+            put_code(&mut w, c[i as usize], l[i as usize]);
         }
         Ok(OwnedWeights::HuffCodebook {
             centroids: bytes_i8(centroids),
             lengths: l,
-            row_bits: u32s(&bits),
+            row_bits: Vec::new(),
             stream: w.into_bytes(),
+        })
+    }
+
+    /// The same weights with each Huffman row's first bit stored (`cout + 1` u32 offsets, as
+    /// blobs had them before the decoders derived them), for `cout` rows of `k`. Other
+    /// encodings come back unchanged.
+    pub fn with_row_offsets(self, cout: usize, k: usize) -> Result<Self, Error> {
+        let offsets = {
+            let d = RowDecoder::new(self.desc(), k)?;
+            let mut bits = Vec::with_capacity(cout + 1);
+            for r in 0..cout {
+                bits.push(d.huff_row_start(r)? as u32);
+                d.check_row(r)?;
+            }
+            bits.push(d.huff_row_start(cout)? as u32);
+            u32s(&bits)
+        };
+        Ok(match self {
+            OwnedWeights::HuffSparse {
+                centroids,
+                gap_lengths,
+                value_lengths,
+                row_ptr,
+                stream,
+                ..
+            } => OwnedWeights::HuffSparse {
+                centroids,
+                gap_lengths,
+                value_lengths,
+                row_ptr,
+                row_bits: offsets,
+                stream,
+            },
+            OwnedWeights::HuffCodebook {
+                centroids,
+                lengths,
+                stream,
+                ..
+            } => OwnedWeights::HuffCodebook {
+                centroids,
+                lengths,
+                row_bits: offsets,
+                stream,
+            },
+            other => other,
         })
     }
 
