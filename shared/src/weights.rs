@@ -706,7 +706,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
             }
             | WeightsDesc::HuffCodebook {
                 row_bits, stream, ..
-            } if row_bits.is_empty() => {
+            } if (C::HUFF_SPARSE || C::HUFF_CODEBOOK) && row_bits.is_empty() => {
                 let (row, bit) = self.huff_cursor.get();
                 if row != cout || bit.div_ceil(8) != stream.len() {
                     return Err(Error::BadHuffman);
