@@ -624,3 +624,115 @@ fn generalised_pool_and_input_match_the_shipped_path() {
         host::compress::quantize::float_input(&px)
     );
 }
+
+/// Moves the initializers of `onnx` larger than `threshold` bytes into `dir/data_name`, one
+/// after the other, each at a 16-byte aligned offset, as onnx's `save_as_external_data` and
+/// `torch.onnx.export` (PyTorch 2.9 and later) write them; writes `dir/model.onnx`.
+fn write_external(onnx: &[u8], dir: &Path, data_name: &str, threshold: usize) -> std::path::PathBuf {
+    let mut m = ModelProto::decode(onnx).unwrap();
+    let mut data = Vec::new();
+    for t in &mut m.graph.as_mut().unwrap().initializer {
+        if t.raw_data.len() <= threshold {
+            continue;
+        }
+        data.resize(data.len().next_multiple_of(16), 0);
+        let entry = |key: &str, value: String| pb::StringStringEntryProto {
+            key: key.into(),
+            value,
+        };
+        t.external_data = vec![
+            entry("location", data_name.into()),
+            entry("offset", data.len().to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+        data.extend(std::mem::take(&mut t.raw_data));
+    }
+    std::fs::write(dir.join(data_name), data).unwrap();
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    path
+}
+
+#[test]
+fn external_data_beside_the_model_imports_as_the_same_model() {
+    let onnx = v11_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_external(&onnx, dir.path(), "model.onnx.data", 64);
+    let stored = std::fs::read(&path).unwrap();
+    // Mixed, as exporters write it: the large tensors outside, the small ones inside.
+    let inits = ModelProto::decode(&stored[..]).unwrap().graph.unwrap().initializer;
+    let outside = inits.iter().filter(|t| !t.external_data.is_empty()).count();
+    assert!(outside > 10 && outside < inits.len(), "{outside} of {}", inits.len());
+    // The importer on the bytes alone names the problem.
+    let err = format!("{:#}", parse(&stored, None).unwrap_err());
+    assert!(err.contains("external data"), "{err}");
+    // Read with its folder: the same model, the same blob.
+    let read = host::verify::import::read_model(&path).unwrap();
+    assert_eq!(ModelProto::decode(&read[..]).unwrap(), ModelProto::decode(&onnx[..]).unwrap());
+    let set = images(60, 3, 40, 7);
+    assert_eq!(check(&read, "ext.onnx", &set).blob, check(&onnx, "v11.onnx", &set).blob);
+}
+
+#[test]
+fn external_data_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_external(&v10_model(), dir.path(), "model.onnx.data", 0);
+    let pngs = dir.path().join("pngs");
+    host::data::images::write_png_dir(&images(30, 1, 36, 5), &pngs).unwrap();
+    let out = dir.path().join("v10.blob");
+    let o = Command::new(env!("CARGO_BIN_EXE_sqz"))
+        .args(["import", model.to_str().unwrap(), "--calib"])
+        .arg(&pngs)
+        .arg("--out")
+        .arg(&out)
+        .args(["--calib-images", "30", "--layer-images", "2", "--float-images", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("Result: PASS"), "{stdout}");
+}
+
+#[test]
+fn external_data_outside_the_folder_or_the_file_is_refused() {
+    let onnx = v10_model();
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("model");
+    std::fs::create_dir(&inner).unwrap();
+    let path = write_external(&onnx, &inner, "w.data", 0);
+    let reason = |m: &ModelProto| {
+        std::fs::write(&path, m.encode_to_vec()).unwrap();
+        format!("{:#}", host::verify::import::read_model(&path).unwrap_err())
+    };
+    let base = ModelProto::decode(&std::fs::read(&path).unwrap()[..]).unwrap();
+    let with = |f: &dyn Fn(&mut Vec<pb::StringStringEntryProto>)| {
+        let mut m = base.clone();
+        f(&mut m.graph.as_mut().unwrap().initializer[0].external_data);
+        m
+    };
+    let set = |key: &'static str, value: String| {
+        move |e: &mut Vec<pb::StringStringEntryProto>| {
+            e.iter_mut().find(|x| x.key == key).unwrap().value = value.clone()
+        }
+    };
+    // A file beside the model's folder, reached with `..` or an absolute path.
+    std::fs::copy(inner.join("w.data"), dir.path().join("w.data")).unwrap();
+    let abs = dir.path().join("w.data").display().to_string();
+    for location in ["../w.data".to_string(), abs] {
+        let err = reason(&with(&set("location", location.clone())));
+        assert!(err.contains("not inside the model's folder"), "{location}: {err}");
+    }
+    // A link out of the folder.
+    std::os::unix::fs::symlink(dir.path().join("w.data"), inner.join("link.data")).unwrap();
+    let err = reason(&with(&set("location", "link.data".into())));
+    assert!(err.contains("link out of the model's folder"), "{err}");
+    // Past the end of the file, and a file that is not there.
+    let len = std::fs::metadata(inner.join("w.data")).unwrap().len();
+    let err = reason(&with(&set("offset", (len - 2).to_string())));
+    assert!(err.contains(&format!("the file holds {len} bytes")), "{err}");
+    let err = reason(&with(&set("location", "missing.data".into())));
+    assert!(err.contains("cannot open its external data file") && err.contains("missing.data"), "{err}");
+    let err = reason(&with(&set("length", "many".into())));
+    assert!(err.contains("is not a byte count"), "{err}");
+}

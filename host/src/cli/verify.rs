@@ -35,7 +35,9 @@ written only when everything succeeded and every check passed.";
 /// `sqz import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The ONNX model.
+    /// The ONNX model. Weights stored beside it as external data (`model.onnx.data`, what
+    /// `torch.onnx.export` writes by default since PyTorch 2.9) are read from the model's
+    /// folder.
     model: PathBuf,
     /// Calibration images: an IDX file (n x h x w grey, or n x h x w x c; raw or .gz) or a
     /// folder of PNGs (grey or RGB, file-name order), of the model's input size.
@@ -121,8 +123,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 /// `sqz import`.
 pub fn import(args: ImportArgs) -> Result<()> {
     args.validate()?;
-    let onnx = std::fs::read(&args.model)
-        .with_context(|| format!("while reading {}", args.model.display()))?;
+    let onnx = crate::verify::import::read_model(&args.model)?;
     let images = crate::data::images::ImageSet::load(&args.calib, args.labels.as_deref())?;
     let cfg = crate::verify::import::ImportConfig {
         input_size: args.input_size,

@@ -27,12 +27,10 @@ fn f16_to_f32(h: u16) -> f32 {
 
 pub(super) fn tensor_values(t: &TensorProto) -> Result<Const> {
     use pb::tensor_proto::DataType as D;
-    if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32)
-        || !t.external_data.is_empty()
-    {
+    if super::external::is_external(t) {
         bail!(
-            "tensor '{}' is stored outside the .onnx file (external data); export with the \
-             weights inside the file",
+            "tensor '{}' is stored outside the .onnx file (external data): read the model with \
+             `read_model`, which loads it from the model's folder",
             t.name
         );
     }

@@ -28,10 +28,12 @@
 //!
 //! [`INPUT_QUANT`]: crate::compress::quantize::INPUT_QUANT
 //!
-//! Parts: `graph` reads the ONNX graph (with `lower` for each node), [`parse`] walks its data
-//! path into layers (with `fire` for fire modules), [`check`] quantises and checks the result.
+//! Parts: [`external`] loads tensors stored beside the model ([`read_model`]), `graph` reads the
+//! ONNX graph (with `lower` for each node), [`parse`] walks its data path into layers (with
+//! `fire` for fire modules), [`check`] quantises and checks the result.
 
 pub mod check;
+pub mod external;
 mod fire;
 mod graph;
 mod lower;
@@ -40,4 +42,5 @@ pub mod parse;
 pub use check::{
     ImportConfig, ImportResult, float_parity_onnx, import, report_path, write_outputs,
 };
+pub use external::read_model;
 pub use parse::{Imported, parse};
