@@ -2,6 +2,7 @@
 //! commands' argument structs (clap derive, with a `validate` method for the checks that need
 //! no data) and one thin function per command that calls the stage.
 
+pub mod classify;
 pub mod compress;
 pub mod data;
 pub mod export;
@@ -71,6 +72,9 @@ pub enum Command {
     /// Talk to the firmware on a board's serial port or in QEMU: eval, soak.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The class of your own picture files (PNG, JPEG, ...) on the shared kernels, or on the
+    /// firmware (--qemu ELF / --port TTY).
+    Classify(classify::ClassifyArgs),
 }
 
 /// Runs a parsed command line.
@@ -90,5 +94,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Pipeline(args) => pipeline::pipeline(args),
         Command::Shipped(args) => pipeline::shipped(args),
         Command::Device(cmd) => link::device(cmd),
+        Command::Classify(args) => classify::classify(args),
     }
 }

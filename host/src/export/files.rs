@@ -18,11 +18,20 @@ use crate::compress::run::Compressed;
 use crate::store::write_atomic;
 use crate::train::checkpoint::load_run;
 
-/// Writes `NAME.blob`, `NAME.float.onnx`, `NAME.int8.onnx` and `NAME.qdq.onnx` into `out`, each
-/// atomically, after all were produced (a refused blob writes nothing).
+/// Writes `NAME.blob`, `NAME.float.onnx`, `NAME.int8.onnx`, `NAME.qdq.onnx` and
+/// `NAME.classes.txt` (the training data's class names, one per line, read by `sqz classify`)
+/// into `out`, each atomically, after all were produced (a refused blob writes nothing).
 pub fn export(out: &Path, name: &str, blob: &[u8], float: &FloatNet) -> Result<Vec<PathBuf>> {
     let model =
         shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("invalid blob: {e}"))?;
+    // Every training run reads Fashion-MNIST today.
+    anyhow::ensure!(
+        model.num_classes() == crate::data::CLASSES,
+        "the blob has {} classes, the training data {}",
+        model.num_classes(),
+        crate::data::CLASSES
+    );
+    let class_names = crate::data::CLASS_NAMES.map(|n| format!("{n}\n")).concat();
     let files = [
         (format!("{name}.blob"), blob.to_vec()),
         (format!("{name}.float.onnx"), to_bytes(&float_model(float))),
@@ -34,6 +43,7 @@ pub fn export(out: &Path, name: &str, blob: &[u8], float: &FloatNet) -> Result<V
             format!("{name}.qdq.onnx"),
             to_bytes(&quant_model_as(&model, false, QuantFormat::Qdq)?),
         ),
+        (format!("{name}.classes.txt"), class_names.into_bytes()),
     ];
     std::fs::create_dir_all(out).with_context(|| format!("while creating {}", out.display()))?;
     let mut written = Vec::new();
