@@ -106,7 +106,7 @@ fn main() {
             arena = model.arena_len(),
             classes = model.num_classes(),
             id = model.model_id(),
-            caps = shared::caps::Used::of(&model).rust_impl("BlobCaps"),
+            caps = model.uses().rust_impl("BlobCaps"),
         ),
     )
     .unwrap();

@@ -4,8 +4,7 @@
 
 pub use shared::{Error, Model, quantize_input_u8};
 
-use shared::caps::Capped;
-use shared::kernels::BestDot;
+use shared::kernels::{BestDot, Capped};
 
 use crate::config::BlobCaps;
 

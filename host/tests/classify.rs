@@ -22,7 +22,10 @@ fn pictures_get_the_kernels_answer_by_name() {
         let logits = kernels(&px);
         expected.push(host::eval::argmax_i8(&logits));
         let path = dir.path().join(format!("p{i}.png"));
-        image::GrayImage::from_raw(28, 28, px).unwrap().save(&path).unwrap();
+        image::GrayImage::from_raw(28, 28, px)
+            .unwrap()
+            .save(&path)
+            .unwrap();
         files.push(path);
     }
     let grey = image::GrayImage::from_raw(28, 28, data.test.image(0).to_vec()).unwrap();
@@ -45,7 +48,10 @@ fn pictures_get_the_kernels_answer_by_name() {
         String::from_utf8_lossy(&o.stderr),
     );
     assert!(!o.status.success(), "a broken picture fails the command");
-    assert!(stderr.contains("bad.png") && stderr.contains("1 of 6 pictures"), "{stderr}");
+    assert!(
+        stderr.contains("bad.png") && stderr.contains("1 of 6 pictures"),
+        "{stderr}"
+    );
     for (f, c) in files.iter().zip(&expected) {
         let line = stdout
             .lines()

@@ -628,7 +628,12 @@ fn generalised_pool_and_input_match_the_shipped_path() {
 /// Moves the initializers of `onnx` larger than `threshold` bytes into `dir/data_name`, one
 /// after the other, each at a 16-byte aligned offset, as onnx's `save_as_external_data` and
 /// `torch.onnx.export` (PyTorch 2.9 and later) write them; writes `dir/model.onnx`.
-fn write_external(onnx: &[u8], dir: &Path, data_name: &str, threshold: usize) -> std::path::PathBuf {
+fn write_external(
+    onnx: &[u8],
+    dir: &Path,
+    data_name: &str,
+    threshold: usize,
+) -> std::path::PathBuf {
     let mut m = ModelProto::decode(onnx).unwrap();
     let mut data = Vec::new();
     for t in &mut m.graph.as_mut().unwrap().initializer {
@@ -661,17 +666,31 @@ fn external_data_beside_the_model_imports_as_the_same_model() {
     let path = write_external(&onnx, dir.path(), "model.onnx.data", 64);
     let stored = std::fs::read(&path).unwrap();
     // Mixed, as exporters write it: the large tensors outside, the small ones inside.
-    let inits = ModelProto::decode(&stored[..]).unwrap().graph.unwrap().initializer;
+    let inits = ModelProto::decode(&stored[..])
+        .unwrap()
+        .graph
+        .unwrap()
+        .initializer;
     let outside = inits.iter().filter(|t| !t.external_data.is_empty()).count();
-    assert!(outside > 10 && outside < inits.len(), "{outside} of {}", inits.len());
+    assert!(
+        outside > 10 && outside < inits.len(),
+        "{outside} of {}",
+        inits.len()
+    );
     // The importer on the bytes alone names the problem.
     let err = format!("{:#}", parse(&stored, None).unwrap_err());
     assert!(err.contains("external data"), "{err}");
     // Read with its folder: the same model, the same blob.
     let read = host::verify::import::read_model(&path).unwrap();
-    assert_eq!(ModelProto::decode(&read[..]).unwrap(), ModelProto::decode(&onnx[..]).unwrap());
+    assert_eq!(
+        ModelProto::decode(&read[..]).unwrap(),
+        ModelProto::decode(&onnx[..]).unwrap()
+    );
     let set = images(60, 3, 40, 7);
-    assert_eq!(check(&read, "ext.onnx", &set).blob, check(&onnx, "v11.onnx", &set).blob);
+    assert_eq!(
+        check(&read, "ext.onnx", &set).blob,
+        check(&onnx, "v11.onnx", &set).blob
+    );
 }
 
 #[test]
@@ -686,11 +705,22 @@ fn external_data_through_the_cli() {
         .arg(&pngs)
         .arg("--out")
         .arg(&out)
-        .args(["--calib-images", "30", "--layer-images", "2", "--float-images", "3"])
+        .args([
+            "--calib-images",
+            "30",
+            "--layer-images",
+            "2",
+            "--float-images",
+            "3",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(stdout.contains("Result: PASS"), "{stdout}");
 }
 
@@ -721,7 +751,10 @@ fn external_data_outside_the_folder_or_the_file_is_refused() {
     let abs = dir.path().join("w.data").display().to_string();
     for location in ["../w.data".to_string(), abs] {
         let err = reason(&with(&set("location", location.clone())));
-        assert!(err.contains("not inside the model's folder"), "{location}: {err}");
+        assert!(
+            err.contains("not inside the model's folder"),
+            "{location}: {err}"
+        );
     }
     // A link out of the folder.
     std::os::unix::fs::symlink(dir.path().join("w.data"), inner.join("link.data")).unwrap();
@@ -730,9 +763,15 @@ fn external_data_outside_the_folder_or_the_file_is_refused() {
     // Past the end of the file, and a file that is not there.
     let len = std::fs::metadata(inner.join("w.data")).unwrap().len();
     let err = reason(&with(&set("offset", (len - 2).to_string())));
-    assert!(err.contains(&format!("the file holds {len} bytes")), "{err}");
+    assert!(
+        err.contains(&format!("the file holds {len} bytes")),
+        "{err}"
+    );
     let err = reason(&with(&set("location", "missing.data".into())));
-    assert!(err.contains("cannot open its external data file") && err.contains("missing.data"), "{err}");
+    assert!(
+        err.contains("cannot open its external data file") && err.contains("missing.data"),
+        "{err}"
+    );
     let err = reason(&with(&set("length", "many".into())));
     assert!(err.contains("is not a byte count"), "{err}");
 }

@@ -75,7 +75,9 @@ impl Error {
             Error::BadLayerWeights(_) => "malformed weights",
             Error::BadOutput => "network output is not 1x1xnum_classes",
             Error::TooLarge => "size overflow",
-            Error::NotBuiltIn => "needs a decoder or kernel this firmware was built without (build it for this blob)",
+            Error::NotBuiltIn => {
+                "needs a decoder or kernel this firmware was built without (build it for this blob)"
+            }
             Error::BadArena => {
                 "stored arena size differs from this build's plan (re-plan the blob: sqz recode)"
             }

@@ -5,9 +5,10 @@ use crate::dims::Dims;
 use crate::error::{Error, MAX_LAYERS};
 use crate::format::read::take_desc;
 use crate::format::{Bypass, ConvDesc, LayerDesc, ModelHead, split_header};
+use crate::kernels::sparse_stem_pays;
 use crate::plan::{input_quant_ok, plan_layers, step};
 use crate::quant::QuantParams;
-use crate::weights::{RowDecoder, check_conv_weights};
+use crate::weights::{RowDecoder, WeightsDesc, stored_entries, validate_weights};
 
 /// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, `run`
 /// cannot fail or panic.
@@ -51,7 +52,7 @@ impl<'a> Model<'a> {
     /// decoders (the ones `run` will use).
     pub fn from_bytes_for<C: Caps>(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let model = Self::from_bytes_unchecked_weights(bytes)?;
-        if !Used::of(&model).within(&Used::of_caps::<C>()) {
+        if !model.uses().within(&Used::of_caps::<C>()) {
             return Err(Error::NotBuiltIn);
         }
         for layer in model.layers() {
@@ -77,16 +78,12 @@ impl<'a> Model<'a> {
             return Err(Error::BadQuant(0));
         }
         let mut rest = layers;
-        let (arena, observed_arena, dims, q) = plan_layers(
-            head.input,
-            head.input_quant,
-            n,
-            || {
+        let (arena, observed_arena, dims, q) =
+            plan_layers(head.input, head.input_quant, n, || {
                 let (l, r): (LayerDesc<'a>, &[u8]) = take_desc(rest)?;
                 rest = r;
                 Ok(l)
-            },
-        )?;
+            })?;
         if !rest.is_empty() {
             return Err(Error::BadLayerCount);
         }
@@ -148,6 +145,25 @@ impl<'a> Model<'a> {
     pub fn num_layers(&self) -> usize {
         self.head.num_layers as usize
     }
+    /// What the model needs a build to carry (see `caps`). Reads the description only (no
+    /// weight row is decoded), so it may run before the weights are checked.
+    pub fn uses(&self) -> Used {
+        let mut used = Used::default();
+        for l in self.layers() {
+            for (conv, in_channels) in l.convs() {
+                conv_uses(&mut used, &conv, in_channels);
+            }
+            match l.desc {
+                LayerDesc::MaxPool(_) => used.maxpool_any_channels |= l.input.c % 4 != 0,
+                LayerDesc::AvgPool(_) => used.avg_pool = true,
+                LayerDesc::GlobalAvgPool(_) => used.global_avg_pool = true,
+                LayerDesc::Fire(f) => used.bypass |= !matches!(f.bypass, Bypass::None),
+                LayerDesc::Conv(_) => {}
+            }
+        }
+        used
+    }
+
     /// Iterates the layers with their shapes and quantisation.
     pub fn layers(&self) -> LayerIter<'a> {
         LayerIter {
@@ -201,6 +217,47 @@ impl<'a> Iterator for LayerIter<'a> {
 }
 
 impl ExactSizeIterator for LayerIter<'_> {}
+
+/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
+/// encoding's structure, then every row decoded once.
+fn check_conv_weights<C: Caps>(c: &ConvDesc<'_>, in_channels: u16, idx: u16) -> Result<(), Error> {
+    let bad = |e: Error| match e {
+        Error::NotBuiltIn => e,
+        _ => Error::BadLayerWeights(idx),
+    };
+    let cout = c.out_channels as usize;
+    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
+    validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
+    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
+        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
+        for r in 0..cout {
+            d.check_row(r).map_err(bad)?;
+        }
+        d.check_stream_end(cout).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// A conv's weight encoding, and which Cortex-M4 stem runs it (1-channel 3x3: the
+/// zero-skipping one where it pays, `kernels::sparse_stem_pays`, else the dense one).
+fn conv_uses(used: &mut Used, c: &ConvDesc<'_>, in_channels: u16) {
+    match c.weights {
+        WeightsDesc::Dense { .. } => used.dense = true,
+        WeightsDesc::Codebook { .. } => used.codebook = true,
+        WeightsDesc::Sparse { .. } => used.sparse = true,
+        WeightsDesc::HuffSparse { .. } => used.huff_sparse = true,
+        WeightsDesc::HuffCodebook { .. } => used.huff_codebook = true,
+    }
+    if in_channels == 1 && c.kernel == [3, 3] {
+        let cout = c.out_channels as usize;
+        let entries = stored_entries(&c.weights, 0, cout);
+        if entries.is_some_and(|e| sparse_stem_pays(e, cout)) {
+            used.stem_sparse = true;
+        } else {
+            used.stem_dense = true;
+        }
+    }
+}
 
 impl<'a> LayerInfo<'a> {
     /// The layer's convolutions with their input channel counts: one for a conv, three or four

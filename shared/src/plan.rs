@@ -355,11 +355,8 @@ pub(crate) fn plan_arena<'a>(
 ) -> Result<usize, Error> {
     let n = layers.len();
     let mut layers = layers;
-    let (fused, ..) = plan_layers(
-        input,
-        input_quant,
-        n,
-        || layers.next().ok_or(Error::BadLayerCount),
-    )?;
+    let (fused, ..) = plan_layers(input, input_quant, n, || {
+        layers.next().ok_or(Error::BadLayerCount)
+    })?;
     Ok(fused)
 }

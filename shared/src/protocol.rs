@@ -656,7 +656,11 @@ pub fn encode_response(response: &Response<'_>, scratch: &mut [u8], out: &mut [u
 }
 
 /// [`encode_frame`] for a response, written by hand ([`Response::write`]) rather than by serde.
-fn write_frame(response: &Response<'_>, scratch: &mut [u8], out: &mut [u8]) -> Result<usize, ErrorCode> {
+fn write_frame(
+    response: &Response<'_>,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, ErrorCode> {
     let mut w = Writer::new(scratch);
     response.write(&mut w);
     let n = w.finish().ok_or(ErrorCode::Internal)?;

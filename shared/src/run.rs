@@ -28,9 +28,9 @@
 //! times. [`run_observed`] runs every layer whole (every tensor observable) and needs
 //! [`Model::observed_arena_len`] bytes.
 
+use crate::caps::Caps;
 use crate::dims::Dims;
 use crate::format::{Bypass, ConvDesc, FireDesc, LayerDesc, MaxPoolDesc};
-use crate::caps::Caps;
 use crate::kernels::{BestDot, DotKernel};
 use crate::kernels::{ConvQuant, PoolParams, conv_s8, conv_s8_next_strip};
 use crate::kernels::{add_requant_s8, avgpool_s8, global_avgpool_s8, maxpool_s8};

@@ -386,7 +386,7 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
     /// [`RowDecoder::new`] with `C`'s decoders: an encoding `C` leaves out is
     /// [`Error::NotBuiltIn`].
     pub fn with_caps(w: WeightsDesc<'a>, k: usize) -> Result<Self, Error> {
-        if !C::decodes(&w) {
+        if !decodes::<C>(&w) {
             return Err(Error::NotBuiltIn);
         }
         let (mut t1, mut t2) = ([0u16; 256], [0u16; 256]);
@@ -690,9 +690,8 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
     #[cfg(feature = "std")]
     pub(crate) fn huff_row_start(&self, r: usize) -> Result<usize, Error> {
         match self.w {
-            WeightsDesc::HuffSparse { row_bits, .. } | WeightsDesc::HuffCodebook { row_bits, .. } => {
-                self.huff_start(row_bits, r)
-            }
+            WeightsDesc::HuffSparse { row_bits, .. }
+            | WeightsDesc::HuffCodebook { row_bits, .. } => self.huff_start(row_bits, r),
             _ => Ok(0),
         }
     }
@@ -844,30 +843,6 @@ impl<'a, C: Caps> RowDecoder<'a, C> {
     }
 }
 
-/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
-/// encoding's structure, then every row decoded once.
-pub(crate) fn check_conv_weights<C: Caps>(
-    c: &crate::format::ConvDesc<'_>,
-    in_channels: u16,
-    idx: u16,
-) -> Result<(), Error> {
-    let bad = |e: Error| match e {
-        Error::NotBuiltIn => e,
-        _ => Error::BadLayerWeights(idx),
-    };
-    let cout = c.out_channels as usize;
-    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
-    validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
-    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
-        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
-        for r in 0..cout {
-            d.check_row(r).map_err(bad)?;
-        }
-        d.check_stream_end(cout).map_err(bad)?;
-    }
-    Ok(())
-}
-
 /// Stored entries (values and gap fillers) of rows `a..b` of a sparse encoding, from its row
 /// index; `None` for the dense-row encodings or an index too short.
 pub(crate) fn stored_entries(w: &WeightsDesc<'_>, a: usize, b: usize) -> Option<usize> {
@@ -882,6 +857,17 @@ pub(crate) fn stored_entries(w: &WeightsDesc<'_>, a: usize, b: usize) -> Option<
             }
         }
         _ => None,
+    }
+}
+
+/// Whether a build with the switches `C` decodes `w`.
+pub fn decodes<C: Caps>(w: &WeightsDesc<'_>) -> bool {
+    match w {
+        WeightsDesc::Dense { .. } => C::DENSE,
+        WeightsDesc::Codebook { .. } => C::CODEBOOK,
+        WeightsDesc::Sparse { .. } => C::SPARSE,
+        WeightsDesc::HuffSparse { .. } => C::HUFF_SPARSE,
+        WeightsDesc::HuffCodebook { .. } => C::HUFF_CODEBOOK,
     }
 }
 

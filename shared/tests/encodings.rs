@@ -48,7 +48,7 @@ proptest! {
     #[test]
     fn huffman_rows_decode_in_any_order(cout in 1usize..9, k in 1usize..40, seed in any::<u64>(), order in proptest::collection::vec(0usize..9, 1..20)) {
         let mut rng = shared::testkit::Rng(seed | 1);
-        let raw: Vec<i8> = (0..cout * k).map(|_| if rng.next_u32() % 3 == 0 { rng.next_u32() as i8 } else { 0 }).collect();
+        let raw: Vec<i8> = (0..cout * k).map(|_| if rng.next_u32().is_multiple_of(3) { rng.next_u32() as i8 } else { 0 }).collect();
         for w in [
             OwnedWeights::huff_sparse(SparseSource::Raw(&raw), cout, k, 7).unwrap(),
             OwnedWeights::huff_codebook(&[0, 1, -1, 5], &raw.iter().map(|&v| (v as u8) % 4).collect::<Vec<_>>(), cout, k).unwrap(),

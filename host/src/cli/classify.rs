@@ -72,10 +72,20 @@ impl Answer {
 /// The class names for `blob`: `explicit`, else `NAME.classes.txt` beside it (`NAME` the file
 /// name without `.blob`, or up to its first dot: `shipped.small.blob` finds
 /// `shipped.classes.txt`), else none.
-pub fn class_names(blob: &Path, explicit: Option<&Path>, classes: usize) -> Result<Option<Vec<String>>> {
-    let file = blob.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+pub fn class_names(
+    blob: &Path,
+    explicit: Option<&Path>,
+    classes: usize,
+) -> Result<Option<Vec<String>>> {
+    let file = blob
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
     let first = file.split('.').next().unwrap_or_default();
-    let beside = [blob.with_extension("classes.txt"), blob.with_file_name(format!("{first}.classes.txt"))];
+    let beside = [
+        blob.with_extension("classes.txt"),
+        blob.with_file_name(format!("{first}.classes.txt")),
+    ];
     let path = match (explicit, beside.iter().find(|p| p.exists())) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) => p.clone(),
@@ -114,7 +124,8 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
         (None, None) => None,
         (qemu, port) => {
             let timeout = std::time::Duration::from_secs(20);
-            let mut link = crate::link::connect(qemu.as_deref(), port.as_deref(), args.baud, timeout)?;
+            let mut link =
+                crate::link::connect(qemu.as_deref(), port.as_deref(), args.baud, timeout)?;
             let info = link.info()?;
             crate::link::check_same_model(&info, &blob)?;
             let unit = match info.cost_unit {
@@ -146,7 +157,10 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
                 "the device's logits {:?} differ from the host's {logits:?}",
                 r.logits
             );
-            Ok((Answer::new(r.logits, &model), Some(format!("{} {unit}", r.cost))))
+            Ok((
+                Answer::new(r.logits, &model),
+                Some(format!("{} {unit}", r.cost)),
+            ))
         });
         match answer {
             Ok((a, cost)) => {
@@ -168,7 +182,10 @@ pub fn classify(args: ClassifyArgs) -> Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} of {} pictures could not be classified (see above)", args.images.len());
+        bail!(
+            "{failed} of {} pictures could not be classified (see above)",
+            args.images.len()
+        );
     }
     Ok(())
 }

@@ -50,10 +50,17 @@ mod tests {
         let rgb = image::RgbImage::from_raw(2, 1, vec![255, 0, 0, 255, 255, 255]).unwrap();
         let png = dir.path().join("a.png");
         rgb.save(&png).unwrap();
-        assert_eq!(load_picture(&png, 1, 2, 3).unwrap(), vec![255, 0, 0, 255, 255, 255]);
+        assert_eq!(
+            load_picture(&png, 1, 2, 3).unwrap(),
+            vec![255, 0, 0, 255, 255, 255]
+        );
         let grey = load_picture(&png, 1, 2, 1).unwrap();
         assert_eq!(grey[1], 255);
-        assert!(grey[0] > 40 && grey[0] < 70, "BT.709 luma of red: {}", grey[0]);
+        assert!(
+            grey[0] > 40 && grey[0] < 70,
+            "BT.709 luma of red: {}",
+            grey[0]
+        );
         // Resized: a uniform picture stays uniform.
         let big = image::GrayImage::from_pixel(40, 30, image::Luma([200]));
         let jpg = dir.path().join("b.jpg");
@@ -69,8 +76,14 @@ mod tests {
         let bad = dir.path().join("broken.png");
         std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not the rest of a png").unwrap();
         let err = format!("{:#}", load_picture(&bad, 28, 28, 1).unwrap_err());
-        assert!(err.contains("broken.png") && err.contains("damaged"), "{err}");
-        let err = format!("{:#}", load_picture(&dir.path().join("nope.png"), 28, 28, 1).unwrap_err());
+        assert!(
+            err.contains("broken.png") && err.contains("damaged"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            load_picture(&dir.path().join("nope.png"), 28, 28, 1).unwrap_err()
+        );
         assert!(err.contains("nope.png"), "{err}");
     }
 }

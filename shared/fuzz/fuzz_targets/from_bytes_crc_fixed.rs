@@ -4,7 +4,8 @@
 //! kernels (as the firmware does, `caps`), which must never accept what the full build refuses.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use shared::caps::{Capped, Caps};
+use shared::caps::Caps;
+use shared::kernels::Capped;
 
 /// The shipped model's switches: codebook and sparse rows, global average pool, sparse stem.
 #[derive(Debug)]
@@ -35,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
     blob[12..16].copy_from_slice(&crc.to_le_bytes());
     let full_accepts = shared::Model::from_bytes(&blob).is_ok();
     if let Ok(m) = shared::Model::from_bytes_for::<ShippedLike>(&blob) {
-        assert!(full_accepts, "the narrow build accepted a blob the full build refuses");
+        assert!(
+            full_accepts,
+            "the narrow build accepted a blob the full build refuses"
+        );
         let input = vec![0i8; m.input_len()];
         let mut arena = vec![0u8; m.arena_len()];
         let mut logits = vec![0i8; m.num_classes()];

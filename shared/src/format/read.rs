@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn example_blobs_read_as_postcard_reads_them() {
         for blob in example_blobs() {
-            let (_, payload) = split_header(&blob).unwrap();
+            let (_, payload) = split_header(blob).unwrap();
             same_reading(payload);
         }
     }

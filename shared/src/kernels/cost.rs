@@ -1,8 +1,8 @@
 //! Cost rules: which kernel pays for which layer. The dispatcher and the exporter (which picks
 //! an encoding per layer) read the same rules, so that a blob is stored the way it runs fastest.
 
-use crate::kernels::params::{ConvParams, ROW_BLOCK, SPARSE_GROUP};
 use crate::caps::Caps;
+use crate::kernels::params::{ConvParams, ROW_BLOCK, SPARSE_GROUP};
 use crate::weights::RowDecoder;
 
 /// Fewest output pixels for the zero-skipping driver at up to 50 % density. With fewer pixels
@@ -59,7 +59,11 @@ pub fn sparse_stem_pays(stored: usize, cout: usize) -> bool {
 /// scratch: sparse-coded weights (plain or Huffman) sparse enough for [`zero_skip_pays`] (above
 /// that the packed dense path costs less), `k < 8192`, and room for one packed pixel group, the
 /// im2col of two pixels and the entries of the longest row.
-pub fn zero_skip_applies<C: Caps>(p: &ConvParams, w: &RowDecoder<'_, C>, scratch_len: usize) -> bool {
+pub fn zero_skip_applies<C: Caps>(
+    p: &ConvParams,
+    w: &RowDecoder<'_, C>,
+    scratch_len: usize,
+) -> bool {
     sparse_layout(p, w, scratch_len).is_some()
 }
 

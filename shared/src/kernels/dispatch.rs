@@ -4,6 +4,7 @@
 //! (`cost::zero_skip_applies`), else the packed [`conv_packed_s8`] over the micro-kernel `K`.
 //! Max pool: `arm::maxpool_s8_dsp` or [`maxpool_s8_portable`].
 
+use crate::caps::Caps;
 #[cfg(sqz_dsp)]
 use crate::kernels::arm::{conv_3x3_c1_s8, maxpool_s8_dsp};
 use crate::kernels::frame::packed::conv_packed_s8;
@@ -12,7 +13,6 @@ use crate::kernels::frame::wide::{conv_wide_portable_s8, conv_wide_s8};
 use crate::kernels::frame::{ConvIsa, DotKernel};
 use crate::kernels::generic::pool::maxpool_s8_portable;
 use crate::kernels::params::{ConvParams, ConvQuant, PoolParams, conv_scratch_len};
-use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// The kernel `run` uses on this target: the Cortex-M4 DSP path on `thumbv7em` (cfg `sqz_dsp`,

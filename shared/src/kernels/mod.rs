@@ -30,7 +30,7 @@ pub use dispatch::{BestDot, conv_s8, conv_s8_next_strip, maxpool_s8};
 pub use frame::packed::conv_packed_s8;
 pub use frame::sparse::conv_sparse_s8;
 pub use frame::wide::{conv_wide_portable_s8, conv_wide_s8};
-pub use frame::{ConvIsa, DotKernel, SparseBlock, nibble_pair_table, sparse_entry};
+pub use frame::{Capped, ConvIsa, DotKernel, SparseBlock, nibble_pair_table, sparse_entry};
 pub use generic::add::{add_requant_s8, add_requant_s8_ref};
 pub use generic::conv::conv_ref_s8;
 pub use generic::pool::{

@@ -359,7 +359,8 @@ pub fn check_conv<K: DotKernel>(
     let dense = &mut b.dense[..spec.cout as usize * k];
     d.decode_weights(spec.cin as usize, dense)
         .map_err(|_| bad("weights do not decode"))?;
-    let w = RowDecoder::<K::Caps>::with_caps(d.weights, k).map_err(|_| bad("weights do not decode"))?;
+    let w =
+        RowDecoder::<K::Caps>::with_caps(d.weights, k).map_err(|_| bad("weights do not decode"))?;
     let (want, got) = (&mut b.want[..n_out], &mut b.got[..n_out]);
     want.fill(7);
     conv_ref_s8(&p, &q, x, dense, want);

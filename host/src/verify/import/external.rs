@@ -19,10 +19,13 @@ use tract_onnx::pb::{ModelProto, TensorProto, tensor_proto::DataLocation};
 /// Reads the ONNX model at `path` with its external data loaded into it; a model without
 /// external data comes back as the file's bytes.
 pub fn read_model(path: &Path) -> Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
-    let mut model = ModelProto::decode(&bytes[..])
-        .with_context(|| format!("{} is not an ONNX model (protobuf decode failed)", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("while reading {}", path.display()))?;
+    let mut model = ModelProto::decode(&bytes[..]).with_context(|| {
+        format!(
+            "{} is not an ONNX model (protobuf decode failed)",
+            path.display()
+        )
+    })?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -1,10 +1,10 @@
 //! The 1-channel 3x3 convolution on the DSP ([`conv_3x3_c1_s8`], the stem): dense records, or
 //! the zero-skipping stream walked by the generated `stem_sparse.s`.
 
+use crate::caps::Caps;
 use crate::kernels::cost::sparse_stem_applies;
 use crate::kernels::params::{ConvParams, ConvQuant, as_i8};
 use crate::quant::Requant;
-use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// Words per channel of a [`conv_3x3_c1_s8`] record group: bias, 5 packed weight pairs, scaled
@@ -543,7 +543,13 @@ fn stem_sparse_records<C: Caps>(
 /// STEM_CHANNEL_WORDS` words of `rec`). Kept out of line: inlined, it changed the register
 /// allocation of the pixel loop (+7 instructions a pixel).
 #[inline(never)]
-fn stem_records<C: Caps>(rec: &mut [u32], w: &RowDecoder<'_, C>, q: &ConvQuant<'_>, gs: usize, g0: usize) {
+fn stem_records<C: Caps>(
+    rec: &mut [u32],
+    w: &RowDecoder<'_, C>,
+    q: &ConvQuant<'_>,
+    gs: usize,
+    g0: usize,
+) {
     let rq = q.requant();
     for (g, r) in rec.chunks_exact_mut(gs * STEM_CHANNEL_WORDS).enumerate() {
         for j in 0..gs {

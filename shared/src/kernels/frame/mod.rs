@@ -11,9 +11,12 @@
 //! `[even(r0), odd(r0), even(r1), odd(r1)]`, i.e. `4 * kq` words for the pair. Then
 //! `dot(r0, s0) = sum over words of SMLAD(r0.even, s0.even) + SMLAD(r0.odd, s0.odd)`.
 
+mod capped;
 pub(crate) mod packed;
 pub(crate) mod sparse;
 pub(crate) mod wide;
+
+pub use capped::Capped;
 
 use crate::kernels::params::ROW_BLOCK;
 use crate::quant::Requant;
@@ -38,7 +41,7 @@ pub trait DotKernel {
     /// The whole-convolution kernels the dispatcher may run instead of the drivers.
     const CONV: ConvIsa;
     /// The decoders and kernels compiled in ([`crate::caps::Everything`] but in a firmware
-    /// built for one blob, see [`crate::caps::Capped`]).
+    /// built for one blob, see [`Capped`]).
     type Caps: crate::caps::Caps;
 
     /// For each channel pair `p < npairs` (packed one after the other in `wts`, `4 * kq` words

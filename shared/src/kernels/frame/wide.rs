@@ -21,6 +21,7 @@
 //!
 //! The micro-kernels: plain Rust in `generic::wide`, SSE2 and AVX2 in `x86::wide`.
 
+use crate::caps::Caps;
 use crate::kernels::generic::wide::nibbles_scalar;
 #[cfg(not(target_arch = "x86_64"))]
 use crate::kernels::generic::wide::{micro_portable, outer_portable};
@@ -30,7 +31,6 @@ use crate::kernels::x86::wide::{micro_avx2, nibbles_avx2, outer_avx2};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::x86::wide::{micro_sse2, outer_sse2};
 use crate::quant::requant_row_inline;
-use crate::caps::Caps;
 use crate::weights::RowDecoder;
 
 /// Runs the convolution with the best micro-kernel this CPU has (AVX2 on x86-64 when detected,
