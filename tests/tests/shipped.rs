@@ -89,9 +89,9 @@ fn export_reproduces_the_shipped_onnx_files() {
         "shipped",
     )
     .unwrap();
-    assert_eq!(written.len(), 4);
+    assert_eq!(written.len(), 5);
     // The shipped files were written by the same exporter: byte for byte the same.
-    for ext in ["blob", "float.onnx", "int8.onnx", "qdq.onnx"] {
+    for ext in ["blob", "float.onnx", "int8.onnx", "qdq.onnx", "classes.txt"] {
         let name = format!("shipped.{ext}");
         let ours = std::fs::read(out.path().join(&name)).unwrap();
         let shipped =
