@@ -373,6 +373,30 @@ fn v10_model() -> Vec<u8> {
     g.finish(input("x", [None, Some(1), Some(36), Some(36)]), &y, 11)
 }
 
+/// `sqz import MODEL --calib PNGS --out OUT` with `[calib, layer, float]` image counts; asserts
+/// success and a passing report, returns stdout.
+fn import_cli(model: &Path, pngs: &Path, out: &Path, counts: [&str; 3]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_sqz"))
+        .arg("import")
+        .arg(model)
+        .arg("--calib")
+        .arg(pngs)
+        .arg("--out")
+        .arg(out)
+        .args(["--calib-images", counts[0], "--layer-images", counts[1]])
+        .args(["--float-images", counts[2]])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("Result: PASS"), "{stdout}");
+    stdout
+}
+
 #[test]
 fn v10_simple_and_complex_bypass_png_folder_through_the_cli() {
     let onnx = v10_model();
@@ -414,28 +438,7 @@ fn v10_simple_and_complex_bypass_png_folder_through_the_cli() {
     let model = dir.path().join("v10.onnx");
     std::fs::write(&model, &onnx).unwrap();
     let out = dir.path().join("v10.blob");
-    let o = Command::new(env!("CARGO_BIN_EXE_sqz"))
-        .args(["import", model.to_str().unwrap(), "--calib"])
-        .arg(&pngs)
-        .arg("--out")
-        .arg(&out)
-        .args([
-            "--calib-images",
-            "60",
-            "--layer-images",
-            "3",
-            "--float-images",
-            "5",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(stdout.contains("Result: PASS"), "{stdout}");
+    let stdout = import_cli(&model, &pngs, &out, ["60", "3", "5"]);
     assert!(stdout.contains("n/a (no labels)"), "{stdout}");
     assert!(out.exists() && dir.path().join("v10.report.md").exists());
 }
@@ -699,29 +702,13 @@ fn external_data_through_the_cli() {
     let model = write_external(&v10_model(), dir.path(), "model.onnx.data", 0);
     let pngs = dir.path().join("pngs");
     host::data::images::write_png_dir(&images(30, 1, 36, 5), &pngs).unwrap();
-    let out = dir.path().join("v10.blob");
-    let o = Command::new(env!("CARGO_BIN_EXE_sqz"))
-        .args(["import", model.to_str().unwrap(), "--calib"])
-        .arg(&pngs)
-        .arg("--out")
-        .arg(&out)
-        .args([
-            "--calib-images",
-            "30",
-            "--layer-images",
-            "2",
-            "--float-images",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    // `import_cli` asserts success and a passing report.
+    import_cli(
+        &model,
+        &pngs,
+        &dir.path().join("v10.blob"),
+        ["30", "2", "3"],
     );
-    assert!(stdout.contains("Result: PASS"), "{stdout}");
 }
 
 #[test]
