@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use anyhow::Result;
 
-use crate::data::{CLASSES, Images, Normalization, PIXELS, SIDE, Split};
+use crate::data::{Images, Normalization, Split};
 use crate::train::model::SqueezeNet;
 
 /// One epoch's randomness: a generator seeded with `seed` (for the shuffle, then the
@@ -30,6 +30,12 @@ pub fn epoch_order(
     (rng, order)
 }
 
+/// Zero padding of the training crop: 2 pixels up to 28x28 (Fashion-MNIST's recipe), a
+/// fourteenth of the side above, so the shift is the same share of the picture.
+pub fn crop_pad(side: usize) -> i32 {
+    (side / 14).max(2) as i32
+}
+
 /// Builds an NCHW batch from `indices` of `split`, with optional augmentation.
 pub fn make_batch(
     split: &Split,
@@ -38,37 +44,27 @@ pub fn make_batch(
     augment: Option<&mut StdRng>,
     device: &Device,
 ) -> (Tensor<4>, Tensor<1, Int>) {
-    let mut x = vec![0f32; indices.len() * PIXELS];
-    let mut img = [0f32; PIXELS];
+    let (c, side) = (split.channels, split.side);
+    let n = split.image_len();
+    let mut x = vec![0f32; indices.len() * n];
+    let mut img = vec![0f32; n];
     let mut aug = augment;
     for (b, &i) in indices.iter().enumerate() {
         norm.apply(split.image(i), &mut img);
-        let out = &mut x[b * PIXELS..(b + 1) * PIXELS];
+        let out = &mut x[b * n..(b + 1) * n];
         match aug.as_deref_mut() {
-            None => out.copy_from_slice(&img),
+            None => hwc_to_chw(&img, c, side, (0, 0, false), 0.0, out),
             Some(rng) => {
-                // Random crop of the 2-pixel zero-padded image, then a coin-flip mirror.
-                let (dy, dx) = (rng.random_range(-2i32..=2), rng.random_range(-2i32..=2));
+                // Random crop of the zero-padded image, then a coin-flip mirror.
+                let pad = crop_pad(side);
+                let shift = (rng.random_range(-pad..=pad), rng.random_range(-pad..=pad));
                 let flip = rng.random_bool(0.5);
-                let pad = if norm == Normalization::Unit {
+                let fill = if norm == Normalization::Unit {
                     0.0
                 } else {
                     img.iter().cloned().fold(f32::INFINITY, f32::min)
                 };
-                for y in 0..SIDE as i32 {
-                    for xx in 0..SIDE as i32 {
-                        let sy = y + dy;
-                        let sx0 = xx + dx;
-                        let sx = if flip { SIDE as i32 - 1 - sx0 } else { sx0 };
-                        let v = if (0..SIDE as i32).contains(&sy) && (0..SIDE as i32).contains(&sx)
-                        {
-                            img[(sy as usize) * SIDE + sx as usize]
-                        } else {
-                            pad
-                        };
-                        out[(y as usize) * SIDE + xx as usize] = v;
-                    }
-                }
+                hwc_to_chw(&img, c, side, (shift.0, shift.1, flip), fill, out);
             }
         }
     }
@@ -77,9 +73,38 @@ pub fn make_batch(
         .map(|&i| i64::from(split.labels[i]))
         .collect();
     (
-        Tensor::from_data(TensorData::new(x, [indices.len(), 1, SIDE, SIDE]), device),
+        Tensor::from_data(TensorData::new(x, [indices.len(), c, side, side]), device),
         Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
     )
+}
+
+/// Writes the HWC image `img` as CHW into `out`, shifted by `(dy, dx)` (pixels from outside
+/// read `fill`) and mirrored left-right when `flip`.
+fn hwc_to_chw(
+    img: &[f32],
+    c: usize,
+    side: usize,
+    (dy, dx, flip): (i32, i32, bool),
+    fill: f32,
+    out: &mut [f32],
+) {
+    let s = side as i32;
+    for y in 0..s {
+        for xx in 0..s {
+            let sy = y + dy;
+            let sx0 = xx + dx;
+            let sx = if flip { s - 1 - sx0 } else { sx0 };
+            let inside = (0..s).contains(&sy) && (0..s).contains(&sx);
+            let at = (y * s + xx) as usize;
+            for ch in 0..c {
+                out[ch * side * side + at] = if inside {
+                    img[(sy as usize * side + sx as usize) * c + ch]
+                } else {
+                    fill
+                };
+            }
+        }
+    }
 }
 
 /// Accuracy, mean loss and confusion matrix of `model` on `split`.
@@ -104,7 +129,8 @@ pub fn evaluate(
 ) -> Evaluation {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut confusion = vec![vec![0usize; CLASSES]; CLASSES];
+    let classes = model.num_classes();
+    let mut confusion = vec![vec![0usize; classes]; classes];
     let mut predictions = Vec::with_capacity(split.len());
     let mut loss_sum = 0.0;
     let idx: Vec<usize> = (0..split.len()).collect();
@@ -119,7 +145,7 @@ pub fn evaluate(
             predictions.push(p as u8);
         }
     }
-    let correct: usize = (0..CLASSES).map(|c| confusion[c][c]).sum();
+    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
     Evaluation {
         acc: correct as f64 / split.len().max(1) as f64,
         loss: loss_sum / split.len().max(1) as f64,

@@ -6,17 +6,17 @@ use host::compress::{
     Checkpointing, CompressConfig, FinetuneConfig, SharingConfig, Stopped, compress,
     compress_resumable,
 };
-use host::data::FashionMnist;
+use host::data::{Dataset, FashionMnist};
 use host::train::{Preset, RunOptions, TrainConfig, train};
 
 #[test]
 fn tiny_pipeline_is_deterministic_and_matches_tract() {
     let d = FashionMnist::load(None).unwrap();
     // A small world: 2,000 training images (the last 500 for validation), 200 test images.
-    let small = FashionMnist {
+    let small = Dataset {
         train: d.train.slice(0..2_000),
         test: d.test.slice(0..200),
-        dir: d.dir.clone(),
+        ..d.clone()
     };
     let mut cfg = TrainConfig::preset(Preset::Default);
     cfg.epochs = 1;

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use host::data::FashionMnist;
+use host::data::{Dataset, FashionMnist};
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-fn data() -> FashionMnist {
+fn data() -> Dataset {
     FashionMnist::load(None).expect("Fashion-MNIST must be available")
 }
 

@@ -41,11 +41,35 @@ impl SensitivityArgs {
     }
 }
 
+/// The part a model must fit.
+#[derive(Debug, Args, Clone)]
+pub struct FitArgs {
+    /// Board whose flash and RAM the firmware with the model must fit (512 KB / 128 KB for all
+    /// three): checked before spending time, reported after compression.
+    #[arg(long, value_enum, default_value = "nucleo-f411re")]
+    pub board: crate::compress::fit::Board,
+    /// Flash of another part, in KB (overrides the board's).
+    #[arg(long, value_name = "KB")]
+    pub flash_kb: Option<usize>,
+    /// RAM of another part, in KB (overrides the board's).
+    #[arg(long, value_name = "KB")]
+    pub ram_kb: Option<usize>,
+}
+
+impl FitArgs {
+    /// The budget the flags name.
+    pub fn budget(&self) -> crate::compress::fit::Budget {
+        crate::compress::fit::Budget::new(Some(self.board), self.flash_kb, self.ram_kb)
+    }
+}
+
 /// `sqz compress`.
 #[derive(Debug, Args)]
 pub struct CompressArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    fit: FitArgs,
     /// The training run directory (config.json, best.bpk).
     #[arg(long, default_value = "runs/train")]
     run: PathBuf,
@@ -227,7 +251,7 @@ pub struct RecodeArgs {
 /// `sqz sensitivity`.
 pub fn sensitivity(args: SensitivityArgs) -> Result<()> {
     args.validate()?;
-    let d = args.data.load()?;
+    let d = args.data.load_for_run(Some(&args.run))?;
     let (tcfg, net) = crate::train::checkpoint::load_run(&args.run)?;
     let (_, val) = d.train_val(tcfg.val_count);
     let val = match args.val_limit {
@@ -268,7 +292,13 @@ pub fn sensitivity(args: SensitivityArgs) -> Result<()> {
 pub fn compress(args: CompressArgs) -> Result<()> {
     args.validate()?;
     let cfg = args.config();
-    let d = args.data.load()?;
+    let d = args.data.load_for_run(Some(&args.run))?;
+    let budget = args.fit.budget();
+    let tcfg = crate::train::checkpoint::read_run_config(&args.run)?;
+    eprintln!(
+        "{}",
+        crate::compress::fit::precheck(&tcfg.model, &d.train, &budget)?
+    );
     let ck = args.checkpointing();
     let c = match crate::compress::run::compress_resumable(
         &args.run,
@@ -293,7 +323,9 @@ pub fn compress(args: CompressArgs) -> Result<()> {
     for f in files {
         println!("wrote {}", f.display());
     }
-    Ok(())
+    let fp = crate::compress::fit::Footprint::of_blob(&c.blob)?;
+    println!("\n{}", fp.table(&budget));
+    fp.check(&budget)
 }
 
 /// `sqz recode`.

@@ -76,7 +76,7 @@ pub fn manifest(args: ManifestArgs) -> Result<()> {
     let blob_path = args.dir.join(format!("{}.blob", args.name));
     let blob = std::fs::read(&blob_path)
         .with_context(|| format!("while reading {}", blob_path.display()))?;
-    let d = args.data.load()?;
+    let d = args.data.load_for_run(Some(&args.run))?;
     let (acc, _) = crate::eval::evaluate_blob(&blob, &d.test)?;
     let correct = (acc * d.test.len() as f64).round() as usize;
     let facts = crate::export::manifest::ManifestFacts {

@@ -22,8 +22,8 @@ use pipeline::{PipelineArgs, ShippedArgs};
 use train::{SweepArgs, TrainArgs};
 use verify::{ImportArgs, VerifyArgs};
 
-/// SqueezeNet on a microcontroller: train on Fashion-MNIST, compress, run in int8 on a
-/// Cortex-M4, and check every step against tract.
+/// SqueezeNet on a microcontroller: train on Fashion-MNIST or your own labelled pictures,
+/// compress, run in int8 on a Cortex-M4, and check every step against tract.
 #[derive(Debug, Parser)]
 #[command(name = "sqz", version, about, long_about = None)]
 pub struct Cli {
@@ -35,9 +35,13 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Find, verify and summarise the data set.
+    /// Find, verify and summarise the data set: Fashion-MNIST, or your pictures (--images DIR).
     Data(DataArgs),
-    /// Train a SqueezeNet on Fashion-MNIST (progress bar, checkpoint each epoch, --resume).
+    /// Write a data set as a folder of pictures (the layout --images reads), optionally
+    /// recoloured, rescaled and partly JPEG: Fashion-MNIST as your own photos would come.
+    MakeFolder(data::MakeFolderArgs),
+    /// Train a SqueezeNet on Fashion-MNIST or your pictures (--images DIR); progress bar,
+    /// checkpoint each epoch, --resume.
     Train(TrainArgs),
     /// The paper's SR / pct_3x3 design-space sweep on a reduced budget.
     Sweep(SweepArgs),
@@ -81,6 +85,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Data(args) => data::data(args),
+        Command::MakeFolder(args) => data::make_folder(args),
         Command::Train(args) => train::train(args),
         Command::Sweep(args) => train::sweep(args),
         Command::Compress(args) => compress::compress(args),

@@ -12,6 +12,8 @@ use super::data::DataArgs;
 pub struct PipelineArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    fit: super::compress::FitArgs,
     /// Output root: train/ (the run), model/ (blob, ONNX, reports, manifest), summary.md.
     #[arg(long, default_value = "runs/pipeline")]
     out: PathBuf,
@@ -65,6 +67,7 @@ pub fn pipeline(args: PipelineArgs) -> Result<()> {
         finetune_seed: args.finetune_seed,
         firmware: args.device.then(|| args.firmware.clone()),
         device_images: args.device_images,
+        budget: args.fit.budget(),
     };
     crate::pipeline::run::run(&d, &opts)?;
     Ok(())

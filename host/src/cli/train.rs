@@ -157,8 +157,13 @@ pub struct SweepArgs {
 /// `sqz train`.
 pub fn train(args: TrainArgs) -> Result<()> {
     args.validate()?;
-    let cfg = args.config();
     let d = args.data.load()?;
+    let mut cfg = args.config();
+    cfg.fit_to(&d, args.stem.is_some());
+    if args.val_count.is_none() {
+        cfg.val_count = d.default_val_count();
+    }
+    cfg.validate()?;
     anyhow::ensure!(
         cfg.val_count < d.train.len(),
         "--val-count {} leaves no training images",
@@ -198,6 +203,8 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     cfg.train_limit = Some(args.train_limit);
     cfg.seed = args.seed;
     let d = args.data.load()?;
+    cfg.fit_to(&d, false);
+    cfg.val_count = d.default_val_count();
     let (train_split, val) = d.train_val(cfg.val_count);
     let points = crate::train::sweep::sweep(
         &cfg,

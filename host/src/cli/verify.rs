@@ -90,9 +90,9 @@ pub struct VerifyArgs {
     /// Test images for the per-layer check.
     #[arg(long, default_value_t = 20)]
     layer_images: usize,
-    /// Test images for the whole-network check (default: all 10,000).
-    #[arg(long)]
-    images: Option<usize>,
+    /// Test images for the whole-network check (default: the whole test split).
+    #[arg(long, value_name = "N")]
+    test_images: Option<usize>,
     /// Test images for the float check.
     #[arg(long, default_value_t = 200)]
     float_images: usize,
@@ -103,13 +103,13 @@ pub struct VerifyArgs {
 
 /// `sqz verify`.
 pub fn verify(args: VerifyArgs) -> Result<()> {
-    let d = args.data.load()?;
+    let d = args.data.load_for_run(args.run.as_deref())?;
     let report = crate::verify::parity::run_all(
         &args.blob,
         args.run.as_deref(),
         &d,
         args.layer_images,
-        args.images.unwrap_or(d.test.len()),
+        args.test_images.unwrap_or(d.test.len()),
         args.float_images,
     )?;
     println!("{}", report.markdown);

@@ -12,13 +12,15 @@
 //!    the fastest to decode ([`sharing`], [`recode`]); [`blob`] reads a blob back; [`upgrade`]
 //!    carries a blob of the f32-requantisation format over to the integer one.
 //!
-//! [`recipe`] holds the settings (and the shipped model's recipe), [`layers`] the network's convs
+//! [`fit`] says whether a model fits a board's flash and RAM (before training and after
+//! compression). [`recipe`] holds the settings (and the shipped model's recipe), [`layers`] the network's convs
 //! as these stages see them, and [`sensitivity`] the paper's per-layer pruning sensitivity, a
 //! guide for the per-layer targets.
 
 pub mod blob;
 pub mod centroids;
 pub mod finetune;
+pub mod fit;
 pub mod fold;
 pub mod kmeans;
 pub mod layers;

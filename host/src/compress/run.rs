@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use shared::encode::{OwnedWeights, SparseSource};
@@ -30,7 +30,7 @@ use super::recipe::{CompressConfig, FinetuneConfig};
 use super::recode::{Encoding, recode};
 use super::resume::Checkpointing;
 use super::sharing::{SharingConfig, prune, share, smallest_encoding};
-use crate::data::{FashionMnist, Normalization, Split};
+use crate::data::{Dataset, Normalization, Split};
 use crate::eval::{evaluate, evaluate_blob};
 use crate::store::TrainedWeights;
 use crate::train::checkpoint::read_run_config;
@@ -83,10 +83,12 @@ pub struct Compressed {
     pub blob: Vec<u8>,
     /// The folded float network.
     pub float: FloatNet,
+    /// Class names, in label order (from the training run).
+    pub classes: Vec<String>,
 }
 
 /// Runs every stage on a trained run.
-pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result<Compressed> {
+pub fn compress(run: &Path, data: &Dataset, cfg: &CompressConfig) -> Result<Compressed> {
     compress_resumable(run, data, cfg, None)
 }
 
@@ -94,12 +96,15 @@ pub fn compress(run: &Path, data: &FashionMnist, cfg: &CompressConfig) -> Result
 /// resumed from it when asked). The caller removes the checkpoint once the outputs are written.
 pub fn compress_resumable(
     run: &Path,
-    data: &FashionMnist,
+    data: &Dataset,
     cfg: &CompressConfig,
     ck: Option<&Checkpointing>,
 ) -> Result<Compressed> {
     let (tcfg, source) = read_source(run, cfg, ck)?;
     let net = source.load_into(SqueezeNet::new(&tcfg.model, &Device::flex()))?;
+    let m = &tcfg.model;
+    data.check_model(m.in_channels, m.input_size, m.num_classes)
+        .with_context(|| format!("compressing {}", run.display()))?;
     let (train_split, val) = data.train_val(tcfg.val_count);
     if tcfg.normalization != Normalization::Unit {
         bail!(
@@ -175,6 +180,7 @@ pub fn compress_resumable(
         },
         blob,
         float,
+        classes: tcfg.classes.clone(),
     })
 }
 
@@ -406,11 +412,7 @@ fn push_stage(
 /// Every `len / n`-th training image: a deterministic calibration subset covering all classes.
 fn calib_subset(split: &Split, n: usize) -> Split {
     let step = (split.len() / n.max(1)).max(1);
-    let idx: Vec<usize> = (0..split.len()).step_by(step).take(n).collect();
-    Split {
-        images: idx.iter().flat_map(|&i| split.image(i).to_vec()).collect(),
-        labels: idx.iter().map(|&i| split.labels[i]).collect(),
-    }
+    split.pick((0..split.len()).step_by(step).take(n))
 }
 
 impl CompressReport {

@@ -175,12 +175,12 @@ mod tests {
     use crate::train::model::SqueezeNetConfig;
 
     fn split(n: usize) -> Split {
-        Split {
-            images: (0..n * crate::data::PIXELS)
+        crate::data::fashion_mnist_split(
+            (0..n * crate::data::PIXELS)
                 .map(|i| ((i * 31) % 251) as u8)
                 .collect(),
-            labels: (0..n).map(|i| (i % 10) as u8).collect(),
-        }
+            (0..n).map(|i| (i % 10) as u8).collect(),
+        )
     }
 
     #[test]

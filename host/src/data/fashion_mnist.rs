@@ -8,10 +8,10 @@
 //!
 //! Every defect of a file is a [`DataError`] naming the file and what is wrong; nothing panics.
 
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::dataset::{DataSource, Dataset, Split};
 use crate::store::sha256_hex;
 
 /// Image side length of Fashion-MNIST.
@@ -197,72 +197,25 @@ pub enum DataError {
     },
 }
 
-/// A set of labelled 28x28 images, pixels as stored (0..=255), row-major.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Split {
-    /// `len * PIXELS` pixels.
-    pub images: Vec<u8>,
-    /// `len` labels in `0..CLASSES`.
-    pub labels: Vec<u8>,
+/// Fashion-MNIST's class names as owned strings.
+pub fn fashion_mnist_classes() -> Vec<String> {
+    CLASS_NAMES.iter().map(|s| s.to_string()).collect()
 }
 
-impl fmt::Debug for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Split({} images)", self.len())
-    }
-}
-
-impl Split {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// True when there is no image.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Pixels of image `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * PIXELS..(i + 1) * PIXELS]
-    }
-
-    /// How many images each class has.
-    pub fn class_counts(&self) -> [usize; CLASSES] {
-        let mut counts = [0; CLASSES];
-        for &l in &self.labels {
-            counts[l as usize] += 1;
-        }
-        counts
-    }
-
-    /// The images `range`, as a new split.
-    pub fn slice(&self, range: std::ops::Range<usize>) -> Split {
-        Split {
-            images: self.images[range.start * PIXELS..range.end * PIXELS].to_vec(),
-            labels: self.labels[range].to_vec(),
-        }
-    }
-
-    /// Splits off the last `n` images: `(first len-n, last n)`. Deterministic by construction.
-    pub fn split_last(&self, n: usize) -> (Split, Split) {
-        let n = n.min(self.len());
-        let cut = self.len() - n;
-        (self.slice(0..cut), self.slice(cut..self.len()))
+/// Fashion-MNIST's shape: 28x28 grey.
+pub fn fashion_mnist_split(images: Vec<u8>, labels: Vec<u8>) -> Split {
+    Split {
+        images,
+        labels,
+        channels: 1,
+        side: SIDE,
     }
 }
 
-/// The whole data set as read from disk.
-#[derive(Debug, Clone)]
-pub struct FashionMnist {
-    /// The 60,000 training images.
-    pub train: Split,
-    /// The 10,000 test images.
-    pub test: Split,
-    /// Where they were read from.
-    pub dir: PathBuf,
-}
+/// Fashion-MNIST's reader: the four files become a [`Dataset`] of 60,000 training and 10,000
+/// test images.
+#[derive(Debug, Clone, Copy)]
+pub struct FashionMnist;
 
 /// How pixels become network inputs.
 #[derive(
@@ -577,33 +530,27 @@ fn load_split(
             labels: labels.len(),
         });
     }
-    Ok(Split {
-        images: pixels,
-        labels,
-    })
+    Ok(fashion_mnist_split(pixels, labels))
 }
 
 impl FashionMnist {
     /// Reads the four files from `dir` (checked against `dir/SHA256SUMS` when present).
-    pub fn load_dir(dir: &Path) -> Result<Self, DataError> {
+    pub fn load_dir(dir: &Path) -> Result<Dataset, DataError> {
         let digests = read_sha256sums(dir)?;
         let train = load_split(dir, IdxFile::TrainImages, IdxFile::TrainLabels, &digests)?;
         let test = load_split(dir, IdxFile::TestImages, IdxFile::TestLabels, &digests)?;
-        Ok(Self {
+        Ok(Dataset {
             train,
             test,
+            classes: fashion_mnist_classes(),
+            source: DataSource::FashionMnist,
             dir: dir.to_path_buf(),
         })
     }
 
     /// Locates (or downloads) and reads the data set.
-    pub fn load(explicit: Option<&Path>) -> Result<Self, DataError> {
+    pub fn load(explicit: Option<&Path>) -> Result<Dataset, DataError> {
         Self::load_dir(&locate_or_download(explicit)?)
-    }
-
-    /// `(train, validation)`: the validation set is the last `val_count` training images.
-    pub fn train_val(&self, val_count: usize) -> (Split, Split) {
-        self.train.split_last(val_count)
     }
 }
 
@@ -664,7 +611,7 @@ mod tests {
             assert_eq!(d.train.len(), 20);
             assert_eq!(d.test.len(), 20);
             assert_eq!(d.train.image(1)[0], (PIXELS % 251) as u8);
-            assert_eq!(d.train.class_counts(), [2; 10]);
+            assert_eq!(d.train.class_counts(10), vec![2; 10]);
             let (tr, va) = d.train_val(5);
             assert_eq!((tr.len(), va.len()), (15, 5));
             assert_eq!(va.labels, d.train.labels[15..]);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::fashion_mnist::Split;
+use super::dataset::Split;
 
 /// A set of images a network can run on: the pixels (HWC) and optional labels of image `i`.
 pub trait Images: Sync {

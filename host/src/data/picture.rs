@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use image::DynamicImage;
 use image::imageops::FilterType;
 
 /// The resize filter, for reports.
@@ -14,7 +15,12 @@ pub const RESIZE_FILTER: &str = "triangle (bilinear)";
 
 /// Reads `path` as `h x w x c` pixels (`c` 1 or 3).
 pub fn load_picture(path: &Path, h: usize, w: usize, c: usize) -> Result<Vec<u8>> {
-    let img = image::ImageReader::open(path)
+    to_model_input(decode_picture(path)?, h, w, c)
+}
+
+/// Decodes `path`, whatever its format; the error names the file and the formats understood.
+pub fn decode_picture(path: &Path) -> Result<DynamicImage> {
+    image::ImageReader::open(path)
         .with_context(|| format!("while opening {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("while reading {}", path.display()))?
@@ -25,7 +31,16 @@ pub fn load_picture(path: &Path, h: usize, w: usize, c: usize) -> Result<Vec<u8>
                  it is damaged",
                 path.display()
             )
-        })?;
+        })
+}
+
+/// The picture's own channel count, alpha aside: 1 (grey) or 3 (colour).
+pub fn picture_channels(img: &DynamicImage) -> usize {
+    if img.color().has_color() { 3 } else { 1 }
+}
+
+/// Resizes (when the size differs) and converts a decoded picture into `h x w x c` pixels.
+pub fn to_model_input(img: DynamicImage, h: usize, w: usize, c: usize) -> Result<Vec<u8>> {
     let (tw, th) = (u32::try_from(w)?, u32::try_from(h)?);
     let img = if (img.width(), img.height()) == (tw, th) {
         img

@@ -21,17 +21,22 @@ use crate::train::checkpoint::load_run;
 /// Writes `NAME.blob`, `NAME.float.onnx`, `NAME.int8.onnx`, `NAME.qdq.onnx` and
 /// `NAME.classes.txt` (the training data's class names, one per line, read by `sqz classify`)
 /// into `out`, each atomically, after all were produced (a refused blob writes nothing).
-pub fn export(out: &Path, name: &str, blob: &[u8], float: &FloatNet) -> Result<Vec<PathBuf>> {
+pub fn export(
+    out: &Path,
+    name: &str,
+    blob: &[u8],
+    float: &FloatNet,
+    classes: &[String],
+) -> Result<Vec<PathBuf>> {
     let model =
         shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("invalid blob: {e}"))?;
-    // Every training run reads Fashion-MNIST today.
     anyhow::ensure!(
-        model.num_classes() == crate::data::CLASSES,
+        model.num_classes() == classes.len(),
         "the blob has {} classes, the training data {}",
         model.num_classes(),
-        crate::data::CLASSES
+        classes.len()
     );
-    let class_names = crate::data::CLASS_NAMES.map(|n| format!("{n}\n")).concat();
+    let class_names: String = classes.iter().map(|n| format!("{n}\n")).collect();
     let files = [
         (format!("{name}.blob"), blob.to_vec()),
         (format!("{name}.float.onnx"), to_bytes(&float_model(float))),
@@ -60,13 +65,14 @@ pub fn export_files(run: &Path, blob: &Path, out: &Path, name: &str) -> Result<V
     let bytes = std::fs::read(blob).with_context(|| format!("while reading {}", blob.display()))?;
     let (cfg, net) = load_run(run)?;
     let float = FloatNet::from_burn(&net, &cfg.model);
-    export(out, name, &bytes, &float).with_context(|| format!("exporting {}", blob.display()))
+    export(out, name, &bytes, &float, &cfg.classes)
+        .with_context(|| format!("exporting {}", blob.display()))
 }
 
 /// Writes a compression run's files into `out`, each atomically: the blob and ONNX files
 /// ([`export`]), the report (Markdown and JSON) and the chart of the stages.
 pub fn write_outputs(out: &Path, c: &Compressed, name: &str) -> Result<Vec<PathBuf>> {
-    let mut written = export(out, name, &c.blob, &c.float)?;
+    let mut written = export(out, name, &c.blob, &c.float, &c.classes)?;
     let files = [
         (
             format!("{name}.report.md"),

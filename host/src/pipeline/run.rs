@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 
+use crate::compress::fit::{Budget, Footprint, precheck};
 use crate::compress::recipe::{CompressConfig, FinetuneConfig};
 use crate::compress::resume::Checkpointing;
 use crate::compress::run::compress_resumable;
-use crate::data::FashionMnist;
+use crate::data::Dataset;
 use crate::export::files::write_outputs;
 use crate::export::manifest::write_manifest;
 use crate::link::{DeviceLink, check_same_model, eval, host_reference};
@@ -39,6 +40,8 @@ pub struct PipelineOptions {
     pub firmware: Option<PathBuf>,
     /// Test images sent to the device.
     pub device_images: usize,
+    /// The part the model must fit: checked before training and after compression.
+    pub budget: Budget,
 }
 
 /// The training and compression recipe the pipeline runs.
@@ -113,8 +116,11 @@ pub fn build_firmware(firmware: &Path, blob: &Path) -> Result<PathBuf> {
 }
 
 /// Runs every stage; returns the summary (also written to `out/summary.md`).
-pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>> {
-    let (tcfg, ccfg) = recipe(opts.quick, opts.seed, opts.finetune_seed);
+pub fn run(data: &Dataset, opts: &PipelineOptions) -> Result<Vec<StageLine>> {
+    let (mut tcfg, ccfg) = recipe(opts.quick, opts.seed, opts.finetune_seed);
+    tcfg.fit_to(data, false);
+    tcfg.val_count = data.default_val_count();
+    eprintln!("{}", precheck(&tcfg.model, &data.train, &opts.budget)?);
     let train_dir = opts.out.join("train");
     let model_dir = opts.out.join("model");
     let stages = if opts.firmware.is_some() { 4 } else { 3 };
@@ -124,6 +130,7 @@ pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>
     let mut lines = vec![train_stage(data, opts, &tcfg, &train_dir)?];
     banner(2, "compress and export");
     lines.push(compress_stage(data, opts, &ccfg, &train_dir, &model_dir)?);
+    lines.push(fit_stage(&model_dir.join("model.blob"), &opts.budget)?);
     banner(3, "verify against tract");
     let blob_path = model_dir.join("model.blob");
     lines.push(verify_stage(
@@ -147,7 +154,7 @@ pub fn run(data: &FashionMnist, opts: &PipelineOptions) -> Result<Vec<StageLine>
 
 /// Trains into `train_dir`, or reuses the finished run there (unless resuming).
 fn train_stage(
-    data: &FashionMnist,
+    data: &Dataset,
     opts: &PipelineOptions,
     tcfg: &TrainConfig,
     train_dir: &Path,
@@ -183,7 +190,7 @@ fn train_stage(
 
 /// Compresses the run into `model_dir` (blob, ONNX, reports, manifest).
 fn compress_stage(
-    data: &FashionMnist,
+    data: &Dataset,
     opts: &PipelineOptions,
     ccfg: &CompressConfig,
     train_dir: &Path,
@@ -215,9 +222,36 @@ fn compress_stage(
     })
 }
 
+/// The blob's flash and RAM against the budget; stops the pipeline when it does not fit.
+fn fit_stage(blob_path: &Path, budget: &Budget) -> Result<StageLine> {
+    let blob = std::fs::read(blob_path)
+        .with_context(|| format!("while reading {}", blob_path.display()))?;
+    let fp = Footprint::of_blob(&blob)?;
+    eprintln!("{}", fp.table(budget));
+    fp.check(budget)?;
+    Ok(StageLine {
+        stage: "fit",
+        result: format!(
+            "fits {}: flash {:.1} of {} KB, RAM {:.1} of {} KB (arena {} B){}",
+            budget.name,
+            fp.flash() as f64 / 1024.0,
+            budget.flash / 1024,
+            fp.ram() as f64 / 1024.0,
+            budget.ram / 1024,
+            fp.arena,
+            if fp.servable() {
+                ""
+            } else {
+                "; too large for the serial link"
+            }
+        ),
+        seconds: 0.0,
+    })
+}
+
 /// Parity of the blob with tract, written to `model.parity.md`; fails when it does not pass.
 fn verify_stage(
-    data: &FashionMnist,
+    data: &Dataset,
     opts: &PipelineOptions,
     train_dir: &Path,
     model_dir: &Path,
@@ -256,14 +290,19 @@ fn verify_stage(
 
 /// The firmware in `fw` built with the blob, booted in QEMU, and test images run on it.
 fn device_stage(
-    data: &FashionMnist,
+    data: &Dataset,
     opts: &PipelineOptions,
     fw: &Path,
     blob_path: &Path,
 ) -> Result<StageLine> {
     let started = Instant::now();
-    let elf = build_firmware(fw, blob_path)?;
     let blob = std::fs::read(blob_path)?;
+    ensure!(
+        Footprint::of_blob(&blob)?.servable(),
+        "the model's input or class count is too large for the serial link's frames (see the \
+         fit table); its blob runs on the host kernels, but the device stage cannot serve it"
+    );
+    let elf = build_firmware(fw, blob_path)?;
     let mut link = DeviceLink::qemu(&elf)?;
     let info = link.info()?;
     check_same_model(&info, &blob)?;

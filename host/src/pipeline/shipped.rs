@@ -9,13 +9,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 
-use crate::data::FashionMnist;
+use crate::data::Dataset;
 use crate::export::manifest::check_manifest;
 
 /// Runs the main job; `qemu_elf` adds the device check.
 pub fn run(
     dir: &Path,
-    data: &FashionMnist,
+    data: &Dataset,
     qemu_elf: Option<&Path>,
     device_images: usize,
 ) -> Result<()> {

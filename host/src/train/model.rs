@@ -42,10 +42,18 @@ pub enum Bypass {
 /// The stem: the paper's for 224x224 inputs, or a 3x3/1 conv for small inputs like 28x28.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Stem {
-    /// Small input (<= 64 px): 3x3 stride 1, padding 1.
+    /// Small input (up to about 32 px): 3x3 stride 1, padding 1.
     Small,
     /// The paper's stem for the version (7x7/2 for v1.0, 3x3/2 for v1.1).
     Paper,
+}
+
+impl Stem {
+    /// The stem for `side`-pixel inputs: the 3x3/1 stem up to 32 px keeps the little detail
+    /// there is; above, the stride-2 stem quarters the activations (and the arena) at once.
+    pub fn for_input(side: usize) -> Stem {
+        if side <= 32 { Stem::Small } else { Stem::Paper }
+    }
 }
 
 /// The paper's design-space metaparameters.
@@ -422,6 +430,11 @@ impl SqueezeNet {
 }
 
 impl SqueezeNet {
+    /// Classes the classifier scores.
+    pub fn num_classes(&self) -> usize {
+        self.classifier.weight.val().dims()[0]
+    }
+
     /// Trainable parameters: burn's `num_params` also counts the BatchNorm running means and
     /// variances, which other frameworks keep as buffers; this does not.
     pub fn trainable_params(&self) -> usize {

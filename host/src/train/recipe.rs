@@ -5,8 +5,8 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::model::SqueezeNetConfig;
-use crate::data::{Normalization, SIDE};
+use super::model::{SqueezeNetConfig, Stem};
+use crate::data::{DataSource, Dataset, Normalization, fashion_mnist_classes};
 
 /// Recipes a user can start from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -66,6 +66,19 @@ pub struct TrainConfig {
     pub val_count: usize,
     /// Use only the first N training images (quick runs and tests).
     pub train_limit: Option<usize>,
+    /// Where the images come from (absent: Fashion-MNIST).
+    #[serde(default, skip_serializing_if = "DataSource::is_fashion_mnist")]
+    pub data: DataSource,
+    /// Class names in label order (absent: Fashion-MNIST's).
+    #[serde(
+        default = "fashion_mnist_classes",
+        skip_serializing_if = "is_fashion_mnist_classes"
+    )]
+    pub classes: Vec<String>,
+}
+
+fn is_fashion_mnist_classes(c: &[String]) -> bool {
+    c == fashion_mnist_classes().as_slice()
 }
 
 impl TrainConfig {
@@ -90,6 +103,8 @@ impl TrainConfig {
                 seed: 1,
                 val_count: 5_000,
                 train_limit: None,
+                data: DataSource::FashionMnist,
+                classes: fashion_mnist_classes(),
             },
             Preset::Default => Self {
                 model: SqueezeNetConfig::fashion_mnist(),
@@ -105,6 +120,8 @@ impl TrainConfig {
                 seed: 1,
                 val_count: 5_000,
                 train_limit: None,
+                data: DataSource::FashionMnist,
+                classes: fashion_mnist_classes(),
             },
         }
     }
@@ -130,10 +147,28 @@ impl TrainConfig {
         if self.weight_decay < 0.0 {
             bail!("--weight-decay must be >= 0, got {}", self.weight_decay);
         }
-        if self.model.input_size != SIDE || self.model.in_channels != 1 {
-            bail!("Fashion-MNIST training needs in_channels 1 and input size {SIDE}");
+        if self.classes.len() != self.model.num_classes {
+            bail!(
+                "{} class names for a network of {} classes",
+                self.classes.len(),
+                self.model.num_classes
+            );
         }
         Ok(())
+    }
+
+    /// Makes the network take `data`'s images and classes: its channels, side and class count,
+    /// and, unless `stem_given`, the stem for the size (the 3x3/1 stem up to 32 pixels, the
+    /// version's stride-2 stem above). Records where the data came from.
+    pub fn fit_to(&mut self, data: &Dataset, stem_given: bool) {
+        self.model.in_channels = data.channels();
+        self.model.input_size = data.side();
+        self.model.num_classes = data.classes.len();
+        if !stem_given {
+            self.model.stem = Stem::for_input(data.side());
+        }
+        self.data = data.source.clone();
+        self.classes = data.classes.clone();
     }
 
     /// Learning rate at optimiser step `step` of `total`.

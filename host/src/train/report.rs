@@ -8,7 +8,6 @@ use plotters::prelude::*;
 
 use super::recipe::EpochMetrics;
 use crate::chart::font_ready;
-use crate::data::CLASS_NAMES;
 
 /// Writes `metrics.csv` and `metrics.json` and redraws `curves.png` in `dir`.
 pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
@@ -121,10 +120,16 @@ pub fn curves_png(path: &Path, history: &[EpochMetrics]) -> Result<()> {
 }
 
 /// A confusion matrix, rows = true class, columns = predicted, cells shaded by row share.
-pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> Result<()> {
-    let text = font_ready();
+pub fn confusion_png(
+    path: &Path,
+    confusion: &[Vec<usize>],
+    classes: &[String],
+    subtitle: &str,
+) -> Result<()> {
     let n = confusion.len();
-    let cell = 56i32;
+    // Names fit beside up to 30 classes; cells shrink so the picture stays under ~1,700 px.
+    let text = font_ready() && n <= 30;
+    let cell = (1_680 / n.max(1)).clamp(8, 56) as i32;
     let margin = if text { 130 } else { 10 };
     let size = (
         margin as u32 + cell as u32 * n as u32 + 20,
@@ -143,7 +148,7 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
         let total = row.iter().sum::<usize>().max(1) as f64;
         if text {
             root.draw(&Text::new(
-                CLASS_NAMES.get(r).copied().unwrap_or("?").to_string(),
+                classes.get(r).map_or("?", String::as_str).to_string(),
                 (6, margin + r as i32 * cell + cell / 2 - 6),
                 ("sans-serif", 13),
             ))?;
@@ -173,7 +178,7 @@ pub fn confusion_png(path: &Path, confusion: &[Vec<usize>], subtitle: &str) -> R
     }
     if text {
         for c in 0..n {
-            let name = CLASS_NAMES.get(c).copied().unwrap_or("?");
+            let name = classes.get(c).map_or("?", String::as_str);
             let short: String = name.chars().take(7).collect();
             root.draw(&Text::new(
                 short,

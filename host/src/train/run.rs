@@ -40,6 +40,29 @@ fn new_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
+/// The network takes the split's images and knows every label in it.
+fn check_split(cfg: &TrainConfig, split: &Split) -> Result<()> {
+    let m = &cfg.model;
+    anyhow::ensure!(
+        (split.channels, split.side) == (m.in_channels, m.input_size),
+        "the network takes {}x{} images with {} channel(s), the data has {}x{} with {}",
+        m.input_size,
+        m.input_size,
+        m.in_channels,
+        split.side,
+        split.side,
+        split.channels
+    );
+    let top = split.labels.iter().max().map_or(0, |&l| l as usize + 1);
+    anyhow::ensure!(
+        top <= m.num_classes,
+        "the data has label {} for a network of {} classes",
+        top - 1,
+        m.num_classes
+    );
+    Ok(())
+}
+
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
@@ -54,6 +77,9 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<(SqueezeNet, TrainState, Option<TrainResult>)> {
     cfg.validate()?;
+    for split in [train_split, val_split, test_split] {
+        check_split(cfg, split)?;
+    }
     let run = RunDir(dir.to_path_buf());
     std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
     let device = Device::flex().autodiff();
@@ -287,6 +313,7 @@ fn finish(
     super::report::confusion_png(
         &run.0.join("confusion.png"),
         &test.confusion,
+        &cfg.classes,
         "test set, best weights",
     )?;
     Ok(result)

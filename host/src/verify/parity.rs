@@ -356,7 +356,7 @@ pub struct VerifyReport {
 pub fn run_all(
     blob_path: &std::path::Path,
     run: Option<&std::path::Path>,
-    data: &crate::data::FashionMnist,
+    data: &crate::data::Dataset,
     layer_images: usize,
     images: usize,
     float_images: usize,

@@ -1,0 +1,197 @@
+//! Will it fit the part: the firmware's flash and RAM for a model against a board, before
+//! training (from the untrained network, stored dense) and after compression (the blob).
+//!
+//! Flash = the firmware's code (measured in `firmware/BENCHMARKS.md`: 45.5 KB to 48 KB for
+//! the serve build, depending on the weight encodings; [`FIRMWARE_CODE`] reserves 48 KB) + the
+//! blob. RAM = the arena (from the blob's plan) + the input buffer + the firmware's other
+//! statics ([`FIRMWARE_STATIC`]) + the stack ([`STACK_RESERVE`]; its measured high-water mark
+//! is 13.4 KB to 14.0 KB). The serial link also caps what a served model may take: one image
+//! per frame and at most `MAX_CLASSES` logits.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use shared::protocol::{CRC_LEN, MAX_CLASSES, MAX_FRAME, cobs_max_len};
+
+use super::fold::FloatNet;
+use super::quantize::{calibrate, dense_plan, quantize};
+use crate::data::Split;
+use crate::train::model::{SqueezeNet, SqueezeNetConfig};
+
+/// Flash the firmware's code takes besides the blob (measured 45.5 KB to 48 KB).
+pub const FIRMWARE_CODE: usize = 48 * 1024;
+/// The firmware's static RAM besides the arena and the input buffer (measured 2.5 KB).
+pub const FIRMWARE_STATIC: usize = 2_560;
+/// Stack reserved (measured high-water mark 13.4 KB to 14.0 KB).
+pub const STACK_RESERVE: usize = 16 * 1024;
+/// The best compression of a dense int8 network measured here (the shipped model's smallest
+/// coding is 9.3 % of its dense int8 weights): a network whose blob would not fit even at
+/// [`BEST_RATIO`] of dense is refused before training.
+pub const BEST_RATIO: f64 = 0.08;
+
+/// Boards the firmware is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Board {
+    /// QEMU's MPS2 AN386 (Cortex-M4F), cut to 512 KB flash and 128 KB RAM like the Nucleo.
+    Mps2An386,
+    /// QEMU's MPS2 AN385 (Cortex-M3), the same map.
+    Mps2An385,
+    /// ST Nucleo-F411RE: STM32F411RE, 512 KB flash, 128 KB RAM.
+    NucleoF411re,
+}
+
+/// The flash and RAM a model may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// What the numbers belong to.
+    pub name: String,
+    /// Flash, bytes.
+    pub flash: usize,
+    /// RAM, bytes.
+    pub ram: usize,
+}
+
+impl Budget {
+    /// A board's budget, with `--flash-kb` / `--ram-kb` overriding (or alone: a custom part).
+    pub fn new(board: Option<Board>, flash_kb: Option<usize>, ram_kb: Option<usize>) -> Budget {
+        let (name, flash, ram) = match board {
+            Some(Board::Mps2An386) => ("mps2-an386", 512, 128),
+            Some(Board::Mps2An385) => ("mps2-an385", 512, 128),
+            Some(Board::NucleoF411re) | None => ("nucleo-f411re", 512, 128),
+        };
+        let custom = flash_kb.is_some() || ram_kb.is_some();
+        Budget {
+            name: if custom {
+                format!("{name} with --flash-kb/--ram-kb")
+            } else {
+                name.to_string()
+            },
+            flash: flash_kb.unwrap_or(flash) * 1024,
+            ram: ram_kb.unwrap_or(ram) * 1024,
+        }
+    }
+}
+
+/// What a model needs on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Blob bytes.
+    pub blob: usize,
+    /// Arena bytes.
+    pub arena: usize,
+    /// Input bytes (h * w * c).
+    pub input: usize,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl Footprint {
+    /// Reads a blob's needs.
+    pub fn of_blob(blob: &[u8]) -> Result<Footprint> {
+        let m =
+            shared::Model::from_bytes(blob).map_err(|e| anyhow::anyhow!("invalid blob: {e}"))?;
+        Ok(Footprint {
+            blob: blob.len(),
+            arena: m.arena_len(),
+            input: m.input_len(),
+            classes: m.num_classes(),
+        })
+    }
+
+    /// Flash: code + blob.
+    pub fn flash(&self) -> usize {
+        FIRMWARE_CODE + self.blob
+    }
+
+    /// RAM: arena + input + other statics + stack.
+    pub fn ram(&self) -> usize {
+        self.arena + self.input + FIRMWARE_STATIC + STACK_RESERVE
+    }
+
+    /// True when one image fits one serial frame and the logits one result.
+    pub fn servable(&self) -> bool {
+        // A classify payload: tag, seq (up to 3 bytes), length (up to 3), pixels; then the CRC.
+        cobs_max_len(1 + 3 + 3 + self.input + CRC_LEN) <= MAX_FRAME && self.classes <= MAX_CLASSES
+    }
+
+    /// The report lines (Markdown table rows) against `budget`.
+    pub fn table(&self, budget: &Budget) -> String {
+        let kb = |b: usize| format!("{:.1} KB", b as f64 / 1024.0);
+        let verdict = |need: usize, have: usize| if need <= have { "fits" } else { "does NOT fit" };
+        format!(
+            "| {} | need | have | |\n|---|---:|---:|---|\n\
+             | flash (code {} + blob {}) | {} | {} | {} |\n\
+             | RAM (arena {} + input {} + statics {} + stack {}) | {} | {} | {} |\n\
+             | serial link (one image per frame, <= {MAX_CLASSES} classes) | {} B, {} classes | {} B frame | {} |\n",
+            budget.name,
+            kb(FIRMWARE_CODE),
+            kb(self.blob),
+            kb(self.flash()),
+            kb(budget.flash),
+            verdict(self.flash(), budget.flash),
+            kb(self.arena),
+            kb(self.input),
+            kb(FIRMWARE_STATIC),
+            kb(STACK_RESERVE),
+            kb(self.ram()),
+            kb(budget.ram),
+            verdict(self.ram(), budget.ram),
+            self.input,
+            self.classes,
+            MAX_FRAME,
+            if self.servable() {
+                "served"
+            } else {
+                "too large to serve (the kernels still run it)"
+            },
+        )
+    }
+
+    /// An error saying what does not fit, if anything.
+    pub fn check(&self, budget: &Budget) -> Result<()> {
+        if self.flash() > budget.flash || self.ram() > budget.ram {
+            bail!(
+                "the model does not fit {}:\n{}",
+                budget.name,
+                self.table(budget)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Before training: the network `cfg` makes, quantised dense (calibrated on a few of `images`),
+/// against `budget`. Refuses a network whose arena cannot fit, or whose blob would not fit even
+/// compressed to [`BEST_RATIO`] of dense; returns the report otherwise.
+pub fn precheck(cfg: &SqueezeNetConfig, images: &Split, budget: &Budget) -> Result<String> {
+    let net = SqueezeNet::new(cfg, &Device::flex());
+    let float = FloatNet::from_burn(&net, cfg);
+    let few = images.slice(0..images.len().min(8));
+    let ranges = calibrate(&float, &few, few.len());
+    let dense = quantize(&float, &ranges, &dense_plan)?.blob(0)?;
+    let fp = Footprint::of_blob(&dense)?;
+    let best = Footprint {
+        blob: (fp.blob as f64 * BEST_RATIO) as usize,
+        ..fp
+    };
+    let report = format!(
+        "fit before training ({} dense int8 bytes; compression reaches about a tenth):\n{}",
+        fp.blob,
+        fp.table(budget)
+    );
+    if best.ram() > budget.ram {
+        bail!(
+            "this network's activations cannot fit {} whatever the compression:\n{report}\
+             try a smaller --input-size, or the stride-2 stem (--stem paper)",
+            budget.name
+        );
+    }
+    if best.flash() > budget.flash {
+        bail!(
+            "this network's weights would not fit {} even compressed to {:.0} % of dense int8:\n\
+             {report}try a narrower network (--base-e, --incr-e) or a part with more flash",
+            budget.name,
+            100.0 * BEST_RATIO
+        );
+    }
+    Ok(report)
+}
