@@ -47,12 +47,12 @@ cargo build --release -p sqz-host
 ./target/release/sqz pipeline --quick --out "$quick" --device --device-images 50
 rm -rf "$quick"
 
-step "your own pictures: a folder made from Fashion-MNIST (4 classes, recoloured RGB, PNG and JPEG, 20-40 px) through train, compress, fit, tract parity and the firmware in QEMU"
+step "your own pictures: a folder made from Fashion-MNIST (4 classes, recoloured RGB, PNG and JPEG, 20-40 px) at 24x24 through train, compress, fit, tract parity and the firmware in QEMU (images sent in parts)"
 pictures=$(mktemp -d)
 quick=$(mktemp -d)
 ./target/release/sqz make-folder --out "$pictures/clothes" --classes 4 --train-per-class 150 \
   --test-per-class 30 --flat --colour --sides 20..40 --jpeg-share 0.5
-./target/release/sqz pipeline --quick --images "$pictures/clothes" --input-size 16 --out "$quick" \
+./target/release/sqz pipeline --quick --images "$pictures/clothes" --input-size 24 --out "$quick" \
   --device --device-images 50
 rm -rf "$pictures" "$quick"
 

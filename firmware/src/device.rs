@@ -153,6 +153,25 @@ impl Engine for Device {
         model::run(&l.model, &l.input[..], l.arena, logits);
         board::cost_since(start)
     }
+
+    fn store_part(&mut self, offset: usize, pixels: &[u8]) {
+        if let Ok(l) = &mut self.state {
+            // Quantised as it arrives: the input quantisation is per pixel.
+            let end = (offset + pixels.len()).min(INPUT_LEN);
+            if let Some(out) = l.input.get_mut(offset..end) {
+                model::quantize_input_u8(&l.model, pixels, out);
+            }
+        }
+    }
+
+    fn classify_stored(&mut self, logits: &mut [i8]) -> u32 {
+        let Ok(l) = &mut self.state else {
+            return 0; // unreachable: the server checks `status` first
+        };
+        let start = board::cost_counter();
+        model::run(&l.model, &l.input[..], l.arena, logits);
+        board::cost_since(start)
+    }
 }
 
 /// Unit of the cost counter, re-exported for the smoke output.

@@ -622,10 +622,20 @@ fn generalised_pool_and_input_match_the_shipped_path() {
         layers: vec![],
     };
     let px: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
-    assert_eq!(
-        host::compress::quantize::net_input(&net, &px),
-        host::compress::quantize::float_input(&px)
-    );
+    let unit: Vec<f32> = px.iter().map(|&p| f32::from(p) / 255.0).collect();
+    assert_eq!(host::compress::quantize::net_input(&net, &px).v, unit);
+    // RGB: HWC pixels become CHW planes.
+    let rgb = FloatNet {
+        in_channels: 3,
+        input_size: 2,
+        layers: vec![],
+    };
+    let px: Vec<u8> = (0..12).map(|i| i * 20).collect();
+    let planes: Vec<f32> = [0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11]
+        .iter()
+        .map(|&i| f32::from(px[i]) / 255.0)
+        .collect();
+    assert_eq!(host::compress::quantize::net_input(&rgb, &px).v, planes);
 }
 
 /// Moves the initializers of `onnx` larger than `threshold` bytes into `dir/data_name`, one

@@ -13,6 +13,9 @@
 //!   `0x00` in a row) is ignored, so a host may send a lone `0x00` to flush a half-received frame.
 //! * A frame body (between delimiters) is at most [`MAX_FRAME`] bytes.
 //!
+//! An image too large for one frame travels in parts: [`Request::Part`] frames in order (each
+//! answered with [`Response::Stored`]), then a [`Request::Classify`] with no pixels.
+//!
 //! The host sends a [`Request`] and waits for exactly one [`Response`]. Every received frame is
 //! answered, bad ones included: a frame that is too long, not valid COBS, too short, fails its CRC,
 //! carries an unknown message tag, does not decode, or carries an image of the wrong size gets a
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire::{Decode, ReadError, Reader, Writer};
 
 /// Version of this wire format; bumped on every incompatible change. Sent in [`Info`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame body (COBS-encoded payload and CRC, without the `0x00` delimiter), in bytes.
 pub const MAX_FRAME: usize = 1024;
 /// Largest number of classes a [`Classification`] carries.
@@ -54,14 +57,35 @@ pub enum Request<'a> {
         /// Sequence number chosen by the host, echoed in the result.
         seq: u16,
         /// Raw pixels, `u8`, row-major HWC (`Info::input_dims`); the device quantises them.
+        /// Empty: the image sent in [`Request::Part`]s, all of it.
+        #[serde(borrow)]
+        pixels: &'a [u8],
+    },
+    /// Part of an image too large for one frame: its pixels from byte `offset` on. Parts come
+    /// in order from offset 0; answered with [`Response::Stored`], or [`ErrorCode::WrongLength`]
+    /// (and the parts so far forgotten) when out of order or past the image's end.
+    Part {
+        /// Where these pixels start in the image, bytes.
+        offset: u32,
+        /// The pixels.
         #[serde(borrow)]
         pixels: &'a [u8],
     },
 }
 
+/// Pixels a [`Request::Part`] carries (the last part of an image may carry fewer): its frame
+/// stays within [`MAX_FRAME`].
+pub const PART_PIXELS: usize = 960;
+
+/// True when a [`Request::Classify`] with `pixels` bytes fits one frame (tag, sequence number,
+/// length and pixels, then the CRC, COBS-encoded); larger images go in [`Request::Part`]s.
+pub const fn fits_one_frame(pixels: usize) -> bool {
+    cobs_max_len(1 + 3 + 3 + pixels + CRC_LEN) <= MAX_FRAME
+}
+
 /// Number of [`Request`] variants; a payload whose first byte is not below this is
 /// [`ErrorCode::UnknownTag`].
-pub const REQUEST_TAGS: u8 = 2;
+pub const REQUEST_TAGS: u8 = 3;
 
 /// A message from the device to the host.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -76,6 +100,8 @@ pub enum Response<'a> {
     Error(ErrorReport<'a>),
     /// Unsolicited: the device panicked or faulted and has stopped. Text describes where.
     Fault(&'a str),
+    /// Answer to [`Request::Part`]: bytes of the image held so far.
+    Stored(u32),
 }
 
 /// What the device runs and how much memory it uses.
@@ -421,6 +447,10 @@ impl<'a> Decode<'a> for Request<'a> {
                 seq: r.u16()?,
                 pixels: r.bytes()?,
             },
+            2 => Request::Part {
+                offset: r.u32()?,
+                pixels: r.bytes()?,
+            },
             _ => return Err(ReadError::Bad),
         })
     }
@@ -454,6 +484,10 @@ impl Response<'_> {
                 w.varint(3);
                 w.bytes(text.as_bytes());
             }
+            Response::Stored(bytes) => {
+                w.varint(4);
+                w.varint((*bytes).into());
+            }
         }
     }
 }
@@ -477,7 +511,7 @@ impl Info<'_> {
 }
 
 /// Number of [`Response`] variants.
-pub const RESPONSE_TAGS: u8 = 4;
+pub const RESPONSE_TAGS: u8 = 5;
 
 /// Decodes a received response frame body (delimiter removed), in place.
 pub fn decode_response(body: &mut [u8]) -> Result<Response<'_>, ErrorCode> {
@@ -552,10 +586,20 @@ pub trait Engine {
     /// [`Engine::num_classes`] logits; returns the cost in [`Info::cost_unit`]. Only called
     /// when [`Engine::status`] is `Ok`.
     fn classify(&mut self, pixels: &[u8], logits: &mut [i8]) -> u32;
+    /// Stores `pixels` at byte `offset` of the image sent in parts (in bounds, checked by the
+    /// caller).
+    fn store_part(&mut self, offset: usize, pixels: &[u8]);
+    /// [`Engine::classify`] on the image the parts stored.
+    fn classify_stored(&mut self, logits: &mut [i8]) -> u32;
 }
 
-/// Handles one request frame body and returns the response.
-pub fn handle<'e, E: Engine>(body: &mut [u8], engine: &'e mut E) -> Response<'e> {
+/// Handles one request frame body and returns the response. `stored` counts the bytes of the
+/// image sent in parts so far.
+pub fn handle<'e, E: Engine>(
+    body: &mut [u8],
+    engine: &'e mut E,
+    stored: &mut usize,
+) -> Response<'e> {
     let request = match decode_request(body) {
         Ok(r) => r,
         Err(code) => return Response::Error(code.into()),
@@ -569,13 +613,30 @@ pub fn handle<'e, E: Engine>(body: &mut [u8], engine: &'e mut E) -> Response<'e>
     }
     match request {
         Request::Hello => Response::Info(engine.info()),
+        Request::Part { offset, pixels } => {
+            let end = *stored + pixels.len();
+            if offset as usize != *stored || end > engine.input_len() {
+                *stored = 0;
+                return Response::Error(ErrorCode::WrongLength.into());
+            }
+            engine.store_part(*stored, pixels);
+            *stored = end;
+            Response::Stored(end as u32)
+        }
         Request::Classify { seq, pixels } => {
-            if pixels.len() != engine.input_len() {
+            let whole = pixels.len() == engine.input_len();
+            let parts = pixels.is_empty() && *stored == engine.input_len();
+            *stored = 0;
+            if !whole && !parts {
                 return Response::Error(ErrorCode::WrongLength.into());
             }
             let n = engine.num_classes().min(MAX_CLASSES);
             let mut logits = [0i8; MAX_CLASSES];
-            let cost = engine.classify(pixels, &mut logits[..n]);
+            let cost = if whole {
+                engine.classify(pixels, &mut logits[..n])
+            } else {
+                engine.classify_stored(&mut logits[..n])
+            };
             let logits = &logits[..n];
             Response::Result(Classification {
                 seq,
@@ -593,6 +654,8 @@ pub fn handle<'e, E: Engine>(body: &mut [u8], engine: &'e mut E) -> Response<'e>
 #[derive(Debug)]
 pub struct Server {
     rx: Deframer<MAX_FRAME>,
+    /// Bytes of the image sent in parts so far.
+    stored: usize,
     scratch: [u8; MAX_RESPONSE],
     tx: [u8; cobs_max_len(MAX_RESPONSE) + 1],
 }
@@ -608,6 +671,7 @@ impl Server {
     pub const fn new() -> Self {
         Self {
             rx: Deframer::new(),
+            stored: 0,
             scratch: [0; MAX_RESPONSE],
             tx: [0; cobs_max_len(MAX_RESPONSE) + 1],
         }
@@ -618,7 +682,7 @@ impl Server {
     pub fn push<E: Engine>(&mut self, byte: u8, engine: &mut E) -> Option<&[u8]> {
         let response = match self.rx.push(byte)? {
             Err(code) => Response::Error(code.into()),
-            Ok(body) => handle(body, engine),
+            Ok(body) => handle(body, engine, &mut self.stored),
         };
         let len = encode_response(&response, &mut self.scratch, &mut self.tx);
         Some(&self.tx[..len])
@@ -691,6 +755,8 @@ mod tests {
     struct MockEngine {
         refused: bool,
         calls: usize,
+        /// The image sent in parts.
+        parts: Vec<u8>,
     }
 
     impl MockEngine {
@@ -698,6 +764,7 @@ mod tests {
             Self {
                 refused: false,
                 calls: 0,
+                parts: vec![0; PIXELS],
             }
         }
 
@@ -755,6 +822,17 @@ mod tests {
             logits.copy_from_slice(&Self::expected(pixels));
             1000 + self.calls as u32
         }
+
+        fn store_part(&mut self, offset: usize, pixels: &[u8]) {
+            self.parts[offset..offset + pixels.len()].copy_from_slice(pixels);
+        }
+
+        fn classify_stored(&mut self, logits: &mut [i8]) -> u32 {
+            let image = std::mem::take(&mut self.parts);
+            let cost = self.classify(&image, logits);
+            self.parts = image;
+            cost
+        }
     }
 
     fn frame<T: Serialize>(msg: &T) -> Vec<u8> {
@@ -796,6 +874,7 @@ mod tests {
         Result(Classification),
         Error(ErrorCode),
         Fault,
+        Stored(u32),
     }
 
     impl From<Response<'_>> for Owned {
@@ -805,6 +884,7 @@ mod tests {
                 Response::Result(c) => Owned::Result(c),
                 Response::Error(e) => Owned::Error(e.code),
                 Response::Fault(_) => Owned::Fault,
+                Response::Stored(n) => Owned::Stored(n),
             }
         }
     }
@@ -881,6 +961,10 @@ mod tests {
             Request::Classify {
                 seq: 513,
                 pixels: &pixels,
+            },
+            Request::Part {
+                offset: 70_000,
+                pixels: &pixels[..300],
             },
         ] {
             let mut f = frame(&req);
@@ -1078,7 +1162,7 @@ mod tests {
         let mut server = Server::new();
         let mut engine = MockEngine {
             refused: true,
-            calls: 0,
+            ..MockEngine::new()
         };
         let pixels = image(1);
         let mut bytes = frame(&Request::Hello);
@@ -1095,6 +1179,73 @@ mod tests {
             ]
         );
         assert_eq!(engine.calls, 0, "a refused model runs nothing");
+    }
+
+    #[test]
+    fn frame_size_limits_hold() {
+        let big = vec![0xFFu8; 4096];
+        let part = frame(&Request::Part {
+            offset: u32::MAX,
+            pixels: &big[..PART_PIXELS],
+        });
+        assert!(part.len() <= MAX_FRAME + 1, "{}", part.len());
+        let largest = (0..2048).rev().find(|&n| fits_one_frame(n)).unwrap();
+        let one = frame(&Request::Classify {
+            seq: u16::MAX,
+            pixels: &big[..largest],
+        });
+        assert!(one.len() <= MAX_FRAME + 1, "{}", one.len());
+        assert!(fits_one_frame(PIXELS) && !fits_one_frame(1024));
+    }
+
+    #[test]
+    fn an_image_in_parts_is_classified_as_in_one_frame() {
+        let pixels = image(9);
+        let part = |offset: usize, end: usize| {
+            frame(&Request::Part {
+                offset: offset as u32,
+                pixels: &pixels[offset..end],
+            })
+        };
+        let classify_stored = frame(&Request::Classify {
+            seq: 8,
+            pixels: &[],
+        });
+        let mut server = Server::new();
+        let mut engine = MockEngine::new();
+        let mut bytes = part(0, 300);
+        bytes.extend(part(300, 700));
+        bytes.extend(part(700, PIXELS));
+        bytes.extend(&classify_stored);
+        let got = exchange(&mut server, &mut engine, &bytes);
+        assert_eq!(
+            got,
+            [
+                Owned::Stored(300),
+                Owned::Stored(700),
+                Owned::Stored(PIXELS as u32),
+                good_result(8, &pixels, 1001)
+            ]
+        );
+        // Out of order, past the end, or classified before the last part: refused, and the
+        // parts so far are forgotten.
+        let mut bytes = part(0, 300);
+        bytes.extend(part(400, 700));
+        bytes.extend(part(300, 700));
+        bytes.extend(&classify_stored);
+        let got = exchange(&mut server, &mut engine, &bytes);
+        let wrong = || Owned::Error(ErrorCode::WrongLength);
+        assert_eq!(got, [Owned::Stored(300), wrong(), wrong(), wrong()]);
+        let mut past_end = part(0, 700);
+        past_end.extend(frame(&Request::Part {
+            offset: 700,
+            pixels: &[1; PIXELS],
+        }));
+        let got = exchange(&mut server, &mut engine, &past_end);
+        assert_eq!(got, [Owned::Stored(700), wrong()]);
+        let got = exchange(&mut server, &mut engine, &classify_stored);
+        assert_eq!(got, [wrong()]);
+        assert_eq!(engine.calls, 1);
     }
 
     #[test]
@@ -1128,7 +1279,7 @@ mod tests {
         fn requests_read_as_postcard_reads_them(
             payload in proptest::collection::vec(any::<u8>(), 0..40),
             len in 0usize..40,
-            tag in 0u8..3,
+            tag in 0u8..4,
         ) {
             // Random bytes, and well-formed classify headers with random lengths.
             let mut shaped = vec![tag];
@@ -1146,7 +1297,7 @@ mod tests {
         /// The hand-written response writer gives postcard's bytes.
         #[test]
         fn responses_are_written_as_postcard_writes_them(
-            which in 0u8..4,
+            which in 0u8..5,
             n in any::<u32>(),
             wide in any::<u64>(),
             text in "[a-zé ]{0,40}",
@@ -1174,6 +1325,7 @@ mod tests {
                     cost: n,
                 }),
                 2 => Response::Error(ErrorReport { code: ErrorCode::ALL[n as usize % 10], detail: &text }),
+                3 => Response::Stored(n),
                 _ => Response::Fault(&text),
             };
             let (mut scratch, mut ours, mut theirs) = ([0u8; MAX_RESPONSE], [0u8; 300], [0u8; 300]);

@@ -333,6 +333,9 @@ pub fn recode(args: RecodeArgs) -> Result<()> {
     let blob = std::fs::read(&args.blob)
         .with_context(|| format!("while reading {}", args.blob.display()))?;
     let d = args.data.load()?;
+    let model = shared::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: invalid blob: {e}", args.blob.display()))?;
+    d.check_input_len(model.input_len(), &args.blob.display().to_string())?;
     let n = args.check_images.min(d.test.len());
     let out =
         crate::compress::recode::recode(&blob, args.encoding, (0..n).map(|i| d.test.image(i)))

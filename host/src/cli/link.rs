@@ -107,6 +107,8 @@ pub fn device(cmd: DeviceCommand) -> Result<()> {
             let mut link = args.device.connect()?;
             let info = link.info()?;
             check_same_model(&info, &blob)?;
+            let dims = info.input_dims.iter().map(|&d| usize::from(d)).product();
+            data.check_input_len(dims, "the device's model")?;
             eprintln!(
                 "device: {} ({}), model {:#x}",
                 info.board,

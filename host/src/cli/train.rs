@@ -14,6 +14,8 @@ use crate::train::recipe::{Preset, RunOptions, TrainConfig};
 pub struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    fit: super::compress::FitArgs,
     /// Recipe to start from; the flags below override its values.
     #[arg(long, value_enum, default_value = "default")]
     preset: Preset,
@@ -164,6 +166,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         cfg.val_count = d.default_val_count();
     }
     cfg.validate()?;
+    let budget = args.fit.budget();
+    eprintln!(
+        "{}",
+        crate::compress::fit::precheck(&cfg.model, &d.train, &budget)?
+    );
     anyhow::ensure!(
         cfg.val_count < d.train.len(),
         "--val-count {} leaves no training images",

@@ -5,17 +5,17 @@
 //! the serve build, depending on the weight encodings; [`FIRMWARE_CODE`] reserves 48 KB) + the
 //! blob. RAM = the arena (from the blob's plan) + the input buffer + the firmware's other
 //! statics ([`FIRMWARE_STATIC`]) + the stack ([`STACK_RESERVE`]; its measured high-water mark
-//! is 13.4 KB to 14.0 KB). The serial link also caps what a served model may take: one image
-//! per frame and at most `MAX_CLASSES` logits.
+//! is 13.4 KB to 14.0 KB). The serial link caps a served model at `MAX_CLASSES` logits; images
+//! too large for one frame travel in parts.
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
-use shared::protocol::{CRC_LEN, MAX_CLASSES, MAX_FRAME, cobs_max_len};
+use shared::protocol::{MAX_CLASSES, fits_one_frame};
 
 use super::fold::FloatNet;
 use super::quantize::{calibrate, dense_plan, quantize};
 use crate::data::Split;
-use crate::train::model::{SqueezeNet, SqueezeNetConfig};
+use crate::train::model::{SqueezeNet, SqueezeNetConfig, Stem};
 
 /// Flash the firmware's code takes besides the blob (measured 45.5 KB to 48 KB).
 pub const FIRMWARE_CODE: usize = 48 * 1024;
@@ -107,10 +107,9 @@ impl Footprint {
         self.arena + self.input + FIRMWARE_STATIC + STACK_RESERVE
     }
 
-    /// True when one image fits one serial frame and the logits one result.
+    /// True when the logits fit one result frame (images of any size travel in parts).
     pub fn servable(&self) -> bool {
-        // A classify payload: tag, seq (up to 3 bytes), length (up to 3), pixels; then the CRC.
-        cobs_max_len(1 + 3 + 3 + self.input + CRC_LEN) <= MAX_FRAME && self.classes <= MAX_CLASSES
+        self.classes <= MAX_CLASSES
     }
 
     /// The report lines (Markdown table rows) against `budget`.
@@ -121,7 +120,7 @@ impl Footprint {
             "| {} | need | have | |\n|---|---:|---:|---|\n\
              | flash (code {} + blob {}) | {} | {} | {} |\n\
              | RAM (arena {} + input {} + statics {} + stack {}) | {} | {} | {} |\n\
-             | serial link (one image per frame, <= {MAX_CLASSES} classes) | {} B, {} classes | {} B frame | {} |\n",
+             | serial link (<= {MAX_CLASSES} classes) | {} B image, {} classes | {} | {} |\n",
             budget.name,
             kb(FIRMWARE_CODE),
             kb(self.blob),
@@ -137,11 +136,15 @@ impl Footprint {
             verdict(self.ram(), budget.ram),
             self.input,
             self.classes,
-            MAX_FRAME,
+            if fits_one_frame(self.input) {
+                "one frame per image"
+            } else {
+                "image sent in parts"
+            },
             if self.servable() {
                 "served"
             } else {
-                "too large to serve (the kernels still run it)"
+                "too many classes to serve (the kernels still run it)"
             },
         )
     }
@@ -179,9 +182,12 @@ pub fn precheck(cfg: &SqueezeNetConfig, images: &Split, budget: &Budget) -> Resu
         fp.table(budget)
     );
     if best.ram() > budget.ram {
+        let hint = match cfg.stem {
+            Stem::Small => "try a smaller --input-size, or the stride-2 stem (--stem paper)",
+            Stem::Paper => "try a smaller --input-size",
+        };
         bail!(
-            "this network's activations cannot fit {} whatever the compression:\n{report}\
-             try a smaller --input-size, or the stride-2 stem (--stem paper)",
+            "this network's activations cannot fit {} whatever the compression:\n{report}{hint}",
             budget.name
         );
     }

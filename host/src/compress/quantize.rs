@@ -48,17 +48,8 @@ impl Ranges {
     }
 }
 
-/// The float input of one image, as the trainer feeds it ([0, 1] scaling).
-pub fn float_input(pixels: &[u8]) -> Act {
-    Act {
-        c: 1,
-        s: 28,
-        v: pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
-    }
-}
-
-/// The float input of one image for `net`: HWC pixels to CHW in [0, 1] (the same as
-/// [`float_input`] for a 1-channel 28x28 network).
+/// The float input of one image for `net`: HWC pixels to CHW in [0, 1], as the trainer feeds
+/// it.
 pub fn net_input(net: &FloatNet, pixels: &[u8]) -> Act {
     let (c, s) = (net.in_channels, net.input_size);
     let mut v = vec![0f32; c * s * s];

@@ -184,6 +184,22 @@ impl Dataset {
         }
     }
 
+    /// Checks a blob (or device) taking `input_len`-byte images can run on these images.
+    pub fn check_input_len(&self, input_len: usize, what: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.test.image_len() == input_len,
+            "{what} takes {input_len}-byte images; the data ({}) has {}x{}x{} = {} bytes: give \
+             --images with the pictures it was made for (and the same --input-size and \
+             --channels)",
+            self.dir.display(),
+            self.side(),
+            self.side(),
+            self.channels(),
+            self.test.image_len()
+        );
+        Ok(())
+    }
+
     /// Checks a network made for `(channels, side, classes)` can run on these images.
     pub fn check_model(&self, channels: usize, side: usize, classes: usize) -> anyhow::Result<()> {
         anyhow::ensure!(

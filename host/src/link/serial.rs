@@ -83,6 +83,8 @@ pub enum Reply {
     },
     /// The device panicked or faulted and stopped.
     Fault(String),
+    /// Answer to a part of an image: bytes of it held so far.
+    Stored(u32),
 }
 
 impl From<Response<'_>> for Reply {
@@ -112,6 +114,7 @@ impl From<Response<'_>> for Reply {
                 detail: e.detail.to_owned(),
             },
             Response::Fault(s) => Reply::Fault(s.to_owned()),
+            Response::Stored(n) => Reply::Stored(n),
         }
     }
 }
@@ -353,10 +356,16 @@ impl DeviceLink {
         }
     }
 
-    /// Classifies one image (raw pixels, [`DeviceInfo::input_len`] bytes).
+    /// Classifies one image (raw pixels, [`DeviceInfo::input_len`] bytes): in one frame, or,
+    /// when too large for one, in parts and then a classify request without pixels.
     pub fn classify(&mut self, pixels: &[u8]) -> Result<DeviceResult> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
+        let in_one = protocol::fits_one_frame(pixels.len());
+        if !in_one {
+            self.send_parts(pixels)?;
+        }
+        let pixels = if in_one { pixels } else { &[] };
         match self.request(&Request::Classify { seq, pixels })? {
             Reply::Result(r) if r.seq == seq => Ok(r),
             Reply::Result(r) => bail!(
@@ -366,6 +375,22 @@ impl DeviceLink {
             ),
             other => Err(self.unexpected(other, "a result")),
         }
+    }
+
+    /// Sends `pixels` as [`Request::Part`]s, each acknowledged with the bytes held so far.
+    fn send_parts(&mut self, pixels: &[u8]) -> Result<()> {
+        for (i, chunk) in pixels.chunks(protocol::PART_PIXELS).enumerate() {
+            let offset = i * protocol::PART_PIXELS;
+            let held = offset + chunk.len();
+            match self.request(&Request::Part {
+                offset: offset as u32,
+                pixels: chunk,
+            })? {
+                Reply::Stored(n) if n as usize == held => {}
+                other => return Err(self.unexpected(other, "the part stored")),
+            }
+        }
+        Ok(())
     }
 
     fn unexpected(&self, reply: Reply, wanted: &str) -> anyhow::Error {

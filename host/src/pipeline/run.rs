@@ -299,8 +299,8 @@ fn device_stage(
     let blob = std::fs::read(blob_path)?;
     ensure!(
         Footprint::of_blob(&blob)?.servable(),
-        "the model's input or class count is too large for the serial link's frames (see the \
-         fit table); its blob runs on the host kernels, but the device stage cannot serve it"
+        "the model has more classes than the serial link's result frame carries (see the fit \
+         table); its blob runs on the host kernels, but the device stage cannot serve it"
     );
     let elf = build_firmware(fw, blob_path)?;
     let mut link = DeviceLink::qemu(&elf)?;

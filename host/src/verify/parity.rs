@@ -283,7 +283,7 @@ pub fn float_parity(net: &FloatNet, images: &Split, reference: &[Vec<f32>]) -> R
     let plan = load_typed(&crate::export::onnx::to_bytes(&proto), fact)?;
     let mut max = 0f32;
     for (i, reference) in reference.iter().enumerate().take(images.len()) {
-        let input = crate::compress::quantize::float_input(images.image(i));
+        let input = crate::compress::quantize::net_input(net, images.image(i));
         let x = Tensor::from_shape(&[1, c, s, s], &input.v)?;
         let outs = plan.run(tvec!(x.into()))?;
         let theirs: Vec<f32> = outs[0]
@@ -363,6 +363,9 @@ pub fn run_all(
 ) -> Result<VerifyReport> {
     let blob = std::fs::read(blob_path)
         .with_context(|| format!("while reading {}", blob_path.display()))?;
+    let model = shared::Model::from_bytes(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: invalid blob: {e}", blob_path.display()))?;
+    data.check_input_len(model.input_len(), &blob_path.display().to_string())?;
     let test = &data.test;
     let float = match run {
         Some(run) => {

@@ -11,6 +11,8 @@ use shared::protocol::{
 /// A stand-in for the firmware's engine: 4x4x1 input, 3 classes, logits from the pixels.
 struct Mock {
     refused: bool,
+    /// The image sent in parts.
+    stored: [u8; 16],
 }
 
 impl Engine for Mock {
@@ -49,13 +51,21 @@ impl Engine for Mock {
         }
         pixels.len() as u32
     }
+    fn store_part(&mut self, offset: usize, pixels: &[u8]) {
+        // The server checks the part lies within the image; out of bounds panics here.
+        self.stored[offset..offset + pixels.len()].copy_from_slice(pixels);
+    }
+    fn classify_stored(&mut self, logits: &mut [i8]) -> u32 {
+        let image = self.stored;
+        self.classify(&image, logits)
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, stream)) = data.split_first() else {
         return;
     };
-    let mut engine = Mock { refused: mode & 1 == 1 };
+    let mut engine = Mock { refused: mode & 1 == 1, stored: [0; 16] };
     let mut server = Server::new();
     for &byte in stream {
         if let Some(frame) = server.push(byte, &mut engine) {

@@ -1,6 +1,7 @@
 //! Writes fuzz seeds: example blobs (whole for `from_bytes`, without the first 16 header bytes
 //! for `from_bytes_crc_fixed`) and request frames for `frames` (a mode byte, then a stream of a
-//! hello, a classify of the mock's 16 pixels, one of the wrong length and a broken frame).
+//! hello, a classify of the mock's 16 pixels, one of the wrong length, the image in two parts
+//! and its classify, and a broken frame).
 use shared::protocol::{Request, encode_frame};
 
 fn main() {
@@ -16,6 +17,9 @@ fn main() {
         Request::Hello,
         Request::Classify { seq: 1, pixels: &pixels },
         Request::Classify { seq: 2, pixels: &pixels[..5] },
+        Request::Part { offset: 0, pixels: &pixels[..10] },
+        Request::Part { offset: 10, pixels: &pixels[10..] },
+        Request::Classify { seq: 3, pixels: &[] },
     ];
     let mut stream = Vec::new();
     for r in &requests {
