@@ -236,7 +236,10 @@ mod tests {
         assert!(fp.check(&Budget::new(None, None, None)).is_ok());
         let small = Budget::new(None, Some(128), Some(48));
         let err = format!("{:#}", fp.check(&small).unwrap_err());
-        assert!(err.contains("does NOT fit") && err.contains("flash"), "{err}");
+        assert!(
+            err.contains("does NOT fit") && err.contains("flash"),
+            "{err}"
+        );
         assert!(fp.servable());
         assert!(!Footprint { classes: 17, ..fp }.servable());
     }
@@ -248,8 +251,14 @@ mod tests {
         let ok = precheck(&cfg, &images, &Budget::new(None, None, None)).unwrap();
         assert!(ok.contains("fits"), "{ok}");
         let err = precheck(&cfg, &images, &Budget::new(None, None, Some(40))).unwrap_err();
-        assert!(format!("{err:#}").contains("activations cannot fit"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("activations cannot fit"),
+            "{err:#}"
+        );
         let err = precheck(&cfg, &images, &Budget::new(None, Some(40), None)).unwrap_err();
-        assert!(format!("{err:#}").contains("weights would not fit"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("weights would not fit"),
+            "{err:#}"
+        );
     }
 }
