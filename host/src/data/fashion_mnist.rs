@@ -202,6 +202,11 @@ pub fn fashion_mnist_classes() -> Vec<String> {
     CLASS_NAMES.iter().map(|s| s.to_string()).collect()
 }
 
+/// True for Fashion-MNIST's class names (runs and manifests leave them out).
+pub fn is_fashion_mnist_classes(classes: &[String]) -> bool {
+    classes.iter().map(String::as_str).eq(CLASS_NAMES)
+}
+
 /// Fashion-MNIST's shape: 28x28 grey.
 pub fn fashion_mnist_split(images: Vec<u8>, labels: Vec<u8>) -> Split {
     Split {

@@ -17,8 +17,8 @@ pub mod progress;
 pub use dataset::{DataSource, Dataset, FolderSpec, Split};
 pub use fashion_mnist::{
     CLASS_NAMES, CLASSES, DataError, ENV_DIR, FashionMnist, IdxFile, Normalization, OFFICIAL_URL,
-    PIXELS, SIDE, candidate_dirs, fashion_mnist_classes, fashion_mnist_split, find_file, locate,
-    locate_or_download,
+    PIXELS, SIDE, candidate_dirs, fashion_mnist_classes, fashion_mnist_split, find_file,
+    is_fashion_mnist_classes, locate, locate_or_download,
 };
 pub use folder::{FolderReport, load_folder};
 pub use images::{ImageSet, Images};

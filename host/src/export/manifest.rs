@@ -39,6 +39,18 @@ pub struct Manifest {
     pub train_command: String,
     /// The command that compressed it.
     pub compress_command: String,
+    /// Class names in label order (absent: Fashion-MNIST's), also in `NAME.classes.txt`.
+    #[serde(
+        default = "crate::data::fashion_mnist_classes",
+        skip_serializing_if = "crate::data::is_fashion_mnist_classes"
+    )]
+    pub classes: Vec<String>,
+    /// Where the images came from (absent: Fashion-MNIST).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::data::DataSource::is_fashion_mnist"
+    )]
+    pub data: crate::data::DataSource,
     /// Every file with its digest.
     pub files: Vec<ManifestFile>,
 }
@@ -147,6 +159,8 @@ pub fn write_manifest_with(
         seed: tcfg.seed,
         train_command,
         compress_command: facts.compress_command.clone(),
+        classes: tcfg.classes.clone(),
+        data: tcfg.data.clone(),
         files,
     };
     write_atomic(

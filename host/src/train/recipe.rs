@@ -72,13 +72,9 @@ pub struct TrainConfig {
     /// Class names in label order (absent: Fashion-MNIST's).
     #[serde(
         default = "fashion_mnist_classes",
-        skip_serializing_if = "is_fashion_mnist_classes"
+        skip_serializing_if = "crate::data::is_fashion_mnist_classes"
     )]
     pub classes: Vec<String>,
-}
-
-fn is_fashion_mnist_classes(c: &[String]) -> bool {
-    c == fashion_mnist_classes().as_slice()
 }
 
 impl TrainConfig {
