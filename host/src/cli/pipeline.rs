@@ -17,7 +17,8 @@ pub struct PipelineArgs {
     /// Output root: train/ (the run), model/ (blob, ONNX, reports, manifest), summary.md.
     #[arg(long, default_value = "runs/pipeline")]
     out: PathBuf,
-    /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning): minutes.
+    /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning; a smaller
+    /// folder of pictures gets proportionally more epochs, up to 12 times): minutes.
     #[arg(long)]
     quick: bool,
     /// Continue an interrupted training or compression stage from its checkpoint.

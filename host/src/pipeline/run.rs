@@ -2,7 +2,7 @@
 //!
 //! Its defaults are the recipe that made the shipped model in `models/`
 //! ([`TrainConfig::preset`] `default` and [`CompressConfig::shipped`]); `--quick` runs the same
-//! stages on a small budget. Each stage writes into its own directory under `--out`, so a killed
+//! stages on a small budget (more epochs on a small folder of pictures, the same steps). Each stage writes into its own directory under `--out`, so a killed
 //! pipeline resumes training from its last checkpoint with `--resume`.
 
 use std::path::{Path, PathBuf};
@@ -46,6 +46,21 @@ pub struct PipelineOptions {
 
 /// The training and compression recipe the pipeline runs.
 pub fn recipe(quick: bool, seed: u64, finetune_seed: u64) -> (TrainConfig, CompressConfig) {
+    quick_recipe_for(quick, seed, finetune_seed, QUICK_IMAGES)
+}
+
+/// Training images `--quick` takes at most.
+const QUICK_IMAGES: usize = 6_000;
+
+/// [`recipe`] for a training pool of `pool` images: `--quick` on fewer than 6,000 images runs
+/// proportionally more epochs (up to 12 times as many), so a small folder of pictures gets
+/// about the optimiser steps 6,000 Fashion-MNIST images get.
+pub fn quick_recipe_for(
+    quick: bool,
+    seed: u64,
+    finetune_seed: u64,
+    pool: usize,
+) -> (TrainConfig, CompressConfig) {
     let mut t = TrainConfig::preset(Preset::Default);
     let mut c = CompressConfig::shipped();
     t.seed = seed;
@@ -53,13 +68,14 @@ pub fn recipe(quick: bool, seed: u64, finetune_seed: u64) -> (TrainConfig, Compr
         ft.seed = finetune_seed;
     }
     if quick {
-        t.epochs = 2;
-        t.train_limit = Some(6_000);
+        let stretch = (QUICK_IMAGES / pool.max(1)).clamp(1, 12);
+        t.epochs = 2 * stretch;
+        t.train_limit = Some(QUICK_IMAGES);
         c.calib_images = 500;
         c.finetune = Some(FinetuneConfig {
             prune_rounds: 2,
-            prune_epochs: 1,
-            share_epochs: 1,
+            prune_epochs: stretch,
+            share_epochs: stretch,
             train_limit: Some(3_000),
             ..c.finetune.unwrap_or_default()
         });
@@ -117,9 +133,11 @@ pub fn build_firmware(firmware: &Path, blob: &Path) -> Result<PathBuf> {
 
 /// Runs every stage; returns the summary (also written to `out/summary.md`).
 pub fn run(data: &Dataset, opts: &PipelineOptions) -> Result<Vec<StageLine>> {
-    let (mut tcfg, ccfg) = recipe(opts.quick, opts.seed, opts.finetune_seed);
+    let val_count = data.default_val_count();
+    let pool = data.train.len().saturating_sub(val_count);
+    let (mut tcfg, ccfg) = quick_recipe_for(opts.quick, opts.seed, opts.finetune_seed, pool);
     tcfg.fit_to(data, false);
-    tcfg.val_count = data.default_val_count();
+    tcfg.val_count = val_count;
     eprintln!("{}", precheck(&tcfg.model, &data.train, &opts.budget)?);
     let train_dir = opts.out.join("train");
     let model_dir = opts.out.join("model");
