@@ -17,8 +17,9 @@ pub struct PipelineArgs {
     /// Output root: train/ (the run), model/ (blob, ONNX, reports, manifest), summary.md.
     #[arg(long, default_value = "runs/pipeline")]
     out: PathBuf,
-    /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning; a smaller
-    /// folder of pictures gets proportionally more epochs, up to 12 times): minutes.
+    /// Same stages on a small budget (2 epochs on 6,000 images, short fine-tuning): minutes.
+    /// With or without it, a folder of pictures smaller than the recipe's images gets
+    /// proportionally more epochs (up to 12 times as many).
     #[arg(long)]
     quick: bool,
     /// Continue an interrupted training or compression stage from its checkpoint.
