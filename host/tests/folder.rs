@@ -2,7 +2,7 @@
 //! preprocessing as `sqz classify`, and one clear error (or, with `skip_bad`, a count) for each
 //! kind of bad data.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use host::data::picture::load_picture;
 use host::data::{DataSource, Dataset, FolderReport, FolderSpec, load_folder};
@@ -251,5 +251,4 @@ fn pictures_outside_class_folders_and_changed_folders() {
     rgb(&dir.path().join("a/new.png"), 8, 8, 0, 1);
     let e = err(&recorded);
     assert!(e.contains("changed"), "{e}");
-    let _: PathBuf = recorded.dir;
 }

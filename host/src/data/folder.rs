@@ -438,13 +438,10 @@ fn split(
     let mut test = Vec::new();
     for (label, (c, px)) in classes.iter().zip(pixels).enumerate() {
         let label = label as u8;
+        // Without a given split, the class has no test files: `te` is empty.
         let (tr, te) = px.split_at(c.train.len());
-        if split_given {
-            train.extend(tr.iter().map(|p| (p, label)));
-            test.extend(te.iter().map(|p| (p, label)));
-        } else {
-            train.extend(tr.iter().map(|p| (p, label)));
-        }
+        train.extend(tr.iter().map(|p| (p, label)));
+        test.extend(te.iter().map(|p| (p, label)));
     }
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let order = stratified_order(&train, classes.len(), &mut rng);
