@@ -50,6 +50,13 @@ fn main() {
         let _ = fs::remove_file(out.join("device.x"));
     }
 
+    // Thumb-2 targets (ARMv7-M, ARMv8-M mainline) take the firmware's own memcpy/memset (mem.s).
+    println!("cargo::rustc-check-cfg=cfg(sqz_fw_thumb2)");
+    let target = env::var("TARGET").unwrap();
+    if target.starts_with("thumbv7") || target.starts_with("thumbv8m.main") {
+        println!("cargo:rustc-cfg=sqz_fw_thumb2");
+    }
+
     // flip-link is the configured linker (.cargo/config.toml) unless overridden: say so clearly.
     let linker_var = format!(
         "CARGO_TARGET_{}_LINKER",
@@ -106,7 +113,7 @@ fn main() {
             arena = model.arena_len(),
             classes = model.num_classes(),
             id = model.model_id(),
-            caps = model.uses().rust_impl("BlobCaps"),
+            caps = build_caps(&model).rust_impl("BlobCaps"),
         ),
     )
     .unwrap();
@@ -116,6 +123,18 @@ fn main() {
         blob.len(),
         model.arena_len()
     );
+}
+
+/// What the build carries: the blob's decoders and layer kinds; the Cortex-M4 stem kernels
+/// only with the `stem-kernels` feature (3.9 KB of flash for about 1 M instructions per
+/// inference on the shipped model; without them the general drivers run the stem).
+fn build_caps(model: &shared::Model<'_>) -> shared::caps::Used {
+    let mut used = model.uses();
+    if env::var_os("CARGO_FEATURE_STEM_KERNELS").is_none() {
+        used.stem_dense = false;
+        used.stem_sparse = false;
+    }
+    used
 }
 
 fn on_path(program: &str) -> bool {

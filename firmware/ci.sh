@@ -64,6 +64,8 @@ build panic-test --features panic-test
 build hardfault-test --features hardfault-test
 build stack-overflow-test --features stack-overflow-test
 build nucleo-f411re --no-default-features --features nucleo-f411re
+# The Cortex-M4 stem kernels, off by default for flash (Cargo.toml `stem-kernels`).
+build stem-kernels --features stem-kernels
 # The Cortex-M3 (no FPU, no DSP): the same firmware for thumbv7m, the kernels' portable paths.
 # Built for speed (`--profile speed`): without the DSP kernels the hot loops are portable Rust.
 cargo build --profile speed --quiet --target thumbv7m-none-eabi --no-default-features --features mps2-an385
@@ -114,6 +116,9 @@ timeout 120 "$TOOLS" expect-refusal "$OUT/corrupt.elf"
 say "eval: $N_EVAL test images over the serial link, logits bit-exact vs host kernels"
 timeout 600 "$TOOLS" eval "$OUT/serve.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval.txt"
 
+say "with the Cortex-M4 stem kernels (feature stem-kernels): 20 test images, logits bit-exact vs host kernels"
+timeout 300 "$TOOLS" eval "$OUT/stem-kernels.elf" "$BLOB" 20 $DATA | tee "$OUT/eval-stem-kernels.txt"
+
 say "Cortex-M3 (QEMU mps2-an385: no FPU, no DSP): $N_EVAL test images, logits bit-exact vs host kernels"
 timeout 900 "$TOOLS" eval "$OUT/m3.elf" "$BLOB" "$N_EVAL" $DATA | tee "$OUT/eval-m3.txt"
 
@@ -152,7 +157,7 @@ fi
 
 say "sizes (llvm-size -A; flash = .vector_table + .text + .rodata + .data, RAM = .data + .bss + .uninit)"
 size_of() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { print $2 }'; }
-for elf in serve nucleo-f411re m3 m0; do
+for elf in serve stem-kernels nucleo-f411re m3 m0; do
   f=$OUT/$elf.elf
   vt=$(size_of "$f" .vector_table); text=$(size_of "$f" .text); ro=$(size_of "$f" .rodata)
   data=$(size_of "$f" .data); bss=$(size_of "$f" .bss); un=$(size_of "$f" .uninit)

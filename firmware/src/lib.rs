@@ -25,6 +25,11 @@ pub mod text;
 
 pub use device::Device;
 
+// memcpy, memmove and memset in 124 bytes instead of compiler_builtins' 3 KB (see mem.s);
+// ARMv6-M (Thumb-1) keeps compiler_builtins'.
+#[cfg(sqz_fw_thumb2)]
+core::arch::global_asm!(include_str!("mem.s"), options(raw));
+
 use embedded_io::{Read, Write};
 use shared::protocol::Server;
 

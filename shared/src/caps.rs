@@ -27,9 +27,11 @@ pub trait Caps {
     const BYPASS: bool = true;
     /// Max pools over a channel count that is not a multiple of 4 (the portable kernel).
     const MAXPOOL_ANY_CHANNELS: bool = true;
-    /// The Cortex-M4 1-channel 3x3 stem multiplying every weight.
+    /// The Cortex-M4 1-channel 3x3 stem multiplying every weight. Optional, as is
+    /// `STEM_SPARSE`: a build without it runs the stem on the general conv drivers (the same
+    /// output; a blob that would use it is not refused).
     const STEM_DENSE: bool = true;
-    /// The Cortex-M4 1-channel 3x3 stem skipping zero weights.
+    /// The Cortex-M4 1-channel 3x3 stem skipping zero weights (optional, see `STEM_DENSE`).
     const STEM_SPARSE: bool = true;
 }
 
@@ -91,12 +93,18 @@ impl Used {
         ]
     }
 
-    /// Whether every switch `self` needs is on in `have`.
+    /// Whether every switch `self` needs is on in `have`. The stems are not needed: without
+    /// them the general drivers run the stem.
     pub fn within(&self, have: &Used) -> bool {
         self.switches()
             .iter()
             .zip(have.switches())
-            .all(|(&(_, need), (_, on))| on || !need)
+            .all(|(&(name, need), (_, on))| on || !need || Self::is_optional(name))
+    }
+
+    /// Whether the switch `name` is an optional kernel rather than a decoder or layer kind.
+    pub fn is_optional(name: &str) -> bool {
+        name.starts_with("STEM_")
     }
 
     /// Rust source of a unit struct `name` implementing [`Caps`] with exactly these switches

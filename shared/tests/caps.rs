@@ -9,7 +9,8 @@ use shared::testkit::example::{ENCS, Enc};
 use shared::testkit::squeezenet;
 use shared::{Error, Model};
 
-/// A build for the SqueezeNet-shaped test network with sparse codebook rows.
+/// A build for the SqueezeNet-shaped test network with sparse codebook rows, without the
+/// optional stem kernels (as the size-first firmware builds).
 #[derive(Debug)]
 struct SparseCodebookNet;
 
@@ -21,6 +22,8 @@ impl Caps for SparseCodebookNet {
     const AVG_POOL: bool = false;
     const BYPASS: bool = false;
     const MAXPOOL_ANY_CHANNELS: bool = false;
+    const STEM_DENSE: bool = false;
+    const STEM_SPARSE: bool = false;
 }
 
 fn logits<K: DotKernel>(model: &Model<'_>) -> Vec<i8> {
@@ -86,6 +89,25 @@ fn a_build_with_fewer_switches_runs_its_blob_bit_for_bit() {
         logits::<Capped<PortableDot, SparseCodebookNet>>(&narrow),
         logits::<PortableDot>(&everything)
     );
+}
+
+#[test]
+fn the_stem_kernels_are_optional() {
+    let blob = squeezenet::blob(3, 10, Enc::SparseCodebook);
+    let everything = Model::from_bytes(&blob).unwrap();
+    let used = everything.uses();
+    assert!(
+        used.stem_dense || used.stem_sparse,
+        "the test net has a 1-channel 3x3 stem"
+    );
+    assert!(used.within(&Used::of_caps::<SparseCodebookNet>()));
+    let narrow = Model::from_bytes_for::<SparseCodebookNet>(&blob).unwrap();
+    assert_eq!(
+        logits::<Capped<PortableDot, SparseCodebookNet>>(&narrow),
+        logits::<PortableDot>(&everything)
+    );
+    // A decoder is never optional.
+    assert!(!Used::is_optional("SPARSE") && Used::is_optional("STEM_SPARSE"));
 }
 
 #[test]
