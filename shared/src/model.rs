@@ -8,7 +8,7 @@ use crate::format::{Bypass, ConvDesc, LayerDesc, ModelHead, split_header};
 use crate::kernels::sparse_stem_pays;
 use crate::plan::{input_quant_ok, plan_layers, step};
 use crate::quant::QuantParams;
-use crate::weights::{RowDecoder, WeightsDesc, stored_entries, validate_weights};
+use crate::weights::{RowDecoder, WeightsDesc, stored_entries};
 
 /// A validated model borrowing the blob. After [`Model::from_bytes`] succeeds, `run`
 /// cannot fail or panic.
@@ -51,20 +51,6 @@ impl<'a> Model<'a> {
     /// that needs more is [`Error::NotBuiltIn`]; the weight rows are checked with `C`'s
     /// decoders (the ones `run` will use).
     pub fn from_bytes_for<C: Caps>(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
-        let model = Self::from_bytes_unchecked_weights(bytes)?;
-        if !model.uses().within(&Used::of_caps::<C>()) {
-            return Err(Error::NotBuiltIn);
-        }
-        for layer in model.layers() {
-            for (conv, in_channels) in layer.convs() {
-                check_conv_weights::<C>(&conv, in_channels, layer.index)?;
-            }
-        }
-        Ok(model)
-    }
-
-    /// Everything [`Model::from_bytes`] checks but the weights.
-    fn from_bytes_unchecked_weights(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
         let (model_id, payload) = split_header(bytes)?;
         let (head, layers): (ModelHead, &[u8]) = take_desc(payload)?;
         let n = head.num_layers as usize;
@@ -79,7 +65,7 @@ impl<'a> Model<'a> {
         }
         let mut rest = layers;
         let (arena, observed_arena, dims, q) =
-            plan_layers(head.input, head.input_quant, n, || {
+            plan_layers::<C>(head.input, head.input_quant, n, || {
                 let (l, r): (LayerDesc<'a>, &[u8]) = take_desc(rest)?;
                 rest = r;
                 Ok(l)
@@ -217,26 +203,6 @@ impl<'a> Iterator for LayerIter<'a> {
 }
 
 impl ExactSizeIterator for LayerIter<'_> {}
-
-/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
-/// encoding's structure, then every row decoded once.
-fn check_conv_weights<C: Caps>(c: &ConvDesc<'_>, in_channels: u16, idx: u16) -> Result<(), Error> {
-    let bad = |e: Error| match e {
-        Error::NotBuiltIn => e,
-        _ => Error::BadLayerWeights(idx),
-    };
-    let cout = c.out_channels as usize;
-    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
-    validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
-    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
-        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
-        for r in 0..cout {
-            d.check_row(r).map_err(bad)?;
-        }
-        d.check_stream_end(cout).map_err(bad)?;
-    }
-    Ok(())
-}
 
 /// A conv's weight encoding, and which Cortex-M4 stem runs it (1-channel 3x3: the
 /// zero-skipping one where it pays, `kernels::sparse_stem_pays`, else the dense one).

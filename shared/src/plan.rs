@@ -1,12 +1,13 @@
 //! The shape chain and the arena plan: each layer's geometry checked against its input, and the
 //! exact arena the fused plan of `run` needs (see the `run` module docs).
 
+use crate::caps::Caps;
 use crate::dims::{Dims, Pad};
 use crate::error::Error;
 use crate::format::{Bypass, ConvDesc, LayerDesc};
 use crate::kernels::{ConvParams, conv_scratch_len};
 use crate::quant::{AddRequant, BIAS_SHIFT_MAX, INPUT_QUANT, Multiplier, QuantParams, shift_ok};
-use crate::weights::WeightsDesc;
+use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
 
 /// A positive normal f32, tested on its bits (no float arithmetic on the device).
 pub(crate) fn scale_ok(s: f32) -> bool {
@@ -84,7 +85,7 @@ pub(crate) fn conv_params(c: &ConvDesc<'_>, input: Dims) -> Option<ConvParams> {
 }
 
 /// Validates a conv's shape and quantisation and returns its params (the weights are checked
-/// apart: `weights::check_conv_weights`).
+/// apart: [`check_conv_weights`]).
 fn check_conv(c: &ConvDesc<'_>, input: Dims, idx: u16) -> Result<ConvParams, Error> {
     let p = conv_params(c, input).ok_or(Error::BadShape(idx))?;
     let cout = c.out_channels as usize;
@@ -310,9 +311,60 @@ impl PlanAcc {
     }
 }
 
-/// Walks the layers through [`step`] and both plans; returns `(fused, observed, output dims,
-/// output quant)`.
-pub(crate) fn plan_layers<'a>(
+/// Checks what [`step`] leaves to the build `C`: that it carries the layer's kind and its convs'
+/// decoders ([`Error::NotBuiltIn`] if not), and every weight row of its convs (layer `idx`,
+/// input `input`).
+fn check_built_in<C: Caps>(l: &LayerDesc<'_>, input: Dims, idx: u16) -> Result<(), Error> {
+    let kind_built_in = match l {
+        LayerDesc::Conv(c) => return check_conv_weights::<C>(c, input.c, idx),
+        LayerDesc::MaxPool(_) => C::MAXPOOL_ANY_CHANNELS || input.c.is_multiple_of(4),
+        LayerDesc::AvgPool(_) => C::AVG_POOL,
+        LayerDesc::GlobalAvgPool(_) => C::GLOBAL_AVG_POOL,
+        LayerDesc::Fire(f) => {
+            let sq = f.squeeze.out_channels;
+            check_conv_weights::<C>(&f.squeeze, input.c, idx)?;
+            check_conv_weights::<C>(&f.expand1, sq, idx)?;
+            check_conv_weights::<C>(&f.expand3, sq, idx)?;
+            match &f.bypass {
+                Bypass::None => true,
+                Bypass::Simple { .. } => C::BYPASS,
+                Bypass::Complex { conv, .. } => {
+                    check_conv_weights::<C>(conv, input.c, idx)?;
+                    C::BYPASS
+                }
+            }
+        }
+    };
+    if kind_built_in {
+        Ok(())
+    } else {
+        Err(Error::NotBuiltIn)
+    }
+}
+
+/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
+/// encoding's structure, then every row decoded once.
+fn check_conv_weights<C: Caps>(c: &ConvDesc<'_>, in_channels: u16, idx: u16) -> Result<(), Error> {
+    let bad = |e: Error| match e {
+        Error::NotBuiltIn => e,
+        _ => Error::BadLayerWeights(idx),
+    };
+    let cout = c.out_channels as usize;
+    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
+    validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
+    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
+        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
+        for r in 0..cout {
+            d.check_row(r).map_err(bad)?;
+        }
+        d.check_stream_end(cout).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// Walks the layers through [`step`], [`check_built_in`] (for the build `C`) and both plans;
+/// returns `(fused, observed, output dims, output quant)`.
+pub(crate) fn plan_layers<'a, C: Caps>(
     input: Dims,
     input_quant: QuantParams,
     n: usize,
@@ -326,6 +378,7 @@ pub(crate) fn plan_layers<'a>(
         let l = next()?;
         let (first, last) = (i == 0, i + 1 == n);
         let (d, oq, need) = step(&l, dims, q, i as u16, first, last)?;
+        check_built_in::<C>(&l, dims, i as u16)?;
         let fused = match &prev {
             Some((LayerDesc::Conv(c), conv_in, conv_first)) => {
                 fused_conv_pool_need(c, *conv_in, *conv_first, &l, d, last)
@@ -347,7 +400,7 @@ pub(crate) fn plan_layers<'a>(
 }
 
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
-/// Computes the exact arena size of the plan (checking shapes and quantisation, not weights).
+/// Computes the exact arena size of the plan (checking shapes, quantisation and weights).
 pub(crate) fn plan_arena<'a>(
     input: Dims,
     input_quant: QuantParams,
@@ -355,7 +408,7 @@ pub(crate) fn plan_arena<'a>(
 ) -> Result<usize, Error> {
     let n = layers.len();
     let mut layers = layers;
-    let (fused, ..) = plan_layers(input, input_quant, n, || {
+    let (fused, ..) = plan_layers::<crate::caps::Everything>(input, input_quant, n, || {
         layers.next().ok_or(Error::BadLayerCount)
     })?;
     Ok(fused)
