@@ -19,6 +19,11 @@ pub trait Caps {
     const HUFF_SPARSE: bool = true;
     /// Huffman-coded codebook indices.
     const HUFF_CODEBOOK: bool = true;
+    /// The packed conv driver (`kernels::conv_packed_s8`): rows of the dense-row encodings, and
+    /// sparse rows the zero-skipping driver does not take (`kernels::zero_skip_applies` with
+    /// the planned scratch). A blob whose every conv the zero-skipping driver runs needs only
+    /// that driver (`sqz recode --encoding zero-skip`).
+    const PACKED: bool = true;
     /// Average pool layers.
     const AVG_POOL: bool = true;
     /// Global average pool layers.
@@ -50,6 +55,7 @@ pub struct Used {
     pub sparse: bool,
     pub huff_sparse: bool,
     pub huff_codebook: bool,
+    pub packed: bool,
     pub avg_pool: bool,
     pub global_avg_pool: bool,
     pub bypass: bool,
@@ -67,6 +73,7 @@ impl Used {
             sparse: C::SPARSE,
             huff_sparse: C::HUFF_SPARSE,
             huff_codebook: C::HUFF_CODEBOOK,
+            packed: C::PACKED,
             avg_pool: C::AVG_POOL,
             global_avg_pool: C::GLOBAL_AVG_POOL,
             bypass: C::BYPASS,
@@ -77,13 +84,14 @@ impl Used {
     }
 
     /// Each switch with its name, in `Caps` order.
-    pub fn switches(&self) -> [(&'static str, bool); 11] {
+    pub fn switches(&self) -> [(&'static str, bool); 12] {
         [
             ("DENSE", self.dense),
             ("CODEBOOK", self.codebook),
             ("SPARSE", self.sparse),
             ("HUFF_SPARSE", self.huff_sparse),
             ("HUFF_CODEBOOK", self.huff_codebook),
+            ("PACKED", self.packed),
             ("AVG_POOL", self.avg_pool),
             ("GLOBAL_AVG_POOL", self.global_avg_pool),
             ("BYPASS", self.bypass),

@@ -6,7 +6,7 @@ use crate::error::{Error, MAX_LAYERS};
 use crate::format::read::take_desc;
 use crate::format::{Bypass, ConvDesc, LayerDesc, ModelHead, split_header};
 use crate::kernels::sparse_stem_pays;
-use crate::plan::{input_quant_ok, plan_layers, step};
+use crate::plan::{conv_params, input_quant_ok, plan_layers, step, zero_skip_takes};
 use crate::quant::QuantParams;
 use crate::weights::{RowDecoder, WeightsDesc, stored_entries};
 
@@ -136,8 +136,8 @@ impl<'a> Model<'a> {
     pub fn uses(&self) -> Used {
         let mut used = Used::default();
         for l in self.layers() {
-            for (conv, in_channels) in l.convs() {
-                conv_uses(&mut used, &conv, in_channels);
+            for (conv, input) in l.convs() {
+                conv_uses(&mut used, &conv, input);
             }
             match l.desc {
                 LayerDesc::MaxPool(_) => used.maxpool_any_channels |= l.input.c % 4 != 0,
@@ -204,9 +204,10 @@ impl<'a> Iterator for LayerIter<'a> {
 
 impl ExactSizeIterator for LayerIter<'_> {}
 
-/// A conv's weight encoding, and which Cortex-M4 stem runs it (1-channel 3x3: the
-/// zero-skipping one where it pays, `kernels::sparse_stem_pays`, else the dense one).
-fn conv_uses(used: &mut Used, c: &ConvDesc<'_>, in_channels: u16) {
+/// A conv's weight encoding, which driver runs it (the zero-skipping one where it takes the
+/// rows, else the packed one) and which Cortex-M4 stem (1-channel 3x3: the zero-skipping one
+/// where it pays, `kernels::sparse_stem_pays`, else the dense one).
+fn conv_uses(used: &mut Used, c: &ConvDesc<'_>, input: Dims) {
     match c.weights {
         WeightsDesc::Dense { .. } => used.dense = true,
         WeightsDesc::Codebook { .. } => used.codebook = true,
@@ -214,7 +215,10 @@ fn conv_uses(used: &mut Used, c: &ConvDesc<'_>, in_channels: u16) {
         WeightsDesc::HuffSparse { .. } => used.huff_sparse = true,
         WeightsDesc::HuffCodebook { .. } => used.huff_codebook = true,
     }
-    if in_channels == 1 && c.kernel == [3, 3] {
+    let zero_skip = conv_params(c, input)
+        .is_some_and(|p| RowDecoder::new(c.weights, p.k()).is_ok_and(|d| zero_skip_takes(&p, &d)));
+    used.packed |= !zero_skip;
+    if input.c == 1 && c.kernel == [3, 3] {
         let cout = c.out_channels as usize;
         let entries = stored_entries(&c.weights, 0, cout);
         if entries.is_some_and(|e| sparse_stem_pays(e, cout)) {
@@ -226,20 +230,23 @@ fn conv_uses(used: &mut Used, c: &ConvDesc<'_>, in_channels: u16) {
 }
 
 impl<'a> LayerInfo<'a> {
-    /// The layer's convolutions with their input channel counts: one for a conv, three or four
-    /// for a fire (squeeze, expands, bypass conv), none for a pool.
-    pub fn convs(&self) -> impl Iterator<Item = (ConvDesc<'a>, u16)> + use<'a> {
+    /// The layer's convolutions with their inputs: one for a conv, three or four for a fire
+    /// (squeeze, expands, bypass conv), none for a pool.
+    pub fn convs(&self) -> impl Iterator<Item = (ConvDesc<'a>, Dims)> + use<'a> {
         let none = || [None, None, None, None];
         let convs = match self.desc {
-            LayerDesc::Conv(c) => [Some((c, self.input.c)), None, None, None],
+            LayerDesc::Conv(c) => [Some((c, self.input)), None, None, None],
             LayerDesc::Fire(f) => {
-                let sq = f.squeeze.out_channels;
+                let sq = Dims {
+                    c: f.squeeze.out_channels,
+                    ..self.input
+                };
                 let bypass = match f.bypass {
-                    Bypass::Complex { conv, .. } => Some((conv, self.input.c)),
+                    Bypass::Complex { conv, .. } => Some((conv, self.input)),
                     Bypass::None | Bypass::Simple { .. } => None,
                 };
                 [
-                    Some((f.squeeze, self.input.c)),
+                    Some((f.squeeze, self.input)),
                     Some((f.expand1, sq)),
                     Some((f.expand3, sq)),
                     bypass,

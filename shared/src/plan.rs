@@ -5,11 +5,12 @@ use crate::caps::Caps;
 use crate::dims::{Dims, Pad};
 use crate::error::Error;
 use crate::format::{Bypass, ConvDesc, LayerDesc};
-use crate::kernels::{ConvParams, conv_scratch_len};
+use crate::kernels::{ConvParams, conv_scratch_len, zero_skip_applies};
 use crate::quant::{AddRequant, BIAS_SHIFT_MAX, INPUT_QUANT, Multiplier, QuantParams, shift_ok};
 use crate::weights::{RowDecoder, WeightsDesc, validate_weights};
 
 /// A positive normal f32, tested on its bits (no float arithmetic on the device).
+#[inline(never)]
 pub(crate) fn scale_ok(s: f32) -> bool {
     let bits = s.to_bits();
     let exp = (bits >> 23) & 0xff;
@@ -38,7 +39,9 @@ pub(crate) fn quant_ok(q: &QuantParams) -> bool {
     scale_ok(q.scale)
 }
 
-/// Output extent of a window op along one axis, or `None` if invalid.
+/// Output extent of a window op along one axis, or `None` if invalid. Not inlined: its six
+/// call sites would each carry the divisions (about 600 B of firmware flash).
+#[inline(never)]
 fn out_extent(n: u16, k: u8, s: u8, pa: u8, pb: u8, ceil: bool) -> Option<u16> {
     if k == 0 || s == 0 || pa >= k || pb >= k || n == 0 {
         return None;
@@ -316,20 +319,24 @@ impl PlanAcc {
 /// input `input`).
 fn check_built_in<C: Caps>(l: &LayerDesc<'_>, input: Dims, idx: u16) -> Result<(), Error> {
     let kind_built_in = match l {
-        LayerDesc::Conv(c) => return check_conv_weights::<C>(c, input.c, idx),
+        LayerDesc::Conv(c) => return check_conv_weights::<C>(c, input, idx),
         LayerDesc::MaxPool(_) => C::MAXPOOL_ANY_CHANNELS || input.c.is_multiple_of(4),
         LayerDesc::AvgPool(_) => C::AVG_POOL,
         LayerDesc::GlobalAvgPool(_) => C::GLOBAL_AVG_POOL,
         LayerDesc::Fire(f) => {
-            let sq = f.squeeze.out_channels;
-            check_conv_weights::<C>(&f.squeeze, input.c, idx)?;
+            // `step` checked that the squeeze keeps the input's rows and columns.
+            let sq = Dims {
+                c: f.squeeze.out_channels,
+                ..input
+            };
+            check_conv_weights::<C>(&f.squeeze, input, idx)?;
             check_conv_weights::<C>(&f.expand1, sq, idx)?;
             check_conv_weights::<C>(&f.expand3, sq, idx)?;
             match &f.bypass {
                 Bypass::None => true,
                 Bypass::Simple { .. } => C::BYPASS,
                 Bypass::Complex { conv, .. } => {
-                    check_conv_weights::<C>(conv, input.c, idx)?;
+                    check_conv_weights::<C>(conv, input, idx)?;
                     C::BYPASS
                 }
             }
@@ -342,24 +349,39 @@ fn check_built_in<C: Caps>(l: &LayerDesc<'_>, input: Dims, idx: u16) -> Result<(
     }
 }
 
-/// Checks a conv's weights for `C`'s decoders (layer `idx`, `in_channels` input channels): the
-/// encoding's structure, then every row decoded once.
-fn check_conv_weights<C: Caps>(c: &ConvDesc<'_>, in_channels: u16, idx: u16) -> Result<(), Error> {
+/// Checks a conv's weights for `C`'s decoders and drivers (layer `idx`, input `input`, its
+/// shape already checked by `step`): the encoding's structure, then every row decoded once.
+fn check_conv_weights<C: Caps>(c: &ConvDesc<'_>, input: Dims, idx: u16) -> Result<(), Error> {
     let bad = |e: Error| match e {
         Error::NotBuiltIn => e,
         _ => Error::BadLayerWeights(idx),
     };
-    let cout = c.out_channels as usize;
-    let k = c.kernel[0] as usize * c.kernel[1] as usize * in_channels as usize;
+    let p = conv_params(c, input).ok_or(Error::BadShape(idx))?;
+    let (cout, k) = (c.out_channels as usize, p.k());
     validate_weights::<C>(&c.weights, cout, k).map_err(bad)?;
-    if !matches!(c.weights, WeightsDesc::Dense { .. }) {
-        let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
-        for r in 0..cout {
-            d.check_row(r).map_err(bad)?;
-        }
-        d.check_stream_end(cout).map_err(bad)?;
+    if matches!(c.weights, WeightsDesc::Dense { .. }) {
+        return if C::PACKED {
+            Ok(())
+        } else {
+            Err(Error::NotBuiltIn)
+        };
+    }
+    let d = RowDecoder::<C>::with_caps(c.weights, k).map_err(bad)?;
+    for r in 0..cout {
+        d.check_row(r).map_err(bad)?;
+    }
+    d.check_stream_end(cout).map_err(bad)?;
+    if !C::PACKED && !zero_skip_takes(&p, &d) {
+        return Err(Error::NotBuiltIn);
     }
     Ok(())
+}
+
+/// Whether the zero-skipping driver runs these rows with the conv's planned scratch, and so
+/// with any scratch `run` gives it (never less; the driver's choice only widens with more).
+/// When not, the packed driver runs them.
+pub(crate) fn zero_skip_takes<C: Caps>(p: &ConvParams, w: &RowDecoder<'_, C>) -> bool {
+    zero_skip_applies(p, w, conv_scratch_len(p, w.is_dense()))
 }
 
 /// Walks the layers through [`step`], [`check_built_in`] (for the build `C`) and both plans;

@@ -19,6 +19,15 @@ pub enum Encoding {
     /// the device's zero-skipping kernels win at that density and output size (e.g. at most
     /// 20 % nonzero on a 3x3 map, 40 % on 14x14; a 1-channel 3x3 stem up to 55 %).
     FastDecode,
+    /// One driver on the device: byte-entry sparse rows for every conv the zero-skipping
+    /// kernels can run (at most half the weights nonzero, 30 % under 16 output pixels), packed
+    /// codebook rows only where they cannot. A blob with no packed rows lets the firmware leave
+    /// the packed driver out (about 3 KB less code) for some more instructions than
+    /// `fast-decode`.
+    ZeroSkip,
+    /// As `zero-skip`, with the smallest of plain and Huffman-coded sparse rows per conv: the
+    /// smallest blob the zero-skipping driver alone runs.
+    ZeroSkipSmallest,
 }
 
 /// `npix`: the conv's output pixels (the fast-decode choice depends on them).
@@ -44,6 +53,13 @@ fn recode_conv(c: &ConvDesc<'_>, cin: usize, npix: usize, encoding: Encoding) ->
             Encoding::FastDecode => {
                 super::sharing::fastest_encoding(&idx, &centroids, bits, cout, k, stem, npix)?
             }
+            Encoding::ZeroSkip | Encoding::ZeroSkipSmallest => super::sharing::zero_skip_encoding(
+                &idx,
+                &centroids,
+                bits,
+                (cout, k, npix),
+                encoding == Encoding::ZeroSkipSmallest,
+            )?,
             Encoding::Smallest => {
                 super::sharing::smallest_encoding(&idx, &centroids, bits, cout, k)?
             }

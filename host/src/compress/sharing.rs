@@ -119,6 +119,51 @@ pub fn fastest_encoding(
     e(OwnedWeights::codebook(centroids, bits, idx))
 }
 
+/// Sparse rows wherever the zero-skipping driver runs them (`shared::kernels::zero_skip_pays`):
+/// byte entries (`huffman` false: the fastest), or the smallest of plain and Huffman-coded
+/// sparse rows (`huffman`); else codebook rows (packed, or Huffman-coded with `huffman`).
+pub fn zero_skip_encoding(
+    idx: &[u8],
+    centroids: &[i8],
+    bits: u8,
+    (cout, k, npix): (usize, usize, usize),
+    huffman: bool,
+) -> Result<OwnedWeights> {
+    let e = |r: Result<OwnedWeights, shared::Error>| r.map_err(|e| anyhow!("encoder: {e}"));
+    let bits = bits.max(2);
+    let mut sparse = Vec::new();
+    if centroids.contains(&0) && bits <= 6 {
+        let src = || SparseSource::Codebook {
+            centroids,
+            bits,
+            indices: idx,
+        };
+        sparse.push(e(OwnedWeights::sparse(src(), cout, k, 8 - bits))?);
+        if huffman {
+            for gap_bits in [3u8, 4, 5] {
+                sparse.push(e(OwnedWeights::sparse(src(), cout, k, gap_bits))?);
+            }
+            for max_gap in [15u32, 31, 63, 127, 255] {
+                sparse.push(e(OwnedWeights::huff_sparse(src(), cout, k, max_gap))?);
+            }
+        }
+    }
+    let taken = |w: &OwnedWeights| {
+        shared::weights::RowDecoder::new(w.desc(), k)
+            .ok()
+            .and_then(|d| d.stored_entries(0, cout))
+            .is_some_and(|n| shared::kernels::zero_skip_pays(npix, n, cout, k))
+    };
+    if let Some(w) = sparse.into_iter().filter(taken).min_by_key(stored_bytes) {
+        return Ok(w);
+    }
+    if huffman {
+        smallest_encoding(idx, centroids, bits, cout, k)
+    } else {
+        e(OwnedWeights::codebook(centroids, bits, idx))
+    }
+}
+
 /// The smallest storage of shared weights: codebook, Huffman-coded codebook, and (when there
 /// are zeros) sparse or Huffman-coded sparse over the codebook.
 pub fn smallest_encoding(

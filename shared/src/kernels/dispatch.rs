@@ -103,7 +103,11 @@ unsafe fn conv_strip<K: DotKernel>(
     if conv_sparse_s8::<K>(p, q, input, w, out, scratch) {
         return;
     }
-    conv_packed_s8::<K>(p, q, input, w, out, scratch)
+    // A build without the packed driver runs only blobs whose every conv the zero-skipping
+    // driver takes (checked at validation, `caps::Caps::PACKED`).
+    if K::Caps::PACKED {
+        conv_packed_s8::<K>(p, q, input, w, out, scratch)
+    }
 }
 
 /// Max pool; padded taps are ignored (every window holds at least one valid tap, checked by the
