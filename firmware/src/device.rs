@@ -58,9 +58,9 @@ impl Device {
     /// than the build reserved, is refused: the device then answers every request with the
     /// refusal and runs nothing.
     pub fn boot() -> Self {
-        let refusal = REFUSAL.take().expect("boot runs once");
-        let arena = &mut ARENA.take().expect("boot runs once").0[..];
-        let input = INPUT.take().expect("boot runs once");
+        let refusal = REFUSAL.take_once("boot ran twice");
+        let arena = &mut ARENA.take_once("boot ran twice").0[..];
+        let input = INPUT.take_once("boot ran twice");
         let checked = match model::validate(blob()) {
             Err(e) => {
                 push_error(refusal, &e);

@@ -21,7 +21,7 @@ type Report = heapless::String<MAX_TEXT>;
 /// Sends a fault report and stops.
 fn report(text: &Report) -> ! {
     cortex_m::interrupt::disable();
-    if crate::take_once::test_and_set(&FAULTED) {
+    if crate::flag::test_and_set(&FAULTED) {
         board::stop(2);
     }
     let mut scratch = [0u8; MAX_RESPONSE];
@@ -51,6 +51,14 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         &mut t,
         info.message().as_str().unwrap_or("(a formatted message)"),
     );
+    report(&t)
+}
+
+/// Reports `what` (a fixed message: a bug the firmware found in itself) and stops.
+pub fn fatal(what: &str) -> ! {
+    let mut t = Report::new();
+    push(&mut t, "fatal: ");
+    push(&mut t, what);
     report(&t)
 }
 
@@ -112,12 +120,29 @@ unsafe fn HardFault() -> ! {
 }
 
 /// Recurses `depth` times with 1 KB frames: overflows the stack (CI check of flip-link).
+/// Every level also returns once through the stack ([`return_through_stack`]): QEMU's MPS2
+/// boards ignore writes below RAM and read zeros there, so the first return address popped
+/// from below RAM (0) faults, as a real part faults on the first access below RAM.
 #[cfg(feature = "stack-overflow-test")]
 pub fn overflow_stack(depth: u32) -> u32 {
     let frame = core::hint::black_box([depth as u8; 1024]);
+    let probe = return_through_stack(depth);
     if depth == 0 {
-        0
+        probe
     } else {
-        overflow_stack(depth - 1).wrapping_add(u32::from(frame[7]))
+        overflow_stack(depth - 1).wrapping_add(u32::from(frame[7]) ^ probe)
     }
+}
+
+/// A call that saves its return address on the stack and pops it (not a leaf, not inlined).
+#[cfg(feature = "stack-overflow-test")]
+#[inline(never)]
+fn return_through_stack(v: u32) -> u32 {
+    core::hint::black_box(leaf(v)).wrapping_add(1)
+}
+
+#[cfg(feature = "stack-overflow-test")]
+#[inline(never)]
+fn leaf(v: u32) -> u32 {
+    core::hint::black_box(v)
 }

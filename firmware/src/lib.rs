@@ -16,6 +16,7 @@ pub mod cmsdk_uart;
 pub mod config;
 pub mod device;
 pub mod fault;
+pub mod flag;
 pub mod model;
 #[cfg(feature = "smoke")]
 pub mod smoke;
@@ -42,7 +43,7 @@ static SERVER: TakeOnce<Server> = TakeOnce::new(Server::new());
 /// I/O errors (UART overrun, framing) are dropped: the byte stream resynchronises at the next
 /// frame delimiter and the host sees an error or a timeout for that frame only.
 pub fn serve<P: Read + Write>(port: &mut P, device: &mut Device) -> ! {
-    let server = SERVER.take().expect("serve runs once");
+    let server = SERVER.take_once("serve ran twice");
     let mut buf = [0u8; 64];
     loop {
         let n = port.read(&mut buf).unwrap_or(0);

@@ -2,7 +2,9 @@
 //! buffers (arena, protocol buffers) without `static mut` references.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
+
+use crate::flag::test_and_set;
 
 /// A value that can be taken mutably exactly once.
 #[derive(Debug)]
@@ -35,20 +37,13 @@ impl<T> TakeOnce<T> {
     }
 }
 
-/// Sets `flag` and returns its old value, atomically: one `swap` where the core has
-/// read-modify-write atomics (ARMv7-M), a critical section on ARMv6-M (single core: masking
-/// interrupts is enough).
-pub fn test_and_set(flag: &AtomicBool) -> bool {
-    #[cfg(target_has_atomic = "8")]
-    {
-        flag.swap(true, Ordering::AcqRel)
-    }
-    #[cfg(not(target_has_atomic = "8"))]
-    {
-        cortex_m::interrupt::free(|_| {
-            let was = flag.load(Ordering::Acquire);
-            flag.store(true, Ordering::Release);
-            was
-        })
+impl<T> TakeOnce<T> {
+    /// The value, the first time; a second take is a bug, reported as a fault naming `who`
+    /// (a fixed message: `Option::expect` would link `core::fmt` for its text).
+    pub fn take_once(&'static self, who: &'static str) -> &'static mut T {
+        match self.take() {
+            Some(value) => value,
+            None => crate::fault::fatal(who),
+        }
     }
 }

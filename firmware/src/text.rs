@@ -4,13 +4,13 @@
 
 use heapless::String;
 
-/// Appends `s`, as much as fits.
+/// Appends `s`, as much as fits (cut at a character boundary).
 pub fn push<const N: usize>(t: &mut String<N>, s: &str) {
-    for c in s.chars() {
-        if t.push(c).is_err() {
-            return;
-        }
+    let mut n = s.len().min(N - t.len());
+    while !s.is_char_boundary(n) {
+        n -= 1;
     }
+    let _ = t.push_str(&s[..n]);
 }
 
 /// Appends `v` in decimal.
@@ -39,16 +39,18 @@ pub fn push_hex<const N: usize>(t: &mut String<N>, v: u32) {
     }
 }
 
-/// Appends a blob validation error: `layer N: summary`, or the summary (with the version).
+/// Appends a blob validation error as its code, `invalid blob: error N` (` at layer L`,
+/// ` version V`): the host adds the text (`shared::Error::summary_of_code`), which stays out of
+/// flash.
 pub fn push_error<const N: usize>(t: &mut String<N>, e: &shared::Error) {
+    push(t, shared::error::REFUSAL_PREFIX);
+    push_dec(t, u32::from(e.code()));
     if let Some(l) = e.layer() {
-        push(t, "layer ");
+        push(t, " at layer ");
         push_dec(t, u32::from(l));
-        push(t, ": ");
     }
-    push(t, e.summary());
     if let shared::Error::UnsupportedVersion(v) = e {
-        push(t, " ");
+        push(t, " version ");
         push_dec(t, u32::from(*v));
     }
 }

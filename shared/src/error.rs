@@ -47,6 +47,10 @@ pub enum Error {
     NotBuiltIn,
 }
 
+/// How the firmware's boot refusal names a blob error: this, then [`Error::code`] (then
+/// ` at layer L`, ` version V`); the host adds [`Error::summary_of_code`].
+pub const REFUSAL_PREFIX: &str = "invalid blob: error ";
+
 impl Error {
     /// The layer the error names, if any.
     pub fn layer(&self) -> Option<u16> {
@@ -56,8 +60,57 @@ impl Error {
         }
     }
 
+    /// A stable number for the kind of error (1..=17; the layer and version apart): what the
+    /// firmware reports instead of the text, which [`Error::summary_of_code`] gives back on
+    /// the host.
+    pub fn code(&self) -> u8 {
+        match self {
+            Error::Truncated => 1,
+            Error::TrailingBytes => 2,
+            Error::BadMagic => 3,
+            Error::UnsupportedVersion(_) => 4,
+            Error::BadHeader => 5,
+            Error::BadChecksum => 6,
+            Error::Malformed => 7,
+            Error::BadLayerCount => 8,
+            Error::BadShape(_) => 9,
+            Error::BadQuant(_) => 10,
+            Error::BadWeights => 11,
+            Error::BadHuffman => 12,
+            Error::BadLayerWeights(_) => 13,
+            Error::BadOutput => 14,
+            Error::TooLarge => 15,
+            Error::BadArena => 16,
+            Error::NotBuiltIn => 17,
+        }
+    }
+
+    /// [`Error::summary`] of the error with [`Error::code`] `code`.
+    pub fn summary_of_code(code: u8) -> Option<&'static str> {
+        const ALL: [Error; 17] = [
+            Error::Truncated,
+            Error::TrailingBytes,
+            Error::BadMagic,
+            Error::UnsupportedVersion(0),
+            Error::BadHeader,
+            Error::BadChecksum,
+            Error::Malformed,
+            Error::BadLayerCount,
+            Error::BadShape(0),
+            Error::BadQuant(0),
+            Error::BadWeights,
+            Error::BadHuffman,
+            Error::BadLayerWeights(0),
+            Error::BadOutput,
+            Error::TooLarge,
+            Error::BadArena,
+            Error::NotBuiltIn,
+        ];
+        ALL.iter().find(|e| e.code() == code).map(Error::summary)
+    }
+
     /// What went wrong, without the layer (see [`Error::layer`]) or the version number: a fixed
-    /// text, so that a device can report it without formatting machinery.
+    /// text.
     pub fn summary(&self) -> &'static str {
         match self {
             Error::Truncated => "blob truncated",
@@ -92,5 +145,25 @@ impl fmt::Display for Error {
             (_, Some(l)) => write!(f, "layer {l}: {}", self.summary()),
             _ => f.write_str(self.summary()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_names_its_summary() {
+        let mut seen = [false; 18];
+        for code in 1..=17u8 {
+            let summary = Error::summary_of_code(code).expect("codes 1..=17");
+            assert!(!seen[code as usize]);
+            seen[code as usize] = true;
+            assert!(!summary.is_empty());
+        }
+        assert_eq!(Error::summary_of_code(0), None);
+        assert_eq!(Error::summary_of_code(18), None);
+        let e = Error::BadLayerWeights(3);
+        assert_eq!(Error::summary_of_code(e.code()), Some(e.summary()));
     }
 }

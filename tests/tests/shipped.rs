@@ -158,11 +158,19 @@ fn recode_keeps_every_logit_and_round_trips() {
     let small = recode(&blob, Encoding::Smallest, images()).unwrap();
     let fast = recode(&small, Encoding::FastDecode, images()).unwrap();
     let again = recode(&fast, Encoding::Smallest, images()).unwrap();
-    // The shipped blob is the fast-decode recoding (so `recode` of it changes nothing), and its
-    // 1-channel 3x3 stem, half zeros, is stored as sparse rows for the zero-skipping stem.
+    let zero_skip = recode(&fast, Encoding::ZeroSkipSmallest, images()).unwrap();
+    // The shipped blob is the zero-skip-smallest recoding (so `recode` of it changes nothing):
+    // every conv on the zero-skipping driver, so the firmware carries no packed driver. Its
+    // fast-decode twin is `shipped.fast.blob`, whose 1-channel 3x3 stem, half zeros, is stored
+    // as sparse rows for the Cortex-M4 zero-skipping stem.
     assert!(
-        fast == blob,
-        "models/ blob differs from `sqz recode --encoding fast-decode` of itself"
+        zero_skip == blob,
+        "models/ blob differs from `sqz recode --encoding zero-skip-smallest` of itself"
+    );
+    assert!(!shared::Model::from_bytes(&blob).unwrap().uses().packed);
+    assert!(
+        fast == std::fs::read(models().join("shipped.fast.blob")).unwrap(),
+        "models/shipped.fast.blob differs from `sqz recode --encoding fast-decode` of the blob"
     );
     let model = shared::Model::from_bytes(&fast).unwrap();
     let stem = model.layers().next().unwrap();
@@ -173,9 +181,10 @@ fn recode_keeps_every_logit_and_round_trips() {
         stem.desc
     );
     assert!(
-        small.len() <= fast.len(),
-        "{} vs {}",
+        small.len() <= blob.len() && blob.len() < fast.len(),
+        "smallest {} <= zero-skip-smallest {} < fast-decode {}",
         small.len(),
+        blob.len(),
         fast.len()
     );
     assert!(

@@ -111,11 +111,25 @@ impl From<Response<'_>> for Reply {
             }),
             Response::Error(e) => Reply::Error {
                 code: e.code,
-                detail: e.detail.to_owned(),
+                detail: explain_refusal(e.detail),
             },
             Response::Fault(s) => Reply::Fault(s.to_owned()),
             Response::Stored(n) => Reply::Stored(n),
         }
+    }
+}
+
+/// A refusal detail with the blob error's text added: the firmware names a blob error by its
+/// code only (`shared::error::REFUSAL_PREFIX`, `shared::Error::code`).
+fn explain_refusal(detail: &str) -> String {
+    let summary = detail
+        .strip_prefix(shared::error::REFUSAL_PREFIX)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|code| code.parse().ok())
+        .and_then(shared::Error::summary_of_code);
+    match summary {
+        Some(s) => format!("{detail} ({s})"),
+        None => detail.to_owned(),
     }
 }
 
@@ -562,6 +576,19 @@ pub fn encode_request(request: &Request<'_>) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_error_code_gets_its_text() {
+        let e = shared::Error::BadLayerWeights(4);
+        let detail = format!("{}{} at layer 4", shared::error::REFUSAL_PREFIX, e.code());
+        assert_eq!(
+            explain_refusal(&detail),
+            format!("{detail} ({})", e.summary())
+        );
+        assert_eq!(explain_refusal("model needs 9 B"), "model needs 9 B");
+        let unknown = format!("{}99", shared::error::REFUSAL_PREFIX);
+        assert_eq!(explain_refusal(&unknown), unknown);
+    }
 
     #[test]
     fn a_truncated_refusal_before_the_answer_is_skipped() {

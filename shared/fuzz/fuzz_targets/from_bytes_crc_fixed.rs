@@ -7,18 +7,21 @@ use libfuzzer_sys::fuzz_target;
 use shared::caps::Caps;
 use shared::kernels::Capped;
 
-/// The shipped model's switches: codebook and sparse rows, global average pool, sparse stem.
+/// The shipped firmware's switches: plain and Huffman-coded sparse rows on the zero-skipping
+/// driver alone (no packed driver), global average pool, no stem kernels.
 #[derive(Debug)]
 struct ShippedLike;
 
 impl Caps for ShippedLike {
     const DENSE: bool = false;
-    const HUFF_SPARSE: bool = false;
+    const CODEBOOK: bool = false;
     const HUFF_CODEBOOK: bool = false;
+    const PACKED: bool = false;
     const AVG_POOL: bool = false;
     const BYPASS: bool = false;
     const MAXPOOL_ANY_CHANNELS: bool = false;
     const STEM_DENSE: bool = false;
+    const STEM_SPARSE: bool = false;
 }
 
 fuzz_target!(|data: &[u8]| {
