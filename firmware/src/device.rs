@@ -7,7 +7,7 @@ use shared::protocol::{
 use crate::config::{ARENA_LEN, BLOB_LEN, INPUT_LEN, NUM_CLASSES};
 use crate::model::{self, Model};
 use crate::take_once::TakeOnce;
-use crate::text::{push, push_dec, push_error};
+use crate::text::{push, push_error};
 use crate::{board, stack};
 
 /// The blob, 16-byte aligned for zero-copy weight access.
@@ -67,11 +67,11 @@ impl Device {
                 Err(ErrorCode::ModelInvalid)
             }
             Ok(m) if m.arena_len() > arena.len() => {
-                push(refusal, "model needs ");
-                push_dec(refusal, m.arena_len() as u32);
-                push(refusal, " B of arena, the build reserved ");
-                push_dec(refusal, arena.len() as u32);
-                push(refusal, " B");
+                // The sizes are in the blob and in `info`: a fixed message.
+                push(
+                    refusal,
+                    "the model needs more arena than the build reserved",
+                );
                 Err(ErrorCode::ArenaTooSmall)
             }
             Ok(m) if m.input_len() != INPUT_LEN || m.num_classes() != NUM_CLASSES => {

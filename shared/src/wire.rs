@@ -87,6 +87,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `u16` varint.
+    #[inline(never)] // one copy in flash, not one per field
     pub fn u16(&mut self) -> Result<u16, ReadError> {
         Ok(self.varint(16)? as u16)
     }
