@@ -70,7 +70,7 @@ impl Answer {
 }
 
 /// The class names for `blob`: `explicit`, else `NAME.classes.txt` beside it (`NAME` the file
-/// name without `.blob`, or up to its first dot: `shipped.small.blob` finds
+/// name without `.blob`, or up to its first dot: `shipped.fast.blob` finds
 /// `shipped.classes.txt`), else none.
 pub fn class_names(
     blob: &Path,

@@ -2,7 +2,7 @@
 //! training (from the untrained network, stored dense) and after compression (the blob).
 //!
 //! Flash = the firmware's code (measured in `firmware/BENCHMARKS.md`: the serve build carries
-//! only the decoders, drivers and layer kinds its blob uses, 28.6 KB to 34.2 KB for the
+//! only the decoders, drivers and layer kinds its blob uses, 28.5 KB to 34.2 KB for the
 //! SqueezeNets measured; [`FIRMWARE_CODE`] reserves 36 KB) + the
 //! blob. RAM = the arena (from the blob's plan) + the input buffer + the firmware's other
 //! statics ([`FIRMWARE_STATIC`]) + the stack ([`STACK_RESERVE`]; its measured high-water mark
@@ -18,8 +18,8 @@ use super::quantize::{calibrate, dense_plan, quantize};
 use crate::data::Split;
 use crate::train::model::{SqueezeNet, SqueezeNetConfig, Stem};
 
-/// Flash the firmware's code takes besides the blob: measured 28.6 KB with the shipped blob
-/// (zero-skipping driver alone), 33.9 KB with its fast-decode twin, 34.2 KB for a
+/// Flash the firmware's code takes besides the blob: measured 28.5 KB with the shipped blob
+/// (zero-skipping driver alone), 33.7 KB with its fast-decode twin, 34.2 KB for a
 /// Huffman-sparse SqueezeNet v1.1 (43 KB for shared's example network, which uses every
 /// decoder and layer kind: not a pipeline model).
 pub const FIRMWARE_CODE: usize = 36 * 1024;

@@ -184,7 +184,7 @@ static NETS: [(&str, &str, &[u8]); 3] = [
     ),
     (
         "models/shipped.blob",
-        "fast-decode",
+        "as shipped (zero-skip-smallest)",
         include_bytes!(concat!(env!("OUT_DIR"), "/shipped.blob")),
     ),
 ];
