@@ -39,6 +39,7 @@ struct Args {
     repeats: usize,
     batch: usize,
     seed: u64,
+    nchw: bool,
     json: Option<std::path::PathBuf>,
 }
 
@@ -49,12 +50,17 @@ fn parse_args() -> Result<Args, String> {
         repeats: 3,
         batch: 64,
         seed: 1,
+        nchw: false,
         json: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         // `cargo bench` passes `--bench` to every harness-less target; ignore it.
         if flag == "--bench" {
+            continue;
+        }
+        if flag == "--nchw" {
+            a.nchw = true;
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -135,7 +141,11 @@ fn main() {
             &device,
         );
         let y = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [args.batch]), &device);
-        let logits = model.forward(x);
+        let logits = if args.nchw {
+            model.forward(x)
+        } else {
+            host::train::nhwc::forward(&model, x)
+        };
         let loss = loss_fn.forward(logits, y);
         let value = loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);

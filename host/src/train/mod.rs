@@ -13,7 +13,9 @@
 //! evaluation.
 
 pub mod checkpoint;
+pub mod cpu_ops;
 pub mod model;
+pub mod nhwc;
 pub mod recipe;
 pub mod report;
 pub mod run;

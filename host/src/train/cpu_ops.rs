@@ -1,0 +1,611 @@
+//! Channels-last training ops burn's CPU backend lacks, as a burn backend extension with
+//! hand-written backward passes: im2col for a same-size stride-1 window and its adjoint col2im.
+//!
+//! Each op has a plain reference twin in the tests ([`tests`]) built from burn's own slicing
+//! and padding, whose gradients burn's autodiff derives; the two must agree.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// A stride-1 `k x k` window with `k / 2` zero padding on `[batch, side, side, channels]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Images.
+    pub batch: usize,
+    /// Height = width, input and output.
+    pub side: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Kernel height = width (odd).
+    pub k: usize,
+}
+
+impl Window {
+    fn columns(&self) -> usize {
+        self.k * self.k * self.channels
+    }
+
+    fn pixels(&self) -> usize {
+        self.batch * self.side * self.side
+    }
+
+    /// Calls `f(pixel, tap, source_pixel)` for every in-bounds tap of every output pixel; taps
+    /// are numbered (kernel row, kernel column), pixels (image, row, column).
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (s, k, half) = (self.side as isize, self.k as isize, (self.k / 2) as isize);
+        for img in 0..self.batch {
+            let base = img * self.side * self.side;
+            for y in 0..s {
+                for x in 0..s {
+                    let pixel = base + (y * s + x) as usize;
+                    for dy in 0..k {
+                        let sy = y + dy - half;
+                        for dx in 0..k {
+                            let sx = x + dx - half;
+                            if (0..s).contains(&sy) && (0..s).contains(&sx) {
+                                let tap = (dy * k + dx) as usize;
+                                f(pixel, tap, base + (sy * s + sx) as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// im2col on plain memory: `input` `[pixels, c]` to `[pixels, k * k * c]`.
+pub fn im2col_f32(w: &Window, input: &[f32]) -> Vec<f32> {
+    let c = w.channels;
+    let mut out = vec![0.0; w.pixels() * w.columns()];
+    w.for_each_tap(|pixel, tap, src| {
+        let dst = pixel * w.columns() + tap * c;
+        out[dst..dst + c].copy_from_slice(&input[src * c..src * c + c]);
+    });
+    out
+}
+
+/// col2im on plain memory, the adjoint of [`im2col_f32`]: sums every tap back onto its pixel.
+pub fn col2im_f32(w: &Window, cols: &[f32]) -> Vec<f32> {
+    let c = w.channels;
+    let mut out = vec![0.0; w.pixels() * c];
+    w.for_each_tap(|pixel, tap, src| {
+        let from = &cols[pixel * w.columns() + tap * c..][..c];
+        for (o, v) in out[src * c..src * c + c].iter_mut().zip(from) {
+            *o += v;
+        }
+    });
+    out
+}
+
+/// The extension: implemented for burn's CPU backend and for autodiff over it.
+#[backend_extension(Flex, Autodiff)]
+pub trait ChannelsLastOps: Backend {
+    /// `[pixels, channels]` to `[pixels, k * k * channels]`.
+    fn im2col(x: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self>;
+    /// The adjoint of `im2col`.
+    fn col2im(cols: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self>;
+    /// BatchNorm of `[rows, channels]` with the batch's statistics, then ReLU if `relu`:
+    /// the output, the batch mean and the biased batch variance.
+    fn bn_relu_train(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradients of `bn_relu_train` for its input, gamma and beta, from its saved tensors.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_relu_backward(
+        dout: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+fn window_of(w: [usize; 4]) -> Window {
+    Window {
+        batch: w[0],
+        side: w[1],
+        channels: w[2],
+        k: w[3],
+    }
+}
+
+/// A contiguous f32 copy of `x` when it is not one already.
+fn contiguous(x: FlexTensor) -> FlexTensor {
+    assert_eq!(x.dtype(), DType::F32, "channels-last ops run in f32");
+    if x.is_contiguous() && x.as_slice::<f32>().is_some() {
+        x
+    } else {
+        x.to_contiguous()
+    }
+}
+
+fn f32s(x: &FlexTensor) -> &[f32] {
+    x.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn flex(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
+}
+
+fn flex_map(x: FlexTensor, shape: [usize; 2], f: impl FnOnce(&[f32]) -> Vec<f32>) -> FlexTensor {
+    let x = contiguous(x);
+    flex(f(f32s(&x)), &shape)
+}
+
+impl ChannelsLastOps for Flex {
+    fn im2col(x: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
+        let w = window_of(window);
+        flex_map(x, [w.pixels(), w.columns()], |d| im2col_f32(&w, d))
+    }
+
+    fn col2im(cols: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
+        let w = window_of(window);
+        flex_map(cols, [w.pixels(), w.channels], |d| col2im_f32(&w, d))
+    }
+
+    fn bn_relu_train(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (y, gamma, beta) = (contiguous(y), contiguous(gamma), contiguous(beta));
+        let c = gamma.shape()[0];
+        let (out, mean, var) = bn_relu_train_f32(f32s(&y), c, f32s(&gamma), f32s(&beta), eps, relu);
+        (flex(out, &y.shape()), flex(mean, &[c]), flex(var, &[c]))
+    }
+
+    fn bn_relu_backward(
+        dout: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [dout, y, out, gamma, mean, var] = [dout, y, out, gamma, mean, var].map(contiguous);
+        let saved = BnSaved {
+            y: f32s(&y),
+            out: f32s(&out),
+            gamma: f32s(&gamma),
+            mean: f32s(&mean),
+            var: f32s(&var),
+            eps,
+            relu,
+        };
+        let (dx, dgamma, dbeta) = bn_relu_backward_f32(&saved, f32s(&dout));
+        let c = saved.gamma.len();
+        (flex(dx, &y.shape()), flex(dgamma, &[c]), flex(dbeta, &[c]))
+    }
+}
+
+#[derive(Debug)]
+struct Im2colBackward;
+
+impl<B: Backend + ChannelsLastOps> Backward<B, 1> for Im2colBackward {
+    type State = [usize; 4];
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let window = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::col2im(grad, window));
+    }
+}
+
+#[derive(Debug)]
+struct Col2imBackward;
+
+impl<B: Backend + ChannelsLastOps> Backward<B, 1> for Col2imBackward {
+    type State = [usize; 4];
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let window = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| B::im2col(grad, window));
+    }
+}
+
+impl<B: Backend + ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, C> {
+    fn im2col(x: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
+        let node = x.node();
+        let out = B::im2col(x.into_primitive(), window);
+        match Im2colBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(window, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn col2im(cols: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
+        let node = cols.node();
+        let out = B::col2im(cols.into_primitive(), window);
+        match Col2imBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(window, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn bn_relu_train(
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [out, mean, var] = bn_relu_tracked::<B, C>(y, gamma, beta, eps, relu);
+        (out, mean, var)
+    }
+
+    fn bn_relu_backward(
+        dout: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        var: FloatTensor<Self>,
+        eps: f64,
+        relu: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        use burn::backend::AutodiffBackend;
+        let inner = |t: FloatTensor<Self>| t.into_primitive();
+        let (dx, dgamma, dbeta) = B::bn_relu_backward(
+            inner(dout),
+            inner(y),
+            inner(out),
+            inner(gamma),
+            inner(mean),
+            inner(var),
+            eps,
+            relu,
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
+    }
+}
+
+/// What the BatchNorm backward pass keeps: input, output, gamma, mean, variance, epsilon, ReLU.
+type BnState<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    f64,
+    bool,
+);
+
+#[derive(Debug)]
+struct BnReluBackward;
+
+impl<B: Backend + ChannelsLastOps> Backward<B, 3> for BnReluBackward {
+    type State = BnState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_y, node_gamma, node_beta] = ops.parents;
+        let dout = grads.consume::<B>(&ops.node);
+        let (y, out, gamma, mean, var, eps, relu) = ops.state;
+        let (dx, dgamma, dbeta) = B::bn_relu_backward(dout, y, out, gamma, mean, var, eps, relu);
+        for (node, grad) in [(node_y, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// The autodiff side of BatchNorm + ReLU: one node with a hand-written backward.
+fn bn_relu_tracked<B: Backend + ChannelsLastOps, C: CheckpointStrategy>(
+    y: FloatTensor<Autodiff<B, C>>,
+    gamma: FloatTensor<Autodiff<B, C>>,
+    beta: FloatTensor<Autodiff<B, C>>,
+    eps: f64,
+    relu: bool,
+) -> [FloatTensor<Autodiff<B, C>>; 3] {
+    use burn::backend::AutodiffBackend;
+    let nodes = [y.node(), gamma.node(), beta.node()];
+    let (y, gamma, beta) = (
+        y.into_primitive(),
+        gamma.into_primitive(),
+        beta.into_primitive(),
+    );
+    let (out, mean, var) = B::bn_relu_train(y.clone(), gamma.clone(), beta, eps, relu);
+    let state = (y, out.clone(), gamma, mean.clone(), var.clone(), eps, relu);
+    let out = match BnReluBackward
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    [
+        out,
+        Autodiff::<B, C>::from_inner(mean),
+        Autodiff::<B, C>::from_inner(var),
+    ]
+}
+
+/// im2col of `[pixels, channels]` activations of `batch` images `side` pixels square.
+pub fn im2col(x: Tensor<2>, batch: usize, side: usize, k: usize) -> Tensor<2> {
+    let channels = x.dims()[1];
+    let out = <burn::backend::Dispatch as ChannelsLastOps>::im2col(
+        x.into_dispatch(),
+        [batch, side, channels, k],
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// Rows per parallel task in the BatchNorm kernels.
+const ROWS_PER_TASK: usize = 256;
+
+/// Compiles `$body` twice, for AVX2 + FMA and for the baseline, and picks at run time: the
+/// host build targets baseline x86-64 (SSE2), which leaves these loops at 4 lanes.
+macro_rules! simd_dispatch {
+    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has just been checked for both features.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+simd_dispatch! {
+    fn add_rows(rows: &[f32], acc: &mut [f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    }
+}
+
+simd_dispatch! {
+    fn add_squared_deviations(rows: &[f32], mean: &[f32], acc: &mut [f32]) {
+        for row in rows.chunks_exact(acc.len()) {
+            for ((a, v), m) in acc.iter_mut().zip(row).zip(mean) {
+                *a += (v - m) * (v - m);
+            }
+        }
+    }
+}
+
+simd_dispatch! {
+    fn scale_shift_rows(x: &[f32], out: &mut [f32], scale: &[f32], shift: &[f32], relu: bool) {
+        let c = scale.len();
+        for (o, xr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (((o, x), a), b) in o.iter_mut().zip(xr).zip(scale).zip(shift) {
+                let v = x * a + b;
+                *o = if relu { v.max(0.0) } else { v };
+            }
+        }
+    }
+}
+
+/// Per-channel sums over a `[rows, c]` matrix, `ROWS_PER_TASK` rows per task, each task's f32
+/// sums added in f64.
+fn channel_sums(data: &[f32], c: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) -> Vec<f64> {
+    use rayon::prelude::*;
+    let partial: Vec<Vec<f32>> = data
+        .par_chunks(ROWS_PER_TASK * c)
+        .map(|rows| {
+            let mut acc = vec![0.0f32; c];
+            f(rows, &mut acc);
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0f64; c];
+    for p in partial {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += f64::from(v);
+        }
+    }
+    total
+}
+
+/// BatchNorm with the batch's statistics, then ReLU if `relu`, on `[rows, c]`; returns the
+/// output, the per-channel mean and the biased variance (what burn's BatchNorm returns).
+pub fn bn_relu_train_f32(
+    y: &[f32],
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    use rayon::prelude::*;
+    let n = (y.len() / c) as f64;
+    let sums = channel_sums(y, c, add_rows);
+    let mean: Vec<f32> = sums.iter().map(|s| (s / n) as f32).collect();
+    let sq = channel_sums(y, c, |rows, acc| add_squared_deviations(rows, &mean, acc));
+    let var: Vec<f32> = sq.iter().map(|s| (s / n) as f32).collect();
+    let scale: Vec<f32> = (0..c)
+        .map(|i| gamma[i] / ((f64::from(var[i]) + eps).sqrt() as f32))
+        .collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    let mut out = vec![0.0f32; y.len()];
+    out.par_chunks_mut(ROWS_PER_TASK * c)
+        .zip(y.par_chunks(ROWS_PER_TASK * c))
+        .for_each(|(o, x)| scale_shift_rows(x, o, &scale, &shift, relu));
+    (out, mean, var)
+}
+
+/// What [`bn_relu_train_f32`] saved for its backward pass.
+#[derive(Debug)]
+pub struct BnSaved<'a> {
+    /// Its input.
+    pub y: &'a [f32],
+    /// Its output (the ReLU mask).
+    pub out: &'a [f32],
+    /// Scale.
+    pub gamma: &'a [f32],
+    /// Batch mean.
+    pub mean: &'a [f32],
+    /// Batch (biased) variance.
+    pub var: &'a [f32],
+    /// Epsilon.
+    pub eps: f64,
+    /// Whether ReLU followed.
+    pub relu: bool,
+}
+
+simd_dispatch! {
+    fn masked_grad_sums(
+        dout: &[f32],
+        y: &[f32],
+        out: &[f32],
+        mean: &[f32],
+        relu: bool,
+        g: &mut [f32],
+        sums: &mut [f32],
+    ) {
+        // sums = [sum of g | sum of g * (y - mean)], g = dout where the output passed the ReLU.
+        let c = mean.len();
+        let (sum_g, sum_gy) = sums.split_at_mut(c);
+        let rows = dout.chunks_exact(c).zip(y.chunks_exact(c)).zip(out.chunks_exact(c));
+        for (((d, yr), o), gr) in rows.zip(g.chunks_exact_mut(c)) {
+            for i in 0..c {
+                let gi = if relu && o[i] <= 0.0 { 0.0 } else { d[i] };
+                gr[i] = gi;
+                sum_g[i] += gi;
+                sum_gy[i] += gi * (yr[i] - mean[i]);
+            }
+        }
+    }
+}
+
+simd_dispatch! {
+    fn affine2_rows(g: &mut [f32], y: &[f32], a: &[f32], b: &[f32], k: &[f32]) {
+        // In place: g <- a * g + b * y + k.
+        let c = a.len();
+        for (gr, yr) in g.chunks_exact_mut(c).zip(y.chunks_exact(c)) {
+            for i in 0..c {
+                gr[i] = a[i] * gr[i] + b[i] * yr[i] + k[i];
+            }
+        }
+    }
+}
+
+/// Gradients of [`bn_relu_train_f32`]: input, gamma and beta.
+pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    use rayon::prelude::*;
+    let c = s.gamma.len();
+    let n = (s.y.len() / c) as f64;
+    let inv_std: Vec<f64> = s
+        .var
+        .iter()
+        .map(|v| 1.0 / (f64::from(*v) + s.eps).sqrt())
+        .collect();
+    let step = ROWS_PER_TASK * c;
+    let mut g = vec![0.0f32; s.y.len()];
+    let partial: Vec<Vec<f32>> = g
+        .par_chunks_mut(step)
+        .enumerate()
+        .map(|(t, gc)| {
+            let r = t * step..t * step + gc.len();
+            let mut sums = vec![0.0f32; 2 * c];
+            let (d, y, o) = (&dout[r.clone()], &s.y[r.clone()], &s.out[r]);
+            masked_grad_sums(d, y, o, s.mean, s.relu, gc, &mut sums);
+            sums
+        })
+        .collect();
+    let mut sums = vec![0.0f64; 2 * c];
+    for p in partial {
+        for (t, v) in sums.iter_mut().zip(p) {
+            *t += f64::from(v);
+        }
+    }
+    // dx = gamma inv_std (g - mean(g) - xhat mean(g xhat)), xhat = (y - mean) inv_std,
+    // rearranged as a g + b y + k per channel.
+    let (mut a, mut b, mut k) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+    let mut dgamma = vec![0.0f32; c];
+    for i in 0..c {
+        let (sum_g, sum_gy) = (sums[i], sums[c + i]);
+        let ai = f64::from(s.gamma[i]) * inv_std[i];
+        let mean_gx = sum_gy * inv_std[i] / n;
+        let bi = -ai * inv_std[i] * mean_gx;
+        a[i] = ai as f32;
+        b[i] = bi as f32;
+        k[i] = (-ai * sum_g / n - bi * f64::from(s.mean[i])) as f32;
+        dgamma[i] = (sum_gy * inv_std[i]) as f32;
+    }
+    g.par_chunks_mut(step)
+        .zip(s.y.par_chunks(step))
+        .for_each(|(gc, yc)| affine2_rows(gc, yc, &a, &b, &k));
+    let dbeta = sums[..c].iter().map(|v| *v as f32).collect();
+    (g, dgamma, dbeta)
+}
+
+/// BatchNorm (training: the batch's statistics, running statistics updated as burn's
+/// `BatchNorm` does) then ReLU if `relu`, on `[rows, channels]`.
+pub fn batch_norm_relu(bn: &burn::nn::BatchNorm, y: Tensor<2>, relu: bool) -> Tensor<2> {
+    let device = y.device();
+    if !(device.is_autodiff() && bn.training.is_enabled()) {
+        let out = bn.forward(y);
+        return if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        };
+    }
+    let (out, mean, var) = <burn::backend::Dispatch as ChannelsLastOps>::bn_relu_train(
+        y.into_dispatch(),
+        bn.gamma.val().into_dispatch(),
+        bn.beta.val().into_dispatch(),
+        bn.epsilon,
+        relu,
+    );
+    let (mean, var) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(var),
+    );
+    let m = bn.momentum;
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - m)
+            .add(batch.detach().mul_scalar(m))
+            .detach()
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), var));
+    Tensor::from_dispatch(out)
+}

@@ -1,0 +1,236 @@
+//! The SqueezeNet forward pass in channels-last layout for training on CPUs.
+//!
+//! Same modules, same parameters, same function as [`SqueezeNet::forward`]; only the layout of
+//! the activations differs. Activations live as `[pixels, channels]` matrices (pixels = batch x
+//! height x width, in that order), so every 1x1 convolution is one matrix product over the whole
+//! batch and a 3x3 convolution is one product over its im2col matrix. burn's NCHW convolution
+//! runs one small product per image instead (9 output pixels in the last stage), far from what
+//! the CPU can do; here each product is tall and the backward passes are products too.
+
+use burn::nn::conv::Conv2d;
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
+#[cfg(test)]
+use burn::tensor::ops::PadMode;
+use burn::tensor::{Tensor, activation::relu};
+
+use super::model::{ConvBn, Fire, SqueezeNet};
+
+/// Activations of a batch: `[batch * side * side, channels]`, rows in (image, row, column) order.
+#[derive(Clone)]
+struct Act {
+    x: Tensor<2>,
+    batch: usize,
+    side: usize,
+}
+
+impl Act {
+    fn image(&self) -> Tensor<4> {
+        let c = self.x.dims()[1];
+        self.x
+            .clone()
+            .reshape([self.batch, self.side, self.side, c])
+    }
+
+    fn with(&self, x: Tensor<2>) -> Act {
+        Act {
+            x,
+            batch: self.batch,
+            side: self.side,
+        }
+    }
+}
+
+/// The conv's weight as the `[k * k * cin, cout]` matrix that multiplies im2col rows ordered
+/// (kernel row, kernel column, input channel).
+fn weight_matrix(conv: &Conv2d) -> Tensor<2> {
+    let [cout, cin, kh, kw] = conv.weight.dims();
+    conv.weight
+        .val()
+        .permute([2, 3, 1, 0])
+        .reshape([kh * kw * cin, cout])
+}
+
+/// im2col of a stride-1, `pad`-padded `k x k` window: `[pixels, k * k * channels]`, from burn's
+/// own slicing: the reference twin of [`super::cpu_ops::im2col`].
+#[cfg(test)]
+fn im2col(a: &Act, k: usize, pad: usize) -> Tensor<2> {
+    let img = a.image();
+    let c = img.dims()[3];
+    let padded = img.pad(
+        [(0, 0), (pad, pad), (pad, pad), (0, 0)],
+        PadMode::Constant(0.0),
+    );
+    let out = a.side + 2 * pad + 1 - k;
+    let taps: Vec<Tensor<4>> = (0..k)
+        .flat_map(|dy| (0..k).map(move |dx| (dy, dx)))
+        .map(|(dy, dx)| {
+            padded
+                .clone()
+                .slice([0..a.batch, dy..dy + out, dx..dx + out, 0..c])
+        })
+        .collect();
+    Tensor::cat(taps, 3).reshape([a.batch * out * out, k * k * c])
+}
+
+/// A stride-1, same-size convolution (padding `k / 2`).
+fn conv(conv: &Conv2d, a: &Act) -> Tensor<2> {
+    let [_, _, k, _] = conv.weight.dims();
+    let cols = if k == 1 {
+        a.x.clone()
+    } else {
+        super::cpu_ops::im2col(a.x.clone(), a.batch, a.side, k)
+    };
+    let y = cols.matmul(weight_matrix(conv));
+    match &conv.bias {
+        Some(b) => y + b.val().unsqueeze_dim(0),
+        None => y,
+    }
+}
+
+/// A stride-1 convolution, then BatchNorm, then ReLU if `relu`.
+fn conv_bn(cb: &ConvBn, a: &Act, relu_after: bool) -> Tensor<2> {
+    let y = conv(&cb.conv, a);
+    match &cb.bn {
+        Some(bn) => super::cpu_ops::batch_norm_relu(bn, y, relu_after),
+        None if relu_after => relu(y),
+        None => y,
+    }
+}
+
+fn fire(f: &Fire, a: &Act) -> Act {
+    let s = a.with(conv_bn(&f.squeeze, a, true));
+    let e1 = conv_bn(&f.expand1, &s, true);
+    let e3 = conv_bn(&f.expand3, &s, true);
+    let out = Tensor::cat(vec![e1, e3], 1);
+    let out = if let Some(conv) = &f.bypass_conv {
+        out + conv_bn(conv, a, false)
+    } else if f.identity_bypass {
+        out + a.x.clone()
+    } else {
+        out
+    };
+    a.with(out)
+}
+
+/// The 3x3/2 ceil-mode max pool, through burn's NCHW pool.
+fn max_pool(a: &Act) -> Act {
+    let nchw = a.image().permute([0, 3, 1, 2]);
+    let pooled = max_pool2d(
+        nchw,
+        MaxPoolOptions::new([3, 3])
+            .with_stride([2, 2])
+            .with_ceil_mode(true),
+    );
+    let [b, c, h, w] = pooled.dims();
+    Act {
+        x: pooled.permute([0, 2, 3, 1]).reshape([b * h * w, c]),
+        batch: b,
+        side: h,
+    }
+}
+
+/// Logits of a `[batch, channels, side, side]` batch, computed channels-last.
+///
+/// Supports the small (3x3/1, padding 1) stem only; other stems use [`SqueezeNet::forward`].
+pub fn forward(net: &SqueezeNet, input: Tensor<4>) -> Tensor<2> {
+    let [b, c, h, _] = input.dims();
+    let a = Act {
+        x: input.permute([0, 2, 3, 1]).reshape([b * h * h, c]),
+        batch: b,
+        side: h,
+    };
+    let mut a = max_pool(&a.with(conv_bn(&net.stem, &a, true)));
+    for (i, f) in net.fires.iter().enumerate() {
+        a = fire(f, &a);
+        if net.pools_after.contains(&i) {
+            a = max_pool(&a);
+        }
+    }
+    let dropped = a.with(net.dropout.forward(a.x.clone()));
+    let y = relu(conv(&net.classifier, &dropped));
+    let classes = y.dims()[1];
+    y.reshape([b, a.side * a.side, classes])
+        .mean_dim(1)
+        .reshape([b, classes])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::model::SqueezeNetConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn net_and_batch(device: &Device, batch: usize) -> (SqueezeNet, Tensor<4>) {
+        device.seed(7);
+        // No dropout: its masks are random, so two forward passes would differ.
+        let cfg = SqueezeNetConfig {
+            dropout: 0.0,
+            ..SqueezeNetConfig::fashion_mnist()
+        };
+        let net = SqueezeNet::new(&cfg, device);
+        let x = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Default, device);
+        (net, x)
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn channels_last_logits_match_burns_nchw_network() {
+        let device = Device::flex();
+        let (net, x) = net_and_batch(&device, 3);
+        let want = net.forward(x.clone());
+        let got = forward(&net, x);
+        let scale = want.clone().abs().max().into_scalar::<f32>();
+        assert!(max_abs_diff(want, got) <= 1e-4 * scale.max(1.0));
+    }
+
+    #[test]
+    fn channels_last_gradients_match_burns_nchw_network() {
+        let device = Device::flex().autodiff();
+        let (net, x) = net_and_batch(&device, 4);
+        let weights = |net: &SqueezeNet| {
+            [
+                net.stem.conv.weight.clone(),
+                net.fires[0].expand3.conv.weight.clone(),
+                net.fires[7].squeeze.conv.weight.clone(),
+            ]
+        };
+        let grads_want = net.forward(x.clone()).powi_scalar(2).sum().backward();
+        let grads_got = forward(&net, x).powi_scalar(2).sum().backward();
+        for w in weights(&net) {
+            let want = w.grad(&grads_want).expect("gradient");
+            let got = w.grad(&grads_got).expect("gradient");
+            let scale = want.clone().abs().max().into_scalar::<f32>();
+            let diff = max_abs_diff(want, got);
+            assert!(
+                diff <= 1e-3 * scale,
+                "gradient differs by {diff} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_im2col_and_its_gradient_match_the_slicing_twin() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let (batch, side, c) = (2, 5, 3);
+        let x = Tensor::<2>::random([batch * side * side, c], Distribution::Default, &device)
+            .require_grad();
+        let a = Act {
+            x: x.clone(),
+            batch,
+            side,
+        };
+        let want = im2col(&a, 3, 1);
+        let got = super::super::cpu_ops::im2col(x.clone(), batch, side, 3);
+        assert_eq!(max_abs_diff(want.clone(), got.clone()), 0.0);
+        let weights = Tensor::<2>::random(want.dims(), Distribution::Default, &device);
+        let g_want = (want * weights.clone()).sum().backward();
+        let g_got = (got * weights).sum().backward();
+        let (gw, gg) = (x.grad(&g_want).unwrap(), x.grad(&g_got).unwrap());
+        assert!(max_abs_diff(gw, gg) <= 1e-5);
+    }
+}
