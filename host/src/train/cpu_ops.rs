@@ -9,9 +9,32 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
+
+/// Compiles `$body` twice, for AVX2 + FMA and for the baseline, and picks at run time: the
+/// host build targets baseline x86-64 (SSE2), which leaves these loops at 4 lanes.
+macro_rules! simd_dispatch {
+    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has just been checked for both features.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
 
 /// A stride-1 `k x k` window with `k / 2` zero padding on `[batch, side, side, channels]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +107,66 @@ pub fn col2im_f32(w: &Window, cols: &[f32]) -> Vec<f32> {
     out
 }
 
+simd_dispatch! {
+    fn max_into(src: &[f32], row: i64, out: &mut [f32], from: &mut [i64]) {
+        for ((o, f), v) in out.iter_mut().zip(from.iter_mut()).zip(src) {
+            // `>` keeps the first maximum, as burn's pool does.
+            if *v > *o {
+                *o = *v;
+                *f = row;
+            }
+        }
+    }
+}
+
+/// The 3x3/2 ceil-mode max pool on plain memory: `[batch, side, side, c]` in, the output and
+/// the input row of every output element's maximum out. Images in parallel.
+pub fn max_pool_f32(shape: [usize; 3], x: &[f32]) -> (Vec<f32>, Vec<i64>) {
+    use rayon::prelude::*;
+    let [batch, side, c] = shape;
+    let out_side = super::model::pool_out(side);
+    let per_image = out_side * out_side * c;
+    let mut out = vec![f32::NEG_INFINITY; batch * per_image];
+    let mut from = vec![0i64; out.len()];
+    out.par_chunks_mut(per_image)
+        .zip(from.par_chunks_mut(per_image))
+        .enumerate()
+        .for_each(|(img, (out, from))| {
+            for oy in 0..out_side {
+                for ox in 0..out_side {
+                    let o = (oy * out_side + ox) * c;
+                    for iy in 2 * oy..(2 * oy + 3).min(side) {
+                        for ix in 2 * ox..(2 * ox + 3).min(side) {
+                            let row = (img * side + iy) * side + ix;
+                            let src = &x[row * c..row * c + c];
+                            max_into(src, row as i64, &mut out[o..o + c], &mut from[o..o + c]);
+                        }
+                    }
+                }
+            }
+        });
+    (out, from)
+}
+
+/// The max pool's backward pass on plain memory; images in parallel.
+pub fn max_pool_backward_f32(shape: [usize; 3], grad: &[f32], from: &[i64]) -> Vec<f32> {
+    use rayon::prelude::*;
+    let [batch, side, c] = shape;
+    let per_image = side * side * c;
+    let out_per_image = grad.len() / batch.max(1);
+    let mut dx = vec![0.0f32; batch * per_image];
+    dx.par_chunks_mut(per_image)
+        .enumerate()
+        .for_each(|(img, dx)| {
+            let r = img * out_per_image..(img + 1) * out_per_image;
+            let base = img * side * side;
+            for (o, (g, &row)) in grad[r.clone()].iter().zip(&from[r]).enumerate() {
+                dx[(row as usize - base) * c + o % c] += g;
+            }
+        });
+    dx
+}
+
 /// The extension: implemented for burn's CPU backend and for autodiff over it.
 #[backend_extension(Flex, Autodiff)]
 pub trait ChannelsLastOps: Backend {
@@ -100,6 +183,18 @@ pub trait ChannelsLastOps: Backend {
         eps: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// The 3x3/2 ceil-mode max pool of `[batch * side * side, channels]`: the output and, per
+    /// output element, the input row its maximum came from.
+    fn max_pool_nhwc(
+        x: FloatTensor<Self>,
+        shape: [usize; 3],
+    ) -> (FloatTensor<Self>, IntTensor<Self>);
+    /// The max pool's backward pass: each output gradient added to the row it came from.
+    fn max_pool_nhwc_backward(
+        grad: FloatTensor<Self>,
+        from: IntTensor<Self>,
+        shape: [usize; 3],
+    ) -> FloatTensor<Self>;
     /// Gradients of `bn_relu_train` for its input, gamma and beta, from its saved tensors.
     #[allow(clippy::too_many_arguments)]
     fn bn_relu_backward(
@@ -147,6 +242,28 @@ fn flex_map(x: FlexTensor, shape: [usize; 2], f: impl FnOnce(&[f32]) -> Vec<f32>
 }
 
 impl ChannelsLastOps for Flex {
+    fn max_pool_nhwc(
+        x: FloatTensor<Self>,
+        shape: [usize; 3],
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let x = contiguous(x);
+        let (out, from) = max_pool_f32(shape, f32s(&x));
+        let rows = from.len() / shape[2];
+        let from = FlexTensor::from_data(TensorData::new(from, vec![rows, shape[2]]));
+        (flex(out, &[rows, shape[2]]), from)
+    }
+
+    fn max_pool_nhwc_backward(
+        grad: FloatTensor<Self>,
+        from: IntTensor<Self>,
+        shape: [usize; 3],
+    ) -> FloatTensor<Self> {
+        let grad = contiguous(grad);
+        let from = from.as_slice::<i64>().expect("contiguous i64 indices");
+        let dx = max_pool_backward_f32(shape, f32s(&grad), from);
+        flex(dx, &[shape[0] * shape[1] * shape[1], shape[2]])
+    }
+
     fn im2col(x: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
         let w = window_of(window);
         flex_map(x, [w.pixels(), w.columns()], |d| im2col_f32(&w, d))
@@ -220,7 +337,51 @@ impl<B: Backend + ChannelsLastOps> Backward<B, 1> for Col2imBackward {
     }
 }
 
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl<B: Backend + ChannelsLastOps> Backward<B, 1> for MaxPoolBackward {
+    type State = (IntTensor<B>, [usize; 3]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (from, shape) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::max_pool_nhwc_backward(grad, from, shape)
+        });
+    }
+}
+
 impl<B: Backend + ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Autodiff<B, C> {
+    fn max_pool_nhwc(
+        x: FloatTensor<Self>,
+        shape: [usize; 3],
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let node = x.node();
+        let (out, from) = B::max_pool_nhwc(x.into_primitive(), shape);
+        let out = match MaxPoolBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((from.clone(), shape), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        (out, from)
+    }
+
+    fn max_pool_nhwc_backward(
+        grad: FloatTensor<Self>,
+        from: IntTensor<Self>,
+        shape: [usize; 3],
+    ) -> FloatTensor<Self> {
+        use burn::backend::AutodiffBackend;
+        Self::from_inner(B::max_pool_nhwc_backward(
+            grad.into_primitive(),
+            from,
+            shape,
+        ))
+    }
+
     fn im2col(x: FloatTensor<Self>, window: [usize; 4]) -> FloatTensor<Self> {
         let node = x.node();
         let out = B::im2col(x.into_primitive(), window);
@@ -362,29 +523,6 @@ pub fn im2col(x: Tensor<2>, batch: usize, side: usize, k: usize) -> Tensor<2> {
 
 /// Rows per parallel task in the BatchNorm kernels.
 const ROWS_PER_TASK: usize = 256;
-
-/// Compiles `$body` twice, for AVX2 + FMA and for the baseline, and picks at run time: the
-/// host build targets baseline x86-64 (SSE2), which leaves these loops at 4 lanes.
-macro_rules! simd_dispatch {
-    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has just been checked for both features.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
 
 simd_dispatch! {
     fn add_rows(rows: &[f32], acc: &mut [f32]) {
@@ -570,6 +708,16 @@ pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, V
         .for_each(|(gc, yc)| affine2_rows(gc, yc, &a, &b, &k));
     let dbeta = sums[..c].iter().map(|v| *v as f32).collect();
     (g, dgamma, dbeta)
+}
+
+/// The 3x3/2 ceil-mode max pool of `[batch * side * side, channels]` activations.
+pub fn max_pool(x: Tensor<2>, batch: usize, side: usize) -> Tensor<2> {
+    let channels = x.dims()[1];
+    let (out, _) = <burn::backend::Dispatch as ChannelsLastOps>::max_pool_nhwc(
+        x.into_dispatch(),
+        [batch, side, channels],
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// BatchNorm (training: the batch's statistics, running statistics updated as burn's

@@ -8,36 +8,45 @@
 //! the CPU can do; here each product is tall and the backward passes are products too.
 
 use burn::nn::conv::Conv2d;
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
 #[cfg(test)]
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Tensor, activation::relu};
 
 use super::model::{ConvBn, Fire, SqueezeNet};
 
-/// Activations of a batch: `[batch * side * side, channels]`, rows in (image, row, column) order.
+/// Activations of a batch: column blocks of one `[batch * side * side, channels]` matrix, rows
+/// in (image, row, column) order. A fire module's output stays as its two expand blocks: the
+/// layers after it (1x1 convs, pools, dropout) work block by block, so no concatenation (and
+/// no slicing of its gradient) is ever made.
 #[derive(Clone)]
 struct Act {
-    x: Tensor<2>,
+    parts: Vec<Tensor<2>>,
     batch: usize,
     side: usize,
 }
 
 impl Act {
-    fn image(&self) -> Tensor<4> {
-        let c = self.x.dims()[1];
-        self.x
-            .clone()
-            .reshape([self.batch, self.side, self.side, c])
-    }
-
-    fn with(&self, x: Tensor<2>) -> Act {
+    fn with(&self, parts: Vec<Tensor<2>>) -> Act {
         Act {
-            x,
+            parts,
             batch: self.batch,
             side: self.side,
         }
+    }
+
+    /// The whole matrix (one block: no copy).
+    fn joined(&self) -> Tensor<2> {
+        match self.parts.as_slice() {
+            [one] => one.clone(),
+            parts => Tensor::cat(parts.to_vec(), 1),
+        }
+    }
+
+    #[cfg(test)]
+    fn image(&self) -> Tensor<4> {
+        let x = self.joined();
+        let c = x.dims()[1];
+        x.reshape([self.batch, self.side, self.side, c])
     }
 }
 
@@ -73,15 +82,26 @@ fn im2col(a: &Act, k: usize, pad: usize) -> Tensor<2> {
     Tensor::cat(taps, 3).reshape([a.batch * out * out, k * k * c])
 }
 
-/// A stride-1, same-size convolution (padding `k / 2`).
+/// A stride-1, same-size convolution (padding `k / 2`). A 1x1 conv of a blocked input is the
+/// sum of each block times its rows of the weight matrix.
 fn conv(conv: &Conv2d, a: &Act) -> Tensor<2> {
     let [_, _, k, _] = conv.weight.dims();
-    let cols = if k == 1 {
-        a.x.clone()
+    let w = weight_matrix(conv);
+    let y = if k == 1 {
+        let mut row = 0;
+        let products = a.parts.iter().map(|p| {
+            let c = p.dims()[1];
+            let rows = w.clone().slice([row..row + c]);
+            row += c;
+            p.clone().matmul(rows)
+        });
+        products
+            .reduce(|sum, y| sum + y)
+            .expect("at least one block")
     } else {
-        super::cpu_ops::im2col(a.x.clone(), a.batch, a.side, k)
+        let cols = super::cpu_ops::im2col(a.joined(), a.batch, a.side, k);
+        cols.matmul(w)
     };
-    let y = cols.matmul(weight_matrix(conv));
     match &conv.bias {
         Some(b) => y + b.val().unsqueeze_dim(0),
         None => y,
@@ -99,34 +119,29 @@ fn conv_bn(cb: &ConvBn, a: &Act, relu_after: bool) -> Tensor<2> {
 }
 
 fn fire(f: &Fire, a: &Act) -> Act {
-    let s = a.with(conv_bn(&f.squeeze, a, true));
+    let s = a.with(vec![conv_bn(&f.squeeze, a, true)]);
     let e1 = conv_bn(&f.expand1, &s, true);
     let e3 = conv_bn(&f.expand3, &s, true);
-    let out = Tensor::cat(vec![e1, e3], 1);
-    let out = if let Some(conv) = &f.bypass_conv {
-        out + conv_bn(conv, a, false)
+    let out = a.with(vec![e1, e3]);
+    if let Some(conv) = &f.bypass_conv {
+        a.with(vec![out.joined() + conv_bn(conv, a, false)])
     } else if f.identity_bypass {
-        out + a.x.clone()
+        a.with(vec![out.joined() + a.joined()])
     } else {
         out
-    };
-    a.with(out)
+    }
 }
 
-/// The 3x3/2 ceil-mode max pool, through burn's NCHW pool.
+/// The 3x3/2 ceil-mode max pool, block by block.
 fn max_pool(a: &Act) -> Act {
-    let nchw = a.image().permute([0, 3, 1, 2]);
-    let pooled = max_pool2d(
-        nchw,
-        MaxPoolOptions::new([3, 3])
-            .with_stride([2, 2])
-            .with_ceil_mode(true),
-    );
-    let [b, c, h, w] = pooled.dims();
+    let parts = a
+        .parts
+        .iter()
+        .map(|p| super::cpu_ops::max_pool(p.clone(), a.batch, a.side));
     Act {
-        x: pooled.permute([0, 2, 3, 1]).reshape([b * h * w, c]),
-        batch: b,
-        side: h,
+        parts: parts.collect(),
+        batch: a.batch,
+        side: super::model::pool_out(a.side),
     }
 }
 
@@ -136,18 +151,23 @@ fn max_pool(a: &Act) -> Act {
 pub fn forward(net: &SqueezeNet, input: Tensor<4>) -> Tensor<2> {
     let [b, c, h, _] = input.dims();
     let a = Act {
-        x: input.permute([0, 2, 3, 1]).reshape([b * h * h, c]),
+        parts: vec![input.permute([0, 2, 3, 1]).reshape([b * h * h, c])],
         batch: b,
         side: h,
     };
-    let mut a = max_pool(&a.with(conv_bn(&net.stem, &a, true)));
+    let mut a = max_pool(&a.with(vec![conv_bn(&net.stem, &a, true)]));
     for (i, f) in net.fires.iter().enumerate() {
         a = fire(f, &a);
         if net.pools_after.contains(&i) {
             a = max_pool(&a);
         }
     }
-    let dropped = a.with(net.dropout.forward(a.x.clone()));
+    let dropped = a.with(
+        a.parts
+            .iter()
+            .map(|p| net.dropout.forward(p.clone()))
+            .collect(),
+    );
     let y = relu(conv(&net.classifier, &dropped));
     let classes = y.dims()[1];
     y.reshape([b, a.side * a.side, classes])
@@ -220,7 +240,7 @@ mod tests {
         let x = Tensor::<2>::random([batch * side * side, c], Distribution::Default, &device)
             .require_grad();
         let a = Act {
-            x: x.clone(),
+            parts: vec![x.clone()],
             batch,
             side,
         };
