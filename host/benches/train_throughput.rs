@@ -144,7 +144,7 @@ fn main() {
         let logits = if args.nchw {
             model.forward(x)
         } else {
-            host::train::nhwc::forward(&model, x)
+            host::train::nhwc::logits(&model, x)
         };
         let loss = loss_fn.forward(logits, y);
         let value = loss.clone().into_scalar::<f32>();

@@ -136,7 +136,7 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..split.len()).collect();
     for chunk in idx.chunks(256) {
         let (x, y) = make_batch(split, chunk, norm, None, device);
-        let logits = model.forward(x);
+        let logits = crate::train::nhwc::logits(&model, x);
         loss_sum +=
             f64::from(loss_fn.forward(logits.clone(), y).into_scalar::<f32>()) * chunk.len() as f64;
         let pred = logits.argmax(1).into_data();

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::data::DataArgs;
+use crate::train::device::ComputeDevice;
 use crate::train::model::{Bypass, Version};
 use crate::train::recipe::{Preset, RunOptions, TrainConfig};
 
@@ -76,6 +77,19 @@ pub struct TrainArgs {
     /// Stop cleanly after N epochs of this invocation (resume later with --resume).
     #[arg(long, value_name = "N")]
     stop_after: Option<usize>,
+    /// Where to train: cpu (burn's CPU backend, every build), cuda[:N] (builds with
+    /// `--features cuda`) or wgpu[:N] (builds with `--features wgpu`).
+    #[arg(
+        long,
+        value_name = "DEVICE",
+        default_value = "cpu",
+        conflicts_with = "devices"
+    )]
+    device: ComputeDevice,
+    /// Train data-parallel on several devices, e.g. cuda:0,cuda:1: each takes an equal share
+    /// of every batch; gradients are summed on the first, which keeps the network.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    devices: Vec<ComputeDevice>,
 }
 
 impl TrainArgs {
@@ -181,6 +195,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         resume: args.resume,
         stop_after: args.stop_after,
         skip_final: false,
+        devices: if args.devices.is_empty() {
+            vec![args.device]
+        } else {
+            args.devices.clone()
+        },
     };
     let (_, state, result) =
         crate::train::run::train(&cfg, &train_split, &val, &d.test, &args.out, &opts)

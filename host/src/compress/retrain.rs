@@ -16,6 +16,7 @@ use crate::data::progress::items_bar;
 use crate::data::{Normalization, Split};
 use crate::eval::{epoch_order, evaluate, make_batch};
 use crate::train::model::SqueezeNet;
+use crate::train::nhwc::logits;
 
 /// One row of the stage report: float validation accuracy after a training stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,13 +120,13 @@ pub(crate) fn train_constrained(
                 &device,
             );
             let loss = match l.teacher {
-                None => loss_fn.forward(net.forward(x), y),
+                None => loss_fn.forward(logits(&net, x), y),
                 Some(teacher) => {
                     let a = cfg.distill;
-                    let target = teacher.forward(x.clone().inner());
-                    let logits = net.forward(x);
-                    let kd = distill_loss(logits.clone(), target, cfg.distill_temperature);
-                    loss_fn.forward(logits, y).mul_scalar(1.0 - a) + kd.mul_scalar(a)
+                    let target = logits(&teacher, x.clone().inner());
+                    let student = logits(&net, x);
+                    let kd = distill_loss(student.clone(), target, cfg.distill_temperature);
+                    loss_fn.forward(student, y).mul_scalar(1.0 - a) + kd.mul_scalar(a)
                 }
             };
             let lv = f64::from(loss.clone().into_scalar::<f32>());

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod cpu_ops;
+pub mod device;
 pub mod model;
 pub mod nhwc;
 pub mod recipe;

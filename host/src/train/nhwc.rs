@@ -7,10 +7,11 @@
 //! runs one small product per image instead (9 output pixels in the last stage), far from what
 //! the CPU can do; here each product is tall and the backward passes are products too.
 
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 #[cfg(test)]
 use burn::tensor::ops::PadMode;
-use burn::tensor::{Tensor, activation::relu};
+use burn::tensor::{Device, Tensor, activation::relu};
 
 use super::model::{ConvBn, Fire, SqueezeNet};
 
@@ -145,6 +146,26 @@ fn max_pool(a: &Act) -> Act {
     }
 }
 
+/// Logits of `input` as [`SqueezeNet::forward`] computes them, the fastest way this device has:
+/// channels-last on burn's CPU backend when the stem keeps the image size (the small stem),
+/// burn's NCHW convolutions otherwise (the GPU backends, the paper's strided stems).
+pub fn logits(net: &SqueezeNet, input: Tensor<4>) -> Tensor<2> {
+    if runs_channels_last(net, &input) {
+        forward(net, input)
+    } else {
+        net.forward(input)
+    }
+}
+
+/// Whether [`logits`] takes the channels-last path for this network and input.
+pub fn runs_channels_last(net: &SqueezeNet, input: &Tensor<4>) -> bool {
+    let [_, _, k, _] = net.stem.conv.weight.dims();
+    let p = k / 2;
+    input.device().without_autodiff() == Device::flex()
+        && net.stem.conv.stride == [1, 1]
+        && net.stem.conv.padding == PaddingConfig2d::Explicit(p, p, p, p)
+}
+
 /// Logits of a `[batch, channels, side, side]` batch, computed channels-last.
 ///
 /// Supports the small (3x3/1, padding 1) stem only; other stems use [`SqueezeNet::forward`].
@@ -179,7 +200,7 @@ pub fn forward(net: &SqueezeNet, input: Tensor<4>) -> Tensor<2> {
 mod tests {
     use super::*;
     use crate::train::model::SqueezeNetConfig;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     fn net_and_batch(device: &Device, batch: usize) -> (SqueezeNet, Tensor<4>) {
         device.seed(7);

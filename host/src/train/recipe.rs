@@ -246,4 +246,6 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
     /// Skip the test evaluation and plots at the end.
     pub skip_final: bool,
+    /// Where to train (empty: the CPU); several devices train data-parallel.
+    pub devices: Vec<super::device::ComputeDevice>,
 }

@@ -7,12 +7,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
+};
+use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::checkpoint::{RunDir, load_weights, write_checkpoint_dir};
+use super::device::{ComputeDevice, check_devices, shares};
 use super::model::SqueezeNet;
 use super::recipe::{
     EpochMetrics, OptimizerKind, RunOptions, TrainConfig, TrainResult, TrainState,
@@ -82,7 +85,8 @@ pub fn train(
     }
     let run = RunDir(dir.to_path_buf());
     std::fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
-    let device = Device::flex().autodiff();
+    let devices = training_devices(opts, cfg.batch_size)?;
+    let device = devices[0].clone();
     let train_split = match cfg.train_limit {
         Some(n) => train_split.slice(0..n.min(train_split.len())),
         None => train_split.clone(),
@@ -90,7 +94,7 @@ pub fn train(
     let (mut model, mut optim, mut state) = if opts.resume {
         resume(cfg, &run, &device)?
     } else {
-        start(cfg, &run, &device)?
+        start(cfg, &run, &devices)?
     };
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
@@ -105,7 +109,7 @@ pub fn train(
             cfg,
             split: &train_split,
             loss_fn: &loss_fn,
-            device: &device,
+            devices: &devices,
             total_steps,
         };
         let m;
@@ -132,8 +136,9 @@ pub fn train(
 fn start(
     cfg: &TrainConfig,
     run: &RunDir,
-    device: &Device,
+    devices: &[Device],
 ) -> Result<(SqueezeNet, ModuleOptimizer, TrainState)> {
+    let device = &devices[0];
     let dir = &run.0;
     if run.checkpoint().exists() {
         bail!(
@@ -147,7 +152,9 @@ fn start(
         &dir.join("command.txt"),
         format!("{}\n", argv.join(" ")).as_bytes(),
     )?;
-    device.seed(cfg.seed);
+    for d in devices {
+        d.seed(cfg.seed);
+    }
     Ok((
         SqueezeNet::new(&cfg.model, device),
         new_optimizer(cfg),
@@ -195,8 +202,19 @@ struct Epoch<'a> {
     cfg: &'a TrainConfig,
     split: &'a Split,
     loss_fn: &'a CrossEntropyLoss,
-    device: &'a Device,
+    /// The first holds the network and the optimiser; the others help data-parallel.
+    devices: &'a [Device],
     total_steps: usize,
+}
+
+/// What one batch's forward and backward passes give.
+struct StepOutput {
+    /// Sum of the per-image losses.
+    loss_sum: f64,
+    /// Images classified right.
+    correct: usize,
+    /// Gradients (of the batch's mean loss) on the first device.
+    grads: GradientsParams,
 }
 
 impl Epoch<'_> {
@@ -209,7 +227,7 @@ impl Epoch<'_> {
         state: &mut TrainState,
         val_split: &Split,
     ) -> Result<(SqueezeNet, EpochMetrics)> {
-        let (cfg, device) = (self.cfg, self.device);
+        let (cfg, device) = (self.cfg, &self.devices[0]);
         let epoch = state.epochs_done;
         let started = Instant::now();
         let (mut rng, order) = epoch_order(
@@ -232,20 +250,18 @@ impl Epoch<'_> {
                 cfg.augment.then_some(&mut rng),
                 device,
             );
-            let logits = model.forward(x);
-            let loss = self.loss_fn.forward(logits.clone(), y.clone());
-            let pred = logits.argmax(1).reshape([batch.len()]);
-            correct += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
-            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-            if !loss_value.is_finite() {
+            let out = self.forward_backward(&model, x, y);
+            if !out.loss_sum.is_finite() {
                 bail!(
-                    "training diverged at epoch {} (loss = {loss_value}); lower --lr",
-                    epoch + 1
+                    "training diverged at epoch {} (loss = {}); lower --lr",
+                    epoch + 1,
+                    out.loss_sum / batch.len() as f64
                 );
             }
-            loss_sum += loss_value * batch.len() as f64;
+            correct += out.correct;
+            loss_sum += out.loss_sum;
             seen += batch.len();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = out.grads;
             lr = cfg.lr_at(state.steps, self.total_steps);
             model = optim.step(lr, model, grads);
             state.steps += 1;
@@ -285,6 +301,106 @@ impl Epoch<'_> {
         );
         Ok((model, m))
     }
+}
+
+impl Epoch<'_> {
+    /// Forward and backward passes of one batch: on the first device alone, or split in equal
+    /// shares across all of them, each share's loss weighted by its size so that the summed
+    /// gradients are those of the whole batch's mean loss.
+    fn forward_backward(&self, model: &SqueezeNet, x: Tensor<4>, y: Tensor<1, Int>) -> StepOutput {
+        let n = y.dims()[0];
+        if self.devices.len() == 1 {
+            return shard_step(model, self.loss_fn, x, y, 1.0);
+        }
+        let jobs: Vec<_> = shares(n, self.devices.len())
+            .into_iter()
+            .zip(self.devices)
+            .map(|(rows, dev)| Shard {
+                x: x.clone().slice([rows.clone()]).to_device(dev),
+                y: y.clone().slice([rows.clone()]).to_device(dev),
+                model: model.clone().fork(dev),
+                loss_fn: self.loss_fn.clone().to_device(dev),
+                weight: rows.len() as f32 / n as f32,
+            })
+            .collect();
+        // Distinct devices run at once; shares of one device (a test of this path on the CPU)
+        // run in turn, so that they draw their dropout masks from its generator in order.
+        let distinct = self.devices.iter().skip(1).all(|d| d != &self.devices[0]);
+        let outputs: Vec<StepOutput> = if distinct {
+            std::thread::scope(|s| {
+                let workers: Vec<_> = jobs.into_iter().map(|j| s.spawn(move || j.run())).collect();
+                let outputs = workers.into_iter().map(|w| w.join());
+                outputs
+                    .map(|o| o.expect("a training thread panicked"))
+                    .collect()
+            })
+        } else {
+            jobs.into_iter().map(Shard::run).collect()
+        };
+        let main = &self.devices[0];
+        let mut total = GradientsAccumulator::new();
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for out in outputs {
+            loss_sum += out.loss_sum;
+            correct += out.correct;
+            total.accumulate(model, out.grads.to_device(main, model));
+        }
+        StepOutput {
+            loss_sum,
+            correct,
+            grads: total.grads(),
+        }
+    }
+}
+
+/// One device's share of a batch, with the network and loss moved there.
+struct Shard {
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    model: SqueezeNet,
+    loss_fn: CrossEntropyLoss,
+    /// The share's size over the batch's.
+    weight: f32,
+}
+
+impl Shard {
+    fn run(self) -> StepOutput {
+        shard_step(&self.model, &self.loss_fn, self.x, self.y, self.weight)
+    }
+}
+
+/// Forward and backward passes of one share of a batch on the share's device; the loss is
+/// scaled by `weight` before the backward pass.
+fn shard_step(
+    model: &SqueezeNet,
+    loss_fn: &CrossEntropyLoss,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    weight: f32,
+) -> StepOutput {
+    let n = y.dims()[0];
+    let logits = super::nhwc::logits(model, x);
+    let loss = loss_fn.forward(logits.clone(), y.clone());
+    let pred = logits.argmax(1).reshape([n]);
+    let correct = pred.equal(y).int().sum().into_scalar::<i64>() as usize;
+    let loss_sum = f64::from(loss.clone().into_scalar::<f32>()) * n as f64;
+    let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
+    StepOutput {
+        loss_sum,
+        correct,
+        grads,
+    }
+}
+
+/// The devices `opts` names (the CPU when none), as burn's autodiff devices.
+fn training_devices(opts: &RunOptions, batch: usize) -> Result<Vec<Device>> {
+    let named = if opts.devices.is_empty() {
+        vec![ComputeDevice::Cpu]
+    } else {
+        opts.devices.clone()
+    };
+    check_devices(&named, batch)?;
+    named.iter().map(|d| d.training_device()).collect()
 }
 
 /// The test set, touched once, with the best-by-validation weights: `result.json` and
