@@ -21,6 +21,12 @@ python3 tests/layers.py
 step "host tests (release: the training tests need optimised burn)"
 cargo test --release --workspace
 
+step "GPU training backends compile: sqz-host --features wgpu and --features cuda"
+cargo check --release -p sqz-host --features wgpu
+# cubecl's CUDA compiler fetches an LLVM build from the network in its build script; this
+# offline machine cannot, so the CUDA build is type-checked with that fetch skipped (DOCS_RS).
+DOCS_RS=1 cargo check --release -p sqz-host --features cuda
+
 step "clippy, warnings denied"
 cargo clippy --release --workspace --all-targets -- -D warnings
 # The workspaces of their own: the firmware (both boards), its host tools, the QEMU kernel runner.

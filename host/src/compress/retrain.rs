@@ -123,7 +123,7 @@ pub(crate) fn train_constrained(
                 None => loss_fn.forward(logits(&net, x), y),
                 Some(teacher) => {
                     let a = cfg.distill;
-                    let target = logits(&teacher, x.clone().inner());
+                    let target = logits(teacher, x.clone().inner());
                     let student = logits(&net, x);
                     let kd = distill_loss(student.clone(), target, cfg.distill_temperature);
                     loss_fn.forward(student, y).mul_scalar(1.0 - a) + kd.mul_scalar(a)

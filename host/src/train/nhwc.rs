@@ -92,7 +92,7 @@ fn conv(conv: &Conv2d, a: &Act) -> Tensor<2> {
         let mut row = 0;
         let products = a.parts.iter().map(|p| {
             let c = p.dims()[1];
-            let rows = w.clone().slice([row..row + c]);
+            let rows = w.clone().slice(row..row + c);
             row += c;
             p.clone().matmul(rows)
         });

@@ -316,8 +316,8 @@ impl Epoch<'_> {
             .into_iter()
             .zip(self.devices)
             .map(|(rows, dev)| Shard {
-                x: x.clone().slice([rows.clone()]).to_device(dev),
-                y: y.clone().slice([rows.clone()]).to_device(dev),
+                x: x.clone().slice(rows.clone()).to_device(dev),
+                y: y.clone().slice(rows.clone()).to_device(dev),
                 model: model.clone().fork(dev),
                 loss_fn: self.loss_fn.clone().to_device(dev),
                 weight: rows.len() as f32 / n as f32,
