@@ -58,23 +58,20 @@ impl Window {
         self.batch * self.side * self.side
     }
 
-    /// Calls `f(pixel, tap, source_pixel)` for every in-bounds tap of every output pixel; taps
-    /// are numbered (kernel row, kernel column), pixels (image, row, column).
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// Calls `f(pixel, tap, source_pixel)` for every in-bounds tap of every output pixel of
+    /// image `img`; taps are numbered (kernel row, kernel column), pixels (row, column) within
+    /// the image.
+    fn for_each_tap_of(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (s, k, half) = (self.side as isize, self.k as isize, (self.k / 2) as isize);
-        for img in 0..self.batch {
-            let base = img * self.side * self.side;
-            for y in 0..s {
-                for x in 0..s {
-                    let pixel = base + (y * s + x) as usize;
-                    for dy in 0..k {
-                        let sy = y + dy - half;
-                        for dx in 0..k {
-                            let sx = x + dx - half;
-                            if (0..s).contains(&sy) && (0..s).contains(&sx) {
-                                let tap = (dy * k + dx) as usize;
-                                f(pixel, tap, base + (sy * s + sx) as usize);
-                            }
+        for y in 0..s {
+            for x in 0..s {
+                let pixel = (y * s + x) as usize;
+                for dy in 0..k {
+                    let sy = y + dy - half;
+                    for dx in 0..k {
+                        let sx = x + dx - half;
+                        if (0..s).contains(&sy) && (0..s).contains(&sx) {
+                            f(pixel, (dy * k + dx) as usize, (sy * s + sx) as usize);
                         }
                     }
                 }
@@ -83,27 +80,46 @@ impl Window {
     }
 }
 
-/// im2col on plain memory: `input` `[pixels, c]` to `[pixels, k * k * c]`.
+simd_dispatch! {
+    fn add_into(dst: &mut [f32], src: &[f32]) {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d += v;
+        }
+    }
+}
+
+/// im2col on plain memory: `input` `[pixels, c]` to `[pixels, k * k * c]`; images in parallel.
 pub fn im2col_f32(w: &Window, input: &[f32]) -> Vec<f32> {
-    let c = w.channels;
-    let mut out = vec![0.0; w.pixels() * w.columns()];
-    w.for_each_tap(|pixel, tap, src| {
-        let dst = pixel * w.columns() + tap * c;
-        out[dst..dst + c].copy_from_slice(&input[src * c..src * c + c]);
-    });
+    use rayon::prelude::*;
+    let (c, cols, area) = (w.channels, w.columns(), w.side * w.side);
+    let mut out = vec![0.0; w.pixels() * cols];
+    out.par_chunks_mut(area * cols)
+        .enumerate()
+        .for_each(|(img, out)| {
+            let input = &input[img * area * c..(img + 1) * area * c];
+            w.for_each_tap_of(|pixel, tap, src| {
+                let dst = pixel * cols + tap * c;
+                out[dst..dst + c].copy_from_slice(&input[src * c..src * c + c]);
+            });
+        });
     out
 }
 
-/// col2im on plain memory, the adjoint of [`im2col_f32`]: sums every tap back onto its pixel.
+/// col2im on plain memory, the adjoint of [`im2col_f32`]: sums every tap back onto its pixel;
+/// images in parallel.
 pub fn col2im_f32(w: &Window, cols: &[f32]) -> Vec<f32> {
-    let c = w.channels;
+    use rayon::prelude::*;
+    let (c, width, area) = (w.channels, w.columns(), w.side * w.side);
     let mut out = vec![0.0; w.pixels() * c];
-    w.for_each_tap(|pixel, tap, src| {
-        let from = &cols[pixel * w.columns() + tap * c..][..c];
-        for (o, v) in out[src * c..src * c + c].iter_mut().zip(from) {
-            *o += v;
-        }
-    });
+    out.par_chunks_mut(area * c)
+        .enumerate()
+        .for_each(|(img, out)| {
+            let cols = &cols[img * area * width..(img + 1) * area * width];
+            w.for_each_tap_of(|pixel, tap, src| {
+                let from = &cols[pixel * width + tap * c..][..c];
+                add_into(&mut out[src * c..src * c + c], from);
+            });
+        });
     out
 }
 
