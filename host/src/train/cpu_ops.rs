@@ -773,3 +773,68 @@ pub fn batch_norm_relu(bn: &burn::nn::BatchNorm, y: Tensor<2>, relu: bool) -> Te
         .update(blend(bn.running_var.value_sync(), var));
     Tensor::from_dispatch(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// The twin: burn's NCHW max pool on the same values.
+    #[test]
+    fn max_pool_and_its_gradient_match_burns_pool() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let (b, side, c) = (2, 7, 3);
+        let x = Tensor::<2>::random([b * side * side, c], Distribution::Default, &device)
+            .require_grad();
+        let got = max_pool(x.clone(), b, side);
+        let nchw = x.clone().reshape([b, side, side, c]).permute([0, 3, 1, 2]);
+        let opts = MaxPoolOptions::new([3, 3])
+            .with_stride([2, 2])
+            .with_ceil_mode(true);
+        let o = super::super::model::pool_out(side);
+        let want = max_pool2d(nchw, opts)
+            .permute([0, 2, 3, 1])
+            .reshape([b * o * o, c]);
+        assert_eq!(max_abs_diff(want.clone(), got.clone()), 0.0);
+        let w = Tensor::<2>::random(want.dims(), Distribution::Default, &device);
+        let (gw, gg) = (
+            (want * w.clone()).sum().backward(),
+            (got * w).sum().backward(),
+        );
+        assert!(max_abs_diff(x.grad(&gw).unwrap(), x.grad(&gg).unwrap()) <= 1e-6);
+    }
+
+    /// The twin: burn's BatchNorm module (training mode) then ReLU.
+    #[test]
+    fn batch_norm_relu_and_its_gradients_match_burns_batch_norm() {
+        let device = Device::flex().autodiff();
+        device.seed(9);
+        let (rows, c) = (300, 5);
+        let x =
+            Tensor::<2>::random([rows, c], Distribution::Normal(0.5, 2.0), &device).require_grad();
+        // Two separate modules (a clone would share its running statistics): gamma starts at
+        // ones and beta at zeros in both.
+        let bn = burn::nn::BatchNormConfig::new(c).init(&device);
+        let twin = burn::nn::BatchNormConfig::new(c).init(&device);
+        let got = batch_norm_relu(&bn, x.clone(), true);
+        let want = burn::tensor::activation::relu(twin.forward(x.clone()));
+        assert!(max_abs_diff(want.clone(), got.clone()) <= 1e-5);
+        let w = Tensor::<2>::random([rows, c], Distribution::Default, &device);
+        let gw = (want * w.clone()).sum().backward();
+        let gg = (got * w).sum().backward();
+        assert!(max_abs_diff(x.grad(&gw).unwrap(), x.grad(&gg).unwrap()) <= 1e-5);
+        for (p, q) in [(&twin.gamma, &bn.gamma), (&twin.beta, &bn.beta)] {
+            assert!(max_abs_diff(p.grad(&gw).unwrap(), q.grad(&gg).unwrap()) <= 1e-4);
+        }
+        let stats = |b: &burn::nn::BatchNorm| (b.running_mean.value(), b.running_var.value());
+        let ((m1, v1), (m2, v2)) = (stats(&twin), stats(&bn));
+        assert!(max_abs_diff(m1, m2) <= 1e-6 && max_abs_diff(v1, v2) <= 1e-5);
+    }
+}
