@@ -1,8 +1,13 @@
-//! Channels-last training ops burn's CPU backend lacks, as a burn backend extension with
-//! hand-written backward passes: im2col for a same-size stride-1 window and its adjoint col2im.
+//! Channels-last training ops burn's CPU backend lacks, as a burn backend extension
+//! ([`ChannelsLastOps`]) with hand-written backward passes: im2col for a same-size stride-1
+//! window and its adjoint col2im, BatchNorm with the batch's statistics fused with ReLU, and the
+//! 3x3/2 ceil-mode max pool, all on `[pixels, channels]` matrices. The kernels are plain
+//! functions on slices (`*_f32`), images or row blocks in parallel, their inner loops compiled
+//! for AVX2 and picked at run time.
 //!
-//! Each op has a plain reference twin in the tests ([`tests`]) built from burn's own slicing
-//! and padding, whose gradients burn's autodiff derives; the two must agree.
+//! Reference twins: the tests here check BatchNorm+ReLU and the pool against burn's own
+//! `BatchNorm` module and NCHW pool, `nhwc`'s tests check im2col against burn's slicing and the
+//! whole channels-last network against burn's NCHW one (values and gradients).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
