@@ -63,10 +63,10 @@ impl Window {
         self.batch * self.side * self.side
     }
 
-    /// Calls `f(pixel, tap, source_pixel)` for every in-bounds tap of every output pixel of
-    /// image `img`; taps are numbered (kernel row, kernel column), pixels (row, column) within
-    /// the image.
-    fn for_each_tap_of(&self, mut f: impl FnMut(usize, usize, usize)) {
+    /// Calls `f(pixel, tap, source_pixel)` for every in-bounds tap of every output pixel of one
+    /// image; taps are numbered (kernel row, kernel column), pixels (row, column) within the
+    /// image.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
         let (s, k, half) = (self.side as isize, self.k as isize, (self.k / 2) as isize);
         for y in 0..s {
             for x in 0..s {
@@ -102,7 +102,7 @@ pub fn im2col_f32(w: &Window, input: &[f32]) -> Vec<f32> {
         .enumerate()
         .for_each(|(img, out)| {
             let input = &input[img * area * c..(img + 1) * area * c];
-            w.for_each_tap_of(|pixel, tap, src| {
+            w.for_each_tap(|pixel, tap, src| {
                 let dst = pixel * cols + tap * c;
                 out[dst..dst + c].copy_from_slice(&input[src * c..src * c + c]);
             });
@@ -120,7 +120,7 @@ pub fn col2im_f32(w: &Window, cols: &[f32]) -> Vec<f32> {
         .enumerate()
         .for_each(|(img, out)| {
             let cols = &cols[img * area * width..(img + 1) * area * width];
-            w.for_each_tap_of(|pixel, tap, src| {
+            w.for_each_tap(|pixel, tap, src| {
                 let from = &cols[pixel * width + tap * c..][..c];
                 add_into(&mut out[src * c..src * c + c], from);
             });
