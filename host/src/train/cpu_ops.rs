@@ -21,8 +21,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 /// Compiles `$body` twice, for AVX2 + FMA and for the baseline, and picks at run time: the
 /// host build targets baseline x86-64 (SSE2), which leaves these loops at 4 lanes.
 macro_rules! simd_dispatch {
-    (fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        fn $name($($arg: $ty),*) {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -55,7 +55,7 @@ pub struct Window {
 }
 
 impl Window {
-    fn columns(&self) -> usize {
+    pub(super) fn columns(&self) -> usize {
         self.k * self.k * self.channels
     }
 
@@ -86,7 +86,7 @@ impl Window {
 }
 
 simd_dispatch! {
-    fn add_into(dst: &mut [f32], src: &[f32]) {
+    pub(super) fn add_into(dst: &mut [f32], src: &[f32]) {
         for (d, v) in dst.iter_mut().zip(src) {
             *d += v;
         }
@@ -240,7 +240,7 @@ fn window_of(w: [usize; 4]) -> Window {
 }
 
 /// A contiguous f32 copy of `x` when it is not one already.
-fn contiguous(x: FlexTensor) -> FlexTensor {
+pub(super) fn contiguous(x: FlexTensor) -> FlexTensor {
     assert_eq!(x.dtype(), DType::F32, "channels-last ops run in f32");
     if x.is_contiguous() && x.as_slice::<f32>().is_some() {
         x
@@ -249,11 +249,11 @@ fn contiguous(x: FlexTensor) -> FlexTensor {
     }
 }
 
-fn f32s(x: &FlexTensor) -> &[f32] {
+pub(super) fn f32s(x: &FlexTensor) -> &[f32] {
     x.as_slice::<f32>().expect("contiguous f32 tensor")
 }
 
-fn flex(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+pub(super) fn flex(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
 }
 

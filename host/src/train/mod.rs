@@ -13,6 +13,7 @@
 //! evaluation.
 
 pub mod checkpoint;
+pub mod cpu_conv;
 pub mod cpu_ops;
 pub mod device;
 pub mod model;
