@@ -130,27 +130,28 @@ unsafe fn written_by(len: usize, fill: impl FnOnce(*mut f32)) -> Vec<f32> {
 /// `[cout, cin, k, k]` weights as the `[k * k * cin, cout]` matrix that multiplies im2col rows
 /// ordered (kernel row, kernel column, input channel).
 pub fn weight_matrix_f32(w: &[f32], [cout, cin, k]: [usize; 3]) -> Vec<f32> {
+    // Row by row of the matrix (writes contiguous), rows in parallel.
     let mut m = vec![0.0; w.len()];
-    for (o, filter) in w.chunks_exact(cin * k * k).enumerate() {
-        for (ci, taps) in filter.chunks_exact(k * k).enumerate() {
-            for (tap, v) in taps.iter().enumerate() {
-                m[(tap * cin + ci) * cout + o] = *v;
-            }
+    m.par_chunks_mut(cout).enumerate().for_each(|(r, row)| {
+        let (tap, ci) = (r / cin, r % cin);
+        for (o, v) in row.iter_mut().enumerate() {
+            *v = w[(o * cin + ci) * k * k + tap];
         }
-    }
+    });
     m
 }
 
 /// The inverse of [`weight_matrix_f32`]: a `[k * k * cin, cout]` matrix back to `[cout, cin, k, k]`.
 pub fn weight_from_matrix_f32(m: &[f32], [cout, cin, k]: [usize; 3]) -> Vec<f32> {
     let mut w = vec![0.0; m.len()];
-    for (o, filter) in w.chunks_exact_mut(cin * k * k).enumerate() {
-        for (ci, taps) in filter.chunks_exact_mut(k * k).enumerate() {
-            for (tap, v) in taps.iter_mut().enumerate() {
+    w.par_chunks_mut(cin * k * k)
+        .enumerate()
+        .for_each(|(o, filter)| {
+            for (i, v) in filter.iter_mut().enumerate() {
+                let (ci, tap) = (i / (k * k), i % (k * k));
                 *v = m[(tap * cin + ci) * cout + o];
             }
-        }
-    }
+        });
     w
 }
 
@@ -341,17 +342,22 @@ pub trait ChannelsLastConv: Backend {
 /// The kernels behind [`ChannelsLastConv`] on the backend that runs them, called directly by
 /// the autodiff node (not through burn's dispatch).
 pub trait ConvKernels: Backend {
-    /// The convolution and, for `k > 1`, its im2col matrix.
+    /// The convolution, the weight matrix it used (`[k * k * cin, cout]`) and, for `k > 1`,
+    /// its im2col matrix: what the backward pass reuses.
     fn conv_forward(
         parts: Vec<FloatTensor<Self>>,
         weight: FloatTensor<Self>,
         geometry: Geometry,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    );
     /// Gradients per block (none unless `need_input`) and for the weight (`[cout, cin, k, k]`).
     fn conv_backward(
         dy: FloatTensor<Self>,
         parts: Vec<FloatTensor<Self>>,
-        weight: FloatTensor<Self>,
+        weight_matrix: FloatTensor<Self>,
         cols: Option<FloatTensor<Self>>,
         need_input: bool,
         geometry: Geometry,
@@ -364,42 +370,57 @@ fn weight_dims(weight: &FloatTensor<Flex>) -> [usize; 3] {
     [s[0], s[1], s[2]]
 }
 
+/// `[cout, cin, k]` of a `[k * k * cin, cout]` weight matrix.
+fn matrix_dims(matrix: &FloatTensor<Flex>, k: usize) -> [usize; 3] {
+    let s = matrix.shape();
+    [s[1], s[0] / (k * k), k]
+}
+
 impl ConvKernels for Flex {
     fn conv_forward(
         parts: Vec<FloatTensor<Self>>,
         weight: FloatTensor<Self>,
         geometry: Geometry,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
         let dims = weight_dims(&weight);
         let parts: Vec<_> = parts.into_iter().map(contiguous).collect();
-        let weight = weight_matrix_f32(f32s(&contiguous(weight)), dims);
+        let matrix = weight_matrix_f32(f32s(&contiguous(weight)), dims);
         let x = ConvInput {
             parts: parts.iter().map(f32s).collect(),
-            weight: &weight,
+            weight: &matrix,
             cout: dims[0],
             geometry,
         };
         let (y, cols) = conv_forward_f32(&x);
-        let (p, depth) = (x.pixels(), x.window().columns());
-        (flex(y, &[p, dims[0]]), cols.map(|c| flex(c, &[p, depth])))
+        let p = x.pixels();
+        let depth = matrix.len() / dims[0];
+        (
+            flex(y, &[p, dims[0]]),
+            flex(matrix, &[depth, dims[0]]),
+            cols.map(|c| flex(c, &[p, depth])),
+        )
     }
 
     fn conv_backward(
         dy: FloatTensor<Self>,
         parts: Vec<FloatTensor<Self>>,
-        weight: FloatTensor<Self>,
+        weight_matrix: FloatTensor<Self>,
         cols: Option<FloatTensor<Self>>,
         need_input: bool,
         geometry: Geometry,
     ) -> (Vec<FloatTensor<Self>>, FloatTensor<Self>) {
-        let dims = weight_dims(&weight);
-        let weight_shape = weight.shape().to_vec();
+        let dims = matrix_dims(&weight_matrix, geometry[2]);
+        let [cout, cin, k] = dims;
         let (dy, cols) = (contiguous(dy), cols.map(contiguous));
         let parts: Vec<_> = parts.into_iter().map(contiguous).collect();
-        let weight = weight_matrix_f32(f32s(&contiguous(weight)), dims);
+        let matrix = contiguous(weight_matrix);
         let x = ConvInput {
             parts: parts.iter().map(f32s).collect(),
-            weight: &weight,
+            weight: f32s(&matrix),
             cout: dims[0],
             geometry,
         };
@@ -413,7 +434,7 @@ impl ConvKernels for Flex {
                 flex(d, &[p, c])
             })
             .collect();
-        let dweight = flex(weight_from_matrix_f32(&dweight, dims), &weight_shape);
+        let dweight = flex(weight_from_matrix_f32(&dweight, dims), &[cout, cin, k, k]);
         (dparts, dweight)
     }
 }
@@ -437,7 +458,7 @@ impl ChannelsLastConv for Flex {
     }
 }
 
-/// What the backward pass keeps: the blocks, the weight, im2col's matrix, the geometry.
+/// What the backward pass keeps: the blocks, the weight matrix, im2col's matrix, the geometry.
 type ConvState<B> = (
     Vec<FloatTensor<B>>,
     FloatTensor<B>,
@@ -454,12 +475,12 @@ impl<B: ConvKernels, const N: usize> Backward<B, N> for ConvBackward {
 
     fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = grads.consume::<B>(&ops.node);
-        let (parts, weight, cols, geometry) = ops.state;
+        let (parts, matrix, cols, geometry) = ops.state;
         let [blocks @ .., weight_node] = ops.parents.as_slice() else {
             unreachable!("a conv node has its weight as a parent");
         };
         let need_input = blocks.iter().any(Option::is_some);
-        let (dparts, dweight) = B::conv_backward(dy, parts, weight, cols, need_input, geometry);
+        let (dparts, dweight) = B::conv_backward(dy, parts, matrix, cols, need_input, geometry);
         for (node, grad) in blocks.iter().zip(dparts) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -479,9 +500,9 @@ fn conv_tracked<B: ConvKernels, C: CheckpointStrategy, const N: usize>(
     let nodes = parts.each_ref().map(|t| t.node());
     let mut inner: Vec<_> = parts.into_iter().map(|t| t.into_primitive()).collect();
     let weight = inner.pop().expect("the weight comes last");
-    let (y, cols) = B::conv_forward(inner.clone(), weight.clone(), geometry);
+    let (y, matrix, cols) = B::conv_forward(inner.clone(), weight, geometry);
     match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => prep.finish((inner, weight, cols, geometry), y),
+        OpsKind::Tracked(prep) => prep.finish((inner, matrix, cols, geometry), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }

@@ -16,6 +16,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use std::mem::MaybeUninit;
+
 use burn::tensor::{DType, Tensor, TensorData};
 
 /// Compiles `$body` twice, for AVX2 + FMA and for the baseline, and picks at run time: the
@@ -93,11 +95,25 @@ simd_dispatch! {
     }
 }
 
+/// A `len`-element buffer of `value`, written by all of rayon's threads: a large buffer's
+/// zero-fill (and its first-touch page faults) would otherwise run on the calling thread
+/// alone while the others wait.
+pub(super) fn filled_in_parallel<T: Copy + Send + Sync>(len: usize, value: T) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()
+        .par_chunks_mut(1 << 15)
+        .for_each(|c| c.fill(std::mem::MaybeUninit::new(value)));
+    // SAFETY: every element of the first `len` was just written.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// im2col on plain memory: `input` `[pixels, c]` to `[pixels, k * k * c]`; images in parallel.
 pub fn im2col_f32(w: &Window, input: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     let (c, cols, area) = (w.channels, w.columns(), w.side * w.side);
-    let mut out = vec![0.0; w.pixels() * cols];
+    let mut out = filled_in_parallel(w.pixels() * cols, 0.0);
     out.par_chunks_mut(area * cols)
         .enumerate()
         .for_each(|(img, out)| {
@@ -115,7 +131,7 @@ pub fn im2col_f32(w: &Window, input: &[f32]) -> Vec<f32> {
 pub fn col2im_f32(w: &Window, cols: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     let (c, width, area) = (w.channels, w.columns(), w.side * w.side);
-    let mut out = vec![0.0; w.pixels() * c];
+    let mut out = filled_in_parallel(w.pixels() * c, 0.0);
     out.par_chunks_mut(area * c)
         .enumerate()
         .for_each(|(img, out)| {
@@ -147,8 +163,8 @@ pub fn max_pool_f32(shape: [usize; 3], x: &[f32]) -> (Vec<f32>, Vec<i64>) {
     let [batch, side, c] = shape;
     let out_side = super::model::pool_out(side);
     let per_image = out_side * out_side * c;
-    let mut out = vec![f32::NEG_INFINITY; batch * per_image];
-    let mut from = vec![0i64; out.len()];
+    let mut out = filled_in_parallel(batch * per_image, f32::NEG_INFINITY);
+    let mut from = filled_in_parallel(out.len(), 0i64);
     out.par_chunks_mut(per_image)
         .zip(from.par_chunks_mut(per_image))
         .enumerate()
@@ -175,7 +191,7 @@ pub fn max_pool_backward_f32(shape: [usize; 3], grad: &[f32], from: &[i64]) -> V
     let [batch, side, c] = shape;
     let per_image = side * side * c;
     let out_per_image = grad.len() / batch.max(1);
-    let mut dx = vec![0.0f32; batch * per_image];
+    let mut dx = filled_in_parallel(batch * per_image, 0.0f32);
     dx.par_chunks_mut(per_image)
         .enumerate()
         .for_each(|(img, dx)| {
@@ -566,12 +582,18 @@ simd_dispatch! {
 }
 
 simd_dispatch! {
-    fn scale_shift_rows(x: &[f32], out: &mut [f32], scale: &[f32], shift: &[f32], relu: bool) {
+    fn scale_shift_rows(
+        x: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        scale: &[f32],
+        shift: &[f32],
+        relu: bool,
+    ) {
         let c = scale.len();
         for (o, xr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for (((o, x), a), b) in o.iter_mut().zip(xr).zip(scale).zip(shift) {
                 let v = x * a + b;
-                *o = if relu { v.max(0.0) } else { v };
+                o.write(if relu { v.max(0.0) } else { v });
             }
         }
     }
@@ -618,10 +640,13 @@ pub fn bn_relu_train_f32(
         .map(|i| gamma[i] / ((f64::from(var[i]) + eps).sqrt() as f32))
         .collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    let mut out = vec![0.0f32; y.len()];
-    out.par_chunks_mut(ROWS_PER_TASK * c)
+    let mut out = Vec::with_capacity(y.len());
+    out.spare_capacity_mut()[..y.len()]
+        .par_chunks_mut(ROWS_PER_TASK * c)
         .zip(y.par_chunks(ROWS_PER_TASK * c))
         .for_each(|(o, x)| scale_shift_rows(x, o, &scale, &shift, relu));
+    // SAFETY: scale_shift_rows wrote every element of every row.
+    unsafe { out.set_len(y.len()) };
     (out, mean, var)
 }
 
@@ -651,7 +676,7 @@ simd_dispatch! {
         out: &[f32],
         mean: &[f32],
         relu: bool,
-        g: &mut [f32],
+        g: &mut [MaybeUninit<f32>],
         sums: &mut [f32],
     ) {
         // sums = [sum of g | sum of g * (y - mean)], g = dout where the output passed the ReLU.
@@ -661,7 +686,7 @@ simd_dispatch! {
         for (((d, yr), o), gr) in rows.zip(g.chunks_exact_mut(c)) {
             for i in 0..c {
                 let gi = if relu && o[i] <= 0.0 { 0.0 } else { d[i] };
-                gr[i] = gi;
+                gr[i].write(gi);
                 sum_g[i] += gi;
                 sum_gy[i] += gi * (yr[i] - mean[i]);
             }
@@ -692,8 +717,8 @@ pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, V
         .map(|v| 1.0 / (f64::from(*v) + s.eps).sqrt())
         .collect();
     let step = ROWS_PER_TASK * c;
-    let mut g = vec![0.0f32; s.y.len()];
-    let partial: Vec<Vec<f32>> = g
+    let mut g = Vec::with_capacity(s.y.len());
+    let partial: Vec<Vec<f32>> = g.spare_capacity_mut()[..s.y.len()]
         .par_chunks_mut(step)
         .enumerate()
         .map(|(t, gc)| {
@@ -704,6 +729,8 @@ pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, V
             sums
         })
         .collect();
+    // SAFETY: masked_grad_sums wrote every element of every row.
+    unsafe { g.set_len(s.y.len()) };
     let mut sums = vec![0.0f64; 2 * c];
     for p in partial {
         for (t, v) in sums.iter_mut().zip(p) {
