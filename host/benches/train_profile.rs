@@ -272,6 +272,7 @@ fn whole_step(p: &Profiler, cfg: &SqueezeNetConfig) -> (f64, f64) {
 }
 
 fn main() {
+    host::train::memory::keep_freed_memory();
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let (mut layout, mut batch, mut repeats) = ("nhwc".to_string(), 64usize, 5usize);
     while let Some(flag) = args.next() {

@@ -100,6 +100,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    host::train::memory::keep_freed_memory();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -93,6 +93,7 @@ pub(crate) fn train_constrained(
     label: &str,
     start: StageStart<'_>,
 ) -> Result<SqueezeNet> {
+    crate::train::memory::keep_freed_memory();
     let device = Device::flex().autodiff();
     let cfg = l.cfg;
     let mut after_epoch = start.after_epoch;

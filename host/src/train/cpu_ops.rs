@@ -237,8 +237,8 @@ pub trait ChannelsLastOps: Backend {
     fn bn_relu_backward(
         dout: FloatTensor<Self>,
         y: FloatTensor<Self>,
-        out: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         eps: f64,
@@ -327,18 +327,18 @@ impl ChannelsLastOps for Flex {
     fn bn_relu_backward(
         dout: FloatTensor<Self>,
         y: FloatTensor<Self>,
-        out: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         eps: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [dout, y, out, gamma, mean, var] = [dout, y, out, gamma, mean, var].map(contiguous);
+        let [dout, y, gamma, beta, mean, var] = [dout, y, gamma, beta, mean, var].map(contiguous);
         let saved = BnSaved {
             y: f32s(&y),
-            out: f32s(&out),
             gamma: f32s(&gamma),
+            beta: f32s(&beta),
             mean: f32s(&mean),
             var: f32s(&var),
             eps,
@@ -459,8 +459,8 @@ impl<B: Backend + ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Au
     fn bn_relu_backward(
         dout: FloatTensor<Self>,
         y: FloatTensor<Self>,
-        out: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         eps: f64,
@@ -471,8 +471,8 @@ impl<B: Backend + ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Au
         let (dx, dgamma, dbeta) = B::bn_relu_backward(
             inner(dout),
             inner(y),
-            inner(out),
             inner(gamma),
+            inner(beta),
             inner(mean),
             inner(var),
             eps,
@@ -486,7 +486,7 @@ impl<B: Backend + ChannelsLastOps, C: CheckpointStrategy> ChannelsLastOps for Au
     }
 }
 
-/// What the BatchNorm backward pass keeps: input, output, gamma, mean, variance, epsilon, ReLU.
+/// What the BatchNorm backward pass keeps: input, gamma, beta, mean, variance, epsilon, ReLU.
 type BnState<B> = (
     FloatTensor<B>,
     FloatTensor<B>,
@@ -506,8 +506,8 @@ impl<B: Backend + ChannelsLastOps> Backward<B, 3> for BnReluBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_y, node_gamma, node_beta] = ops.parents;
         let dout = grads.consume::<B>(&ops.node);
-        let (y, out, gamma, mean, var, eps, relu) = ops.state;
-        let (dx, dgamma, dbeta) = B::bn_relu_backward(dout, y, out, gamma, mean, var, eps, relu);
+        let (y, gamma, beta, mean, var, eps, relu) = ops.state;
+        let (dx, dgamma, dbeta) = B::bn_relu_backward(dout, y, gamma, beta, mean, var, eps, relu);
         for (node, grad) in [(node_y, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -531,8 +531,8 @@ fn bn_relu_tracked<B: Backend + ChannelsLastOps, C: CheckpointStrategy>(
         gamma.into_primitive(),
         beta.into_primitive(),
     );
-    let (out, mean, var) = B::bn_relu_train(y.clone(), gamma.clone(), beta, eps, relu);
-    let state = (y, out.clone(), gamma, mean.clone(), var.clone(), eps, relu);
+    let (out, mean, var) = B::bn_relu_train(y.clone(), gamma.clone(), beta.clone(), eps, relu);
+    let state = (y, gamma, beta, mean.clone(), var.clone(), eps, relu);
     let out = match BnReluBackward
         .prepare::<C>(nodes)
         .compute_bound()
@@ -562,33 +562,43 @@ pub fn im2col(x: Tensor<2>, batch: usize, side: usize, k: usize) -> Tensor<2> {
 const ROWS_PER_TASK: usize = 256;
 
 simd_dispatch! {
-    fn add_rows(rows: &[f32], acc: &mut [f32]) {
-        for row in rows.chunks_exact(acc.len()) {
-            for (a, v) in acc.iter_mut().zip(row) {
-                *a += v;
+    fn add_shifted_moments(rows: &[f32], reference: &[f32], acc: &mut [f32]) {
+        // acc = [sum of (y - reference) | sum of (y - reference)^2], per channel.
+        let c = reference.len();
+        let (s1, s2) = acc.split_at_mut(c);
+        for row in rows.chunks_exact(c) {
+            for i in 0..c {
+                let d = row[i] - reference[i];
+                s1[i] += d;
+                s2[i] += d * d;
             }
         }
     }
 }
 
-simd_dispatch! {
-    fn add_squared_deviations(rows: &[f32], mean: &[f32], acc: &mut [f32]) {
-        for row in rows.chunks_exact(acc.len()) {
-            for ((a, v), m) in acc.iter_mut().zip(row).zip(mean) {
-                *a += (v - m) * (v - m);
-            }
-        }
+/// A per-channel affine map `x * scale + shift`.
+struct Affine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl Affine {
+    /// BatchNorm's map from the batch statistics; forward and backward passes compute it with
+    /// the same operations, so the backward pass recovers the ReLU mask bit for bit.
+    fn batch_norm(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Self {
+        let scale: Vec<f32> = (0..gamma.len())
+            .map(|i| gamma[i] / ((f64::from(var[i]) + eps).sqrt() as f32))
+            .collect();
+        let shift = (0..gamma.len())
+            .map(|i| beta[i] - mean[i] * scale[i])
+            .collect();
+        Self { scale, shift }
     }
 }
 
 simd_dispatch! {
-    fn scale_shift_rows(
-        x: &[f32],
-        out: &mut [MaybeUninit<f32>],
-        scale: &[f32],
-        shift: &[f32],
-        relu: bool,
-    ) {
+    fn scale_shift_rows(x: &[f32], out: &mut [MaybeUninit<f32>], map: &Affine, relu: bool) {
+        let (scale, shift) = (&map.scale[..], &map.shift[..]);
         let c = scale.len();
         for (o, xr) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             for (((o, x), a), b) in o.iter_mut().zip(xr).zip(scale).zip(shift) {
@@ -599,19 +609,24 @@ simd_dispatch! {
     }
 }
 
-/// Per-channel sums over a `[rows, c]` matrix, `ROWS_PER_TASK` rows per task, each task's f32
-/// sums added in f64.
-fn channel_sums(data: &[f32], c: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) -> Vec<f64> {
+/// Per-channel sums over a `[rows, c]` matrix, `ROWS_PER_TASK` rows per task: `f` adds a
+/// task's rows into its `width` f32 accumulators, and the tasks' sums are added in f64.
+fn channel_sums(
+    data: &[f32],
+    c: usize,
+    width: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Vec<f64> {
     use rayon::prelude::*;
     let partial: Vec<Vec<f32>> = data
         .par_chunks(ROWS_PER_TASK * c)
         .map(|rows| {
-            let mut acc = vec![0.0f32; c];
+            let mut acc = vec![0.0f32; width];
             f(rows, &mut acc);
             acc
         })
         .collect();
-    let mut total = vec![0.0f64; c];
+    let mut total = vec![0.0f64; width];
     for p in partial {
         for (t, v) in total.iter_mut().zip(p) {
             *t += f64::from(v);
@@ -622,6 +637,8 @@ fn channel_sums(data: &[f32], c: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) -
 
 /// BatchNorm with the batch's statistics, then ReLU if `relu`, on `[rows, c]`; returns the
 /// output, the per-channel mean and the biased variance (what burn's BatchNorm returns).
+/// Two passes over `y`: both moments at once about the first row (the shifted-data variance,
+/// no cancellation while the reference is a sample of the channel), then the output.
 pub fn bn_relu_train_f32(
     y: &[f32],
     c: usize,
@@ -632,19 +649,23 @@ pub fn bn_relu_train_f32(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     use rayon::prelude::*;
     let n = (y.len() / c) as f64;
-    let sums = channel_sums(y, c, add_rows);
-    let mean: Vec<f32> = sums.iter().map(|s| (s / n) as f32).collect();
-    let sq = channel_sums(y, c, |rows, acc| add_squared_deviations(rows, &mean, acc));
-    let var: Vec<f32> = sq.iter().map(|s| (s / n) as f32).collect();
-    let scale: Vec<f32> = (0..c)
-        .map(|i| gamma[i] / ((f64::from(var[i]) + eps).sqrt() as f32))
+    let reference = &y[..c];
+    let moments = channel_sums(y, c, 2 * c, |rows, acc| {
+        add_shifted_moments(rows, reference, acc)
+    });
+    let (s1, s2) = moments.split_at(c);
+    let mean: Vec<f32> = (0..c)
+        .map(|i| (f64::from(reference[i]) + s1[i] / n) as f32)
         .collect();
-    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    let var: Vec<f32> = (0..c)
+        .map(|i| (s2[i] / n - (s1[i] / n).powi(2)).max(0.0) as f32)
+        .collect();
+    let map = Affine::batch_norm(gamma, beta, &mean, &var, eps);
     let mut out = Vec::with_capacity(y.len());
     out.spare_capacity_mut()[..y.len()]
         .par_chunks_mut(ROWS_PER_TASK * c)
         .zip(y.par_chunks(ROWS_PER_TASK * c))
-        .for_each(|(o, x)| scale_shift_rows(x, o, &scale, &shift, relu));
+        .for_each(|(o, x)| scale_shift_rows(x, o, &map, relu));
     // SAFETY: scale_shift_rows wrote every element of every row.
     unsafe { out.set_len(y.len()) };
     (out, mean, var)
@@ -655,10 +676,10 @@ pub fn bn_relu_train_f32(
 pub struct BnSaved<'a> {
     /// Its input.
     pub y: &'a [f32],
-    /// Its output (the ReLU mask).
-    pub out: &'a [f32],
     /// Scale.
     pub gamma: &'a [f32],
+    /// Shift (with the statistics, the ReLU mask).
+    pub beta: &'a [f32],
     /// Batch mean.
     pub mean: &'a [f32],
     /// Batch (biased) variance.
@@ -673,64 +694,78 @@ simd_dispatch! {
     fn masked_grad_sums(
         dout: &[f32],
         y: &[f32],
-        out: &[f32],
+        map: &Affine,
         mean: &[f32],
         relu: bool,
-        g: &mut [MaybeUninit<f32>],
         sums: &mut [f32],
     ) {
         // sums = [sum of g | sum of g * (y - mean)], g = dout where the output passed the ReLU.
+        // Zipped, not indexed, and the mask without branches: the loop vectorises.
         let c = mean.len();
         let (sum_g, sum_gy) = sums.split_at_mut(c);
-        let rows = dout.chunks_exact(c).zip(y.chunks_exact(c)).zip(out.chunks_exact(c));
-        for (((d, yr), o), gr) in rows.zip(g.chunks_exact_mut(c)) {
-            for i in 0..c {
-                let gi = if relu && o[i] <= 0.0 { 0.0 } else { d[i] };
-                gr[i].write(gi);
-                sum_g[i] += gi;
-                sum_gy[i] += gi * (yr[i] - mean[i]);
+        for (d, yr) in dout.chunks_exact(c).zip(y.chunks_exact(c)) {
+            let per_channel = map.scale.iter().zip(&map.shift).zip(mean);
+            let acc = sum_g.iter_mut().zip(sum_gy.iter_mut());
+            for (((d, y), ((a, b), m)), (sg, sgy)) in d.iter().zip(yr).zip(per_channel).zip(acc) {
+                let g = if (y * a + b > 0.0) | !relu { *d } else { 0.0 };
+                *sg += g;
+                *sgy += g * (y - m);
             }
         }
     }
+}
+
+/// The input gradient's per-channel coefficients: `dx = a g + b y + k`.
+struct InputGrad {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    k: Vec<f32>,
 }
 
 simd_dispatch! {
-    fn affine2_rows(g: &mut [f32], y: &[f32], a: &[f32], b: &[f32], k: &[f32]) {
-        // In place: g <- a * g + b * y + k.
-        let c = a.len();
-        for (gr, yr) in g.chunks_exact_mut(c).zip(y.chunks_exact(c)) {
-            for i in 0..c {
-                gr[i] = a[i] * gr[i] + b[i] * yr[i] + k[i];
+    fn input_grad_rows(
+        dout: &[f32],
+        y: &[f32],
+        map: &Affine,
+        relu: bool,
+        coef: &InputGrad,
+        dx: &mut [MaybeUninit<f32>],
+    ) {
+        let c = coef.a.len();
+        let rows = dout.chunks_exact(c).zip(y.chunks_exact(c));
+        for ((d, yr), xr) in rows.zip(dx.chunks_exact_mut(c)) {
+            let mask = map.scale.iter().zip(&map.shift);
+            let per_channel = mask.zip(coef.a.iter().zip(&coef.b).zip(&coef.k));
+            for (((d, y), x), ((sa, sb), ((a, b), k))) in d.iter().zip(yr).zip(xr).zip(per_channel) {
+                let g = if (y * sa + sb > 0.0) | !relu { *d } else { 0.0 };
+                x.write(a * g + b * y + k);
             }
         }
     }
 }
 
-/// Gradients of [`bn_relu_train_f32`]: input, gamma and beta.
+/// Gradients of [`bn_relu_train_f32`]: input, gamma and beta. Two passes, both reading only
+/// `dout` and `y` (the ReLU mask is recomputed from `y`): the sums, then the input gradient.
 pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     use rayon::prelude::*;
     let c = s.gamma.len();
     let n = (s.y.len() / c) as f64;
+    let map = Affine::batch_norm(s.gamma, s.beta, s.mean, s.var, s.eps);
     let inv_std: Vec<f64> = s
         .var
         .iter()
         .map(|v| 1.0 / (f64::from(*v) + s.eps).sqrt())
         .collect();
     let step = ROWS_PER_TASK * c;
-    let mut g = Vec::with_capacity(s.y.len());
-    let partial: Vec<Vec<f32>> = g.spare_capacity_mut()[..s.y.len()]
-        .par_chunks_mut(step)
-        .enumerate()
-        .map(|(t, gc)| {
-            let r = t * step..t * step + gc.len();
+    let partial: Vec<Vec<f32>> = dout
+        .par_chunks(step)
+        .zip(s.y.par_chunks(step))
+        .map(|(d, y)| {
             let mut sums = vec![0.0f32; 2 * c];
-            let (d, y, o) = (&dout[r.clone()], &s.y[r.clone()], &s.out[r]);
-            masked_grad_sums(d, y, o, s.mean, s.relu, gc, &mut sums);
+            masked_grad_sums(d, y, &map, s.mean, s.relu, &mut sums);
             sums
         })
         .collect();
-    // SAFETY: masked_grad_sums wrote every element of every row.
-    unsafe { g.set_len(s.y.len()) };
     let mut sums = vec![0.0f64; 2 * c];
     for p in partial {
         for (t, v) in sums.iter_mut().zip(p) {
@@ -739,23 +774,31 @@ pub fn bn_relu_backward_f32(s: &BnSaved, dout: &[f32]) -> (Vec<f32>, Vec<f32>, V
     }
     // dx = gamma inv_std (g - mean(g) - xhat mean(g xhat)), xhat = (y - mean) inv_std,
     // rearranged as a g + b y + k per channel.
-    let (mut a, mut b, mut k) = (vec![0.0f32; c], vec![0.0f32; c], vec![0.0f32; c]);
+    let mut coef = InputGrad {
+        a: vec![0.0; c],
+        b: vec![0.0; c],
+        k: vec![0.0; c],
+    };
     let mut dgamma = vec![0.0f32; c];
     for i in 0..c {
         let (sum_g, sum_gy) = (sums[i], sums[c + i]);
         let ai = f64::from(s.gamma[i]) * inv_std[i];
         let mean_gx = sum_gy * inv_std[i] / n;
         let bi = -ai * inv_std[i] * mean_gx;
-        a[i] = ai as f32;
-        b[i] = bi as f32;
-        k[i] = (-ai * sum_g / n - bi * f64::from(s.mean[i])) as f32;
+        coef.a[i] = ai as f32;
+        coef.b[i] = bi as f32;
+        coef.k[i] = (-ai * sum_g / n - bi * f64::from(s.mean[i])) as f32;
         dgamma[i] = (sum_gy * inv_std[i]) as f32;
     }
-    g.par_chunks_mut(step)
-        .zip(s.y.par_chunks(step))
-        .for_each(|(gc, yc)| affine2_rows(gc, yc, &a, &b, &k));
+    let mut dx = Vec::with_capacity(s.y.len());
+    dx.spare_capacity_mut()[..s.y.len()]
+        .par_chunks_mut(step)
+        .zip(dout.par_chunks(step).zip(s.y.par_chunks(step)))
+        .for_each(|(x, (d, y))| input_grad_rows(d, y, &map, s.relu, &coef, x));
+    // SAFETY: input_grad_rows wrote every element of every row.
+    unsafe { dx.set_len(s.y.len()) };
     let dbeta = sums[..c].iter().map(|v| *v as f32).collect();
-    (g, dgamma, dbeta)
+    (dx, dgamma, dbeta)
 }
 
 /// The 3x3/2 ceil-mode max pool of `[batch * side * side, channels]` activations.

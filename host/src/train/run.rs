@@ -80,6 +80,7 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<(SqueezeNet, TrainState, Option<TrainResult>)> {
     cfg.validate()?;
+    super::memory::keep_freed_memory();
     for split in [train_split, val_split, test_split] {
         check_split(cfg, split)?;
     }
