@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod cpu_conv;
 pub mod cpu_ops;
 pub mod device;
+pub mod dropout;
 pub mod memory;
 pub mod model;
 pub mod nhwc;

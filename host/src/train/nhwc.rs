@@ -169,7 +169,7 @@ pub fn forward(net: &SqueezeNet, input: Tensor<4>) -> Tensor<2> {
     let dropped = a.with(
         a.parts
             .iter()
-            .map(|p| net.dropout.forward(p.clone()))
+            .map(|p| super::dropout::dropout(&net.dropout, p.clone()))
             .collect(),
     );
     let y = relu(conv(&net.classifier, &dropped));
