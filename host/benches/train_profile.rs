@@ -24,6 +24,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use host::train::adamw::FusedAdamW;
 use host::train::cpu_ops;
 use host::train::model::{SqueezeNet, SqueezeNetConfig, pool_out};
 use host::train::nhwc;
@@ -237,7 +238,15 @@ impl Profiler {
 /// The whole step and the optimiser step alone, as `host train` runs them.
 fn whole_step(p: &Profiler, cfg: &SqueezeNetConfig) -> (f64, f64) {
     let mut model = SqueezeNet::new(cfg, &p.device);
-    let mut optim = AdamWConfig::new().with_weight_decay(0.02).init();
+    // burn's AdamW before, ours (the same arithmetic in one pass) after.
+    let mut optim = if p.nhwc {
+        FusedAdamW::init(0.02, 1e-8)
+    } else {
+        AdamWConfig::new()
+            .with_weight_decay(0.02)
+            .with_epsilon(1e-8)
+            .init()
+    };
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing(Some(0.1))
         .init(&p.device);

@@ -18,9 +18,10 @@ use std::io::Write;
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use host::data::{CLASSES, PIXELS, SIDE};
+use host::train::adamw::FusedAdamW;
 use host::train::model::{SqueezeNet, SqueezeNetConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -113,10 +114,7 @@ fn main() {
     let cfg = SqueezeNetConfig::fashion_mnist();
     let mut model = SqueezeNet::new(&cfg, &device);
     let params = model.trainable_params();
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(WEIGHT_DECAY)
-        .with_epsilon(1e-8)
-        .init();
+    let mut optim = FusedAdamW::init(WEIGHT_DECAY, 1e-8);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing(Some(LABEL_SMOOTHING))
         .init(&device);

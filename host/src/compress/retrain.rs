@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -77,10 +77,7 @@ pub(crate) type EpochHook<'h> =
     dyn FnMut(&SqueezeNet, &ModuleOptimizer, usize, usize) -> Result<()> + 'h;
 
 pub(crate) fn fresh_optimizer(cfg: &FinetuneConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
-        .with_epsilon(1e-8)
-        .init()
+    crate::train::adamw::FusedAdamW::init(cfg.weight_decay as f32, 1e-8)
 }
 
 /// Trains `net` for `epochs` keeping `constraint`; returns the network.

@@ -12,6 +12,7 @@
 //! `metrics.json`, `curves.png`, `confusion.png` and, at the end, `result.json` with the one test
 //! evaluation.
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod cpu_conv;
 pub mod cpu_ops;

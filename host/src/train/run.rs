@@ -7,9 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{
-    AdamConfig, AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer,
-};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -27,10 +25,7 @@ use crate::store::{save_weights, write_atomic};
 
 fn new_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     match cfg.optimizer {
-        OptimizerKind::Adamw => AdamWConfig::new()
-            .with_weight_decay(cfg.weight_decay as f32)
-            .with_epsilon(1e-8)
-            .init(),
+        OptimizerKind::Adamw => super::adamw::FusedAdamW::init(cfg.weight_decay as f32, 1e-8),
         OptimizerKind::Adam => {
             let mut c = AdamConfig::new().with_epsilon(1e-7);
             if cfg.weight_decay > 0.0 {
