@@ -61,8 +61,34 @@ impl<'a> View<'a> {
     }
 }
 
+/// Rows per piece when a product is split over threads, and at most this many pieces: a
+/// fixed split (a function of the shape, not of the thread count), so every row is summed the
+/// same way on any machine.
+const MIN_ROWS_PER_PIECE: usize = 128;
+const MAX_PIECES: usize = 8;
+
+/// A destination pointer handed to the threads that write disjoint row ranges of it.
+#[derive(Clone, Copy)]
+struct Dst(*mut f32);
+// SAFETY: each piece writes only its own rows.
+unsafe impl Send for Dst {}
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    /// The pointer `offset` elements on (a method, so closures capture the whole `Dst`).
+    ///
+    /// # Safety
+    /// As for `pointer::add`.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// `dst = lhs * rhs`, or `dst += lhs * rhs` when `accumulate`: `dst` row-major `[m, n]`, the
-/// contraction `k` long. `threads`: split the product over rayon's threads.
+/// contraction `k` long. `threads`: split the rows into pieces, one single-threaded gemm each,
+/// all in one parallel region (gemm's own threading opens one per block of the product, and
+/// waking the threads that often cost more than the short products it splits).
 ///
 /// # Safety
 /// `dst` must be valid for writes of `m * n` elements (and initialised when `accumulate`).
@@ -78,13 +104,43 @@ unsafe fn product(
         lhs.covers(m, k) && rhs.covers(k, n),
         "product operands too short"
     );
-    let parallelism = if threads {
-        gemm::Parallelism::Rayon(0)
+    let pieces = if threads {
+        (m / MIN_ROWS_PER_PIECE).clamp(1, MAX_PIECES)
     } else {
-        gemm::Parallelism::None
+        1
     };
+    let rows = m.div_ceil(pieces);
+    let dst = Dst(dst);
+    let piece = |i: usize| {
+        let (r0, r1) = (i * rows, ((i + 1) * rows).min(m));
+        let lhs = View {
+            data: &lhs.data[r0 * lhs.rs..],
+            ..lhs
+        };
+        // SAFETY: rows r0..r1 of `dst` lie inside the caller's `m * n` elements, and the
+        // operands cover them (checked above for all `m` rows).
+        unsafe { gemm_one_thread(dst.at(r0 * n), [r1 - r0, n, k], lhs, rhs, accumulate) }
+    };
+    if pieces == 1 {
+        piece(0);
+    } else {
+        (0..pieces).into_par_iter().for_each(piece);
+    }
+}
+
+/// One gemm call on the calling thread; see [`product`].
+///
+/// # Safety
+/// As for [`product`], with the operands covering their index ranges.
+unsafe fn gemm_one_thread(
+    dst: *mut f32,
+    [m, n, k]: [usize; 3],
+    lhs: View,
+    rhs: View,
+    accumulate: bool,
+) {
     let i = |v: usize| v as isize;
-    // SAFETY: both operands were checked to cover their index ranges; `dst` is the caller's.
+    // SAFETY: the caller's.
     unsafe {
         gemm::gemm(
             m,
@@ -105,7 +161,7 @@ unsafe fn product(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }
