@@ -72,6 +72,7 @@ const MAX_PIECES: usize = 8;
 struct Dst(*mut f32);
 // SAFETY: each piece writes only its own rows.
 unsafe impl Send for Dst {}
+// SAFETY: as for Send: shared only to hand each piece its disjoint rows.
 unsafe impl Sync for Dst {}
 
 impl Dst {
