@@ -25,9 +25,9 @@ use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use host::train::adamw::FusedAdamW;
-use host::train::cpu_ops;
 use host::train::model::{SqueezeNet, SqueezeNetConfig, pool_out};
 use host::train::nhwc;
+use host::train::{cpu_conv, cpu_ops};
 
 /// One convolution of the network: input channels, output channels, kernel, input side.
 #[derive(Clone, Copy)]
@@ -144,13 +144,7 @@ impl Profiler {
                 } else {
                     x2.clone()
                 };
-                let cols = if c.k == 1 {
-                    x
-                } else {
-                    cpu_ops::im2col(x, b, s, c.k)
-                };
-                let wm = w.permute([2, 3, 1, 0]).reshape([c.k * c.k * c.cin, c.cout]);
-                cols.matmul(wm).reshape([b, s, s, c.cout])
+                cpu_conv::conv(&[x], w, b, s).reshape([b, s, s, c.cout])
             } else {
                 let x = if x_grad {
                     x4.clone().require_grad()

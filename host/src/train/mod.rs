@@ -1,7 +1,9 @@
 //! Training: the SqueezeNet family in burn ([`model`]), the recipes ([`recipe`]: the seed
 //! notebook's preset and our default), the training loop ([`run`]), its run directory and
 //! checkpoints ([`checkpoint`]), its reports ([`report`]), and the paper's design-space sweep
-//! ([`sweep`]).
+//! ([`sweep`]). On the CPU the network trains channels-last ([`nhwc`]) with ops of our own
+//! ([`cpu_conv`], [`cpu_ops`], [`dropout`]), AdamW fused ([`adamw`]) and freed buffers kept
+//! for reuse ([`memory`]); GPUs are picked in [`device`].
 //!
 //! Determinism: all randomness of epoch `e` (shuffle, augmentation, dropout) is drawn from
 //! generators seeded by `(seed, e)`, so a run resumed from the checkpoint after epoch `e` replays

@@ -6,7 +6,8 @@
 //! batch and a 3x3 convolution is one product over its im2col matrix. burn's NCHW convolution
 //! runs one small product per image instead (9 output pixels in the last stage), far from what
 //! the CPU can do; here each product is tall and the backward passes are products too. The ops
-//! burn lacks for this layout are in [`super::cpu_ops`].
+//! burn lacks for this layout are in [`super::cpu_conv`] (the convolution) and
+//! [`super::cpu_ops`] (BatchNorm+ReLU, im2col, the max pool), dropout in [`super::dropout`].
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
