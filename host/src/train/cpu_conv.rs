@@ -6,9 +6,10 @@
 //! of it per block, one product per block, a sum of the products and, for 3x3, an im2col node;
 //! every product's output is zero-filled and then copied into an aligned buffer before the
 //! product writes it, all on the calling thread. Here each product writes straight into a new,
-//! unfilled buffer, the blocks' products accumulate in place, and the backward pass is three
-//! products (input gradient, weight gradient split over row ranges so both cores work on short
-//! wide products) with nothing in between.
+//! unfilled buffer, the blocks' products accumulate in place, and the backward pass is two
+//! products per block (the input gradient; the weight gradient, split over row ranges so both
+//! cores work on its short wide products) with nothing in between. Every product is split into
+//! fixed row pieces run in one parallel region.
 //!
 //! Reference twin: the tests check values and gradients against the same convolution composed
 //! of burn's own ops (permute, slice, matmul, add), the path `nhwc` took before this op.
